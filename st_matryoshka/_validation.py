@@ -1,0 +1,34 @@
+"""Argument checks shared by modules, losses and the CLI; each error names the argument and its value."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+def check_dims(dims: Sequence[int], name: str = "matryoshka_dims", max_dim: int | None = None) -> list[int]:
+    """Return ``dims`` as a list after checking they are positive ints in strictly descending order.
+
+    Args:
+        dims: The dimensions.
+        name: Argument name used in the error message.
+        max_dim: The model's width; a larger dim is an error.
+    """
+    dims = list(dims)
+    if not dims:
+        raise ValueError(f"{name} must be a non-empty list of positive ints, got {dims!r}")
+    if any(not isinstance(d, int) or isinstance(d, bool) or d <= 0 for d in dims):
+        raise ValueError(f"{name} must be positive ints, got {dims!r}")
+    if any(a <= b for a, b in zip(dims, dims[1:])):
+        raise ValueError(f"{name} must be strictly descending, got {dims!r}")
+    if max_dim is not None and dims[0] > max_dim:
+        raise ValueError(f"{name} must not exceed the model's embedding width {max_dim}, got {dims!r}")
+    return dims
+
+
+def parse_dims(text: str, name: str = "--dims") -> list[int]:
+    """Parse ``"192,96,48"`` into ``[192, 96, 48]``, with an error naming ``name`` on anything else."""
+    try:
+        dims = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ValueError(f"{name} must be a comma-separated list of ints, got {text!r}") from None
+    return check_dims(dims, name=name)

@@ -1,0 +1,123 @@
+"""On-disk cache of frozen-backbone embeddings, keyed by the backbone's identity and the text."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+logger = logging.getLogger(__name__)
+
+CACHE_ENV = "ST_MATRYOSHKA_CACHE"
+"""Environment variable naming the cache folder; default ``~/.cache/st_matryoshka``."""
+
+
+def default_cache_dir() -> str:
+    return os.environ.get(CACHE_ENV) or os.path.join(os.path.expanduser("~"), ".cache", "st_matryoshka")
+
+
+def model_fingerprint(model: torch.nn.Module) -> str:
+    """A hash of the model's module classes, configurations and every parameter and buffer.
+
+    Two models that compute the same function from the same weights get the same fingerprint, whatever their path,
+    so a trained adaptor model reuses the backbone embeddings cached for its base model.
+    """
+    digest = hashlib.sha256()
+    for module in model.children():
+        digest.update(f"{type(module).__module__}.{type(module).__qualname__}".encode())
+        config: dict[str, Any] = {}
+        if hasattr(module, "get_config_dict"):
+            config = module.get_config_dict()
+        digest.update(json.dumps(config, sort_keys=True, default=str).encode())
+    digest.update(str(getattr(model, "max_seq_length", "")).encode())
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:32]
+
+
+def text_key(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class EmbeddingCache:
+    """Backbone embeddings on disk: each text is encoded once per backbone, ever.
+
+    The folder ``<cache_dir>/<fingerprint>/`` holds shards (``.npz`` with a ``keys`` array of SHA-256 text hashes and
+    a ``vectors`` array), each written to a temporary file and renamed into place, so an interrupted run never
+    leaves a half-written shard.
+
+    Args:
+        backbone: The frozen part of the model (everything before the adaptor), a SentenceTransformer.
+        cache_dir: Root folder; ``None`` uses ``$ST_MATRYOSHKA_CACHE`` or ``~/.cache/st_matryoshka``.
+        batch_size: Encoding batch size.
+
+    Example:
+        ::
+
+            from st_matryoshka.cache import EmbeddingCache
+
+            cache = EmbeddingCache(backbone)  # backbone = SentenceTransformer(modules=[transformer, pooling])
+            vectors = cache.encode(["a text", "another"])  # encodes once, later calls read the disk
+    """
+
+    def __init__(self, backbone: Any, cache_dir: str | None = None, batch_size: int = 32) -> None:
+        self.backbone = backbone
+        self.fingerprint = model_fingerprint(backbone)
+        self.folder = os.path.join(cache_dir or default_cache_dir(), self.fingerprint)
+        self.batch_size = batch_size
+
+    def _load(self) -> dict[str, np.ndarray]:
+        stored: dict[str, np.ndarray] = {}
+        if not os.path.isdir(self.folder):
+            return stored
+        for name in sorted(os.listdir(self.folder)):
+            if not name.endswith(".npz"):
+                continue
+            with np.load(os.path.join(self.folder, name), allow_pickle=False) as shard:
+                stored.update(zip(shard["keys"].tolist(), shard["vectors"]))
+        return stored
+
+    def encode(self, texts: Sequence[str], show_progress_bar: bool = True, **encode_kwargs: Any) -> np.ndarray:
+        """Return the backbone embeddings of ``texts`` (float32, in order), encoding only uncached texts.
+
+        Args:
+            texts: Texts to embed.
+            show_progress_bar: Show ST's progress bar while encoding uncached texts.
+            **encode_kwargs: Passed to ``SentenceTransformer.encode``, e.g. ``device=["cuda:0", "cuda:1"]`` for
+                multi-process encoding of a large corpus.
+        """
+        keys = [text_key(t) for t in texts]
+        stored = self._load()
+        missing: dict[str, str] = {}
+        for key, text in zip(keys, texts):
+            if key not in stored:
+                missing.setdefault(key, text)
+        if missing:
+            logger.info(
+                f"Encoding {len(missing)} uncached texts with the backbone ({len(texts) - len(missing)} cached)"
+            )
+            vectors = self.backbone.encode(
+                list(missing.values()),
+                batch_size=self.batch_size,
+                convert_to_numpy=True,
+                show_progress_bar=show_progress_bar,
+                **encode_kwargs,
+            ).astype(np.float32)
+            if not np.isfinite(vectors).all():
+                raise ValueError("the backbone produced NaN or inf embeddings; nothing was cached")
+            os.makedirs(self.folder, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.folder, suffix=".tmp")
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, keys=np.array(list(missing)), vectors=vectors)
+            os.replace(tmp, os.path.join(self.folder, f"shard-{uuid.uuid4().hex}.npz"))
+            stored.update(zip(missing, vectors))
+        return np.stack([stored[k] for k in keys]).astype(np.float32, copy=False)

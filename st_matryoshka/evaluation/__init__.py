@@ -1,0 +1,6 @@
+from __future__ import annotations
+
+from st_matryoshka.evaluation.neighbour_overlap import NeighbourOverlapEvaluator
+from st_matryoshka.evaluation.retrieval import dim_evaluators, evaluate_per_dim, matryoshka_evaluator
+
+__all__ = ["NeighbourOverlapEvaluator", "dim_evaluators", "evaluate_per_dim", "matryoshka_evaluator"]

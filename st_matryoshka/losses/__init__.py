@@ -1,0 +1,6 @@
+from __future__ import annotations
+
+from st_matryoshka.losses.matryoshka_rank import MatryoshkaRankLoss
+from st_matryoshka.losses.matryoshka_unsupervised import MatryoshkaUnsupervisedLoss
+
+__all__ = ["MatryoshkaRankLoss", "MatryoshkaUnsupervisedLoss"]

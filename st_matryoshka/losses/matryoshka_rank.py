@@ -1,0 +1,143 @@
+"""Supervised ranking loss across Matryoshka prefixes (SMEC eq. 8), joined with the unsupervised terms."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from st_matryoshka._validation import check_dims
+from st_matryoshka.losses.matryoshka_unsupervised import MatryoshkaUnsupervisedLoss
+
+
+def rank_loss(query: torch.Tensor, docs: torch.Tensor, relevance: torch.Tensor, dims: Sequence[int]) -> torch.Tensor:
+    """Eq. 8 of SMEC: ``Σ_m Σ_{j,k: y_ij > y_ik} (y_ij − y_ik) · log(1 + exp(s_ik[:m] − s_ij[:m]))``.
+
+    The sum over pairs is divided by the total weight ``Σ (y_ij − y_ik)`` so the scale does not depend on the batch
+    size; it is summed over ``dims``.
+
+    Args:
+        query: ``(B, D)`` query embeddings.
+        docs: ``(N, D)`` candidate documents.
+        relevance: ``(B, N)`` graded relevance of each document to each query (0 = not relevant).
+        dims: Prefix sizes.
+    """
+    rows, cols = (relevance > 0).nonzero(as_tuple=True)
+    if rows.numel() == 0:
+        return query.new_zeros(())
+    weight = (relevance[rows, cols].unsqueeze(1) - relevance[rows]).clamp(min=0)
+    total = query.new_zeros(())
+    for dim in dims:
+        s = F.normalize(query[:, :dim], dim=-1) @ F.normalize(docs[:, :dim], dim=-1).T
+        margin = s[rows] - s[rows, cols].unsqueeze(1)
+        total = total + (weight * F.softplus(margin)).sum() / weight.sum().clamp(min=1e-12)
+    return total
+
+
+class MatryoshkaRankLoss(nn.Module):
+    """Ranking loss over every prefix, plus the unsupervised Matryoshka terms (SMEC eq. 9).
+
+    Each row holds a query, ``n`` documents and a label list of their ``n`` graded relevances (0 for negatives).
+    Every query is ranked against all documents of the batch: its own documents carry their labels, other rows'
+    documents count as non-relevant, except copies of its own relevant documents (same backbone embedding),
+    which inherit the label. The total is ``L_rank + α · L_unsup``, where ``L_unsup`` is
+    :class:`MatryoshkaUnsupervisedLoss` over all texts of the batch; terms are returned separately.
+
+    Args:
+        model: A SentenceTransformer whose pipeline contains a :class:`~st_matryoshka.models.MatryoshkaAdaptor`.
+        matryoshka_dims: Prefix sizes, strictly descending; include the full width to keep it intact.
+        unsupervised_weight: α; ``0`` trains on the ranking loss alone.
+        top_k: Neighbours per item for the unsupervised ``L_topk`` term.
+
+    References:
+        Zhang et al., "SMEC: Rethinking Matryoshka Representation Learning for Retrieval Embedding Compression",
+        https://arxiv.org/abs/2510.12474 (eq. 8, 9); Yoon et al. 2024, https://arxiv.org/abs/2407.20243
+
+    Inputs:
+        +-----------------------------------+------------------------------+
+        | Texts                             | Labels                       |
+        +===================================+==============================+
+        | (query, doc_1, ..., doc_n)        | list of n relevance grades   |
+        +-----------------------------------+------------------------------+
+
+    Example:
+        ::
+
+            import numpy as np, torch
+            from sentence_transformers import SentenceTransformer
+            from st_matryoshka.losses import MatryoshkaRankLoss
+            from st_matryoshka.models import CachedEmbeddings, MatryoshkaAdaptor
+
+            vectors = np.random.default_rng(0).normal(size=(4, 8)).astype("float32")
+            model = SentenceTransformer(
+                modules=[CachedEmbeddings(["q1", "q2", "d1", "d2"], vectors), MatryoshkaAdaptor(8)], device="cpu"
+            )
+            loss = MatryoshkaRankLoss(model, matryoshka_dims=[8, 4])
+            columns = [model.preprocess(["q1", "q2"]), model.preprocess(["d1", "d2"])]
+            print(sorted(loss(columns, torch.tensor([[1.0], [1.0]]))))
+            # => ['pair', 'rank', 'reconstruction', 'topk']
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        matryoshka_dims: Sequence[int],
+        unsupervised_weight: float = 1.0,
+        top_k: int = 10,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.matryoshka_dims = check_dims(matryoshka_dims)
+        if unsupervised_weight < 0:
+            raise ValueError(f"unsupervised_weight must be >= 0, got {unsupervised_weight!r}")
+        self.unsupervised_weight = unsupervised_weight
+        self.top_k = top_k
+        self.unsupervised = MatryoshkaUnsupervisedLoss(model, self.matryoshka_dims, top_k=top_k)
+
+    def forward(self, sentence_features: Iterable[dict[str, Any]], labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        columns = list(sentence_features)
+        if len(columns) < 2:
+            raise ValueError(f"{type(self).__name__} needs a query column and at least one document column")
+        adapted, reference = self.unsupervised.embed(columns)
+        batch = adapted.shape[0] // len(columns)
+        n_docs = len(columns) - 1
+        labels = labels.to(adapted.dtype).reshape(batch, -1)
+        if labels.shape[1] != n_docs:
+            raise ValueError(f"labels must hold {n_docs} relevance grades per row, got shape {tuple(labels.shape)}")
+        query, docs = adapted[:batch], adapted[batch:]
+        # Document columns are stacked column-major: doc c of row r sits at c * batch + r.
+        device = adapted.device
+        relevance = torch.zeros(batch, docs.shape[0], dtype=adapted.dtype, device=device)
+        row = torch.arange(batch, device=device).unsqueeze(1)
+        relevance[row, torch.arange(n_docs, device=device) * batch + row] = labels
+        # A copy of a relevant document elsewhere in the batch (same backbone embedding) inherits its grade.
+        text_id = torch.unique(reference[batch:], dim=0, return_inverse=True)[1]
+        rows, cols = (relevance > 0).nonzero(as_tuple=True)
+        copies = (text_id[cols].unsqueeze(1) == text_id.unsqueeze(0)).to(adapted.dtype) * relevance[rows, cols, None]
+        relevance = relevance.index_reduce(0, rows, copies, "amax")
+        terms = {"rank": rank_loss(query, docs, relevance, self.matryoshka_dims)}
+        if self.unsupervised_weight > 0:
+            unsup = self.unsupervised.terms(adapted, reference)
+            terms.update({name: self.unsupervised_weight * value for name, value in unsup.items()})
+        return terms
+
+    def get_config_dict(self) -> dict[str, Any]:
+        return {
+            "matryoshka_dims": self.matryoshka_dims,
+            "unsupervised_weight": self.unsupervised_weight,
+            "top_k": self.top_k,
+        }
+
+    @property
+    def citation(self) -> str:
+        return """
+@article{zhang2025smec,
+    title={SMEC: Rethinking Matryoshka Representation Learning for Retrieval Embedding Compression},
+    author={Zhang, Biao and Chen, Lixin and Liu, Tong and Zheng, Bo},
+    journal={arXiv preprint arXiv:2510.12474},
+    year={2025}
+}
+"""

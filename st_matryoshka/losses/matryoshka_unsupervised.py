@@ -1,0 +1,156 @@
+"""Unsupervised Matryoshka-Adaptor loss: pairwise, top-k and reconstruction terms over prefixes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from st_matryoshka._validation import check_dims
+from st_matryoshka.models.matryoshka_adaptor import REFERENCE_KEY
+
+
+def similarity_preservation_terms(
+    embeddings: torch.Tensor,
+    reference: torch.Tensor,
+    matryoshka_dims: Sequence[int],
+    top_k: int,
+    memory: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return ``(L_pair, L_topk)`` summed over ``matryoshka_dims``.
+
+    ``L_pair`` is the mean absolute difference between the cosine similarity of every pair of prefixes
+    ``ê_i[:m], ê_j[:m]`` and that of the full reference embeddings ``e_i, e_j``; ``L_topk`` is the same restricted
+    to each item's ``top_k`` most similar items under the reference.
+    """
+    ref = F.normalize(reference, dim=-1)
+    target = ref @ ref.T
+    n = target.shape[0]
+    off_diag = ~torch.eye(n, dtype=torch.bool, device=target.device)
+    k = min(top_k, n - 1)
+    neighbours = target.masked_fill(~off_diag, float("-inf")).topk(k, dim=1).indices if k > 0 else None
+    pair = embeddings.new_zeros(())
+    topk = embeddings.new_zeros(())
+    for dim in matryoshka_dims:
+        prefix = F.normalize(embeddings[:, :dim], dim=-1)
+        diff = (prefix @ prefix.T - target).abs()
+        pair = pair + diff[off_diag].mean()
+        if neighbours is not None:
+            topk = topk + diff.gather(1, neighbours).mean()
+    return pair, topk
+
+
+class MatryoshkaUnsupervisedLoss(nn.Module):
+    """Keeps the similarities of every prefix ``ê[:m]`` close to those of the original embedding ``e``.
+
+    ``L = L_pair + α · L_topk + β · L_rec`` where, over all pairs ``(i, j)`` of the batch (all columns together),
+    ``L_pair`` averages ``|cos(ê_i[:m], ê_j[:m]) − cos(e_i, e_j)|``, ``L_topk`` does the same over each item's
+    ``top_k`` nearest neighbours under ``e``, both summed over ``matryoshka_dims``, and ``L_rec`` is the mean
+    squared distance ``‖ê − e‖²`` that keeps the adapted embedding near the original. Here ``e`` is the
+    adaptor's own (normalised, rotated) input, which it exposes in training under
+    :data:`~st_matryoshka.models.matryoshka_adaptor.REFERENCE_KEY`; rotation and normalisation leave cosine
+    similarities unchanged, so the targets are those of the backbone.
+
+    Args:
+        model: A SentenceTransformer whose pipeline contains a
+            :class:`~st_matryoshka.models.MatryoshkaAdaptor`.
+        matryoshka_dims: Prefix sizes, strictly descending; include the full width to keep it intact.
+        top_k: Neighbours per item for ``L_topk``.
+        topk_weight: α, the weight of ``L_topk``.
+        reconstruction_weight: β, the weight of ``L_rec``.
+
+    References:
+        Yoon et al., "Matryoshka-Adaptor: Unsupervised and Supervised Tuning for Smaller Embedding Dimensions",
+        EMNLP 2024, https://arxiv.org/abs/2407.20243
+
+    Inputs:
+        +---------------------------+--------+
+        | Texts                     | Labels |
+        +===========================+========+
+        | (text) in one column      | none   |
+        +---------------------------+--------+
+
+    Example:
+        ::
+
+            import numpy as np, torch
+            from sentence_transformers import SentenceTransformer
+            from st_matryoshka.losses import MatryoshkaUnsupervisedLoss
+            from st_matryoshka.models import CachedEmbeddings, MatryoshkaAdaptor
+
+            vectors = np.random.default_rng(0).normal(size=(4, 8)).astype("float32")
+            model = SentenceTransformer(
+                modules=[CachedEmbeddings(list("abcd"), vectors), MatryoshkaAdaptor(8)], device="cpu"
+            )
+            loss = MatryoshkaUnsupervisedLoss(model, matryoshka_dims=[8, 4, 2], top_k=2)
+            features = model.preprocess(list("abcd"))
+            print(sorted(loss([features], None)))
+            # => ['pair', 'reconstruction', 'topk']
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        matryoshka_dims: Sequence[int],
+        top_k: int = 10,
+        topk_weight: float = 1.0,
+        reconstruction_weight: float = 1.0,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.matryoshka_dims = check_dims(matryoshka_dims)
+        if not isinstance(top_k, int) or top_k < 1:
+            raise ValueError(f"top_k must be a positive int, got {top_k!r}")
+        for name, value in (("topk_weight", topk_weight), ("reconstruction_weight", reconstruction_weight)):
+            if value < 0:
+                raise ValueError(f"{name} must be >= 0, got {value!r}")
+        self.top_k = top_k
+        self.topk_weight = topk_weight
+        self.reconstruction_weight = reconstruction_weight
+
+    def embed(self, sentence_features: Iterable[dict[str, Any]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Run the model on each column and return ``(adapted, reference)`` embeddings, columns concatenated."""
+        adapted, reference = [], []
+        for features in sentence_features:
+            out = self.model(features)
+            if REFERENCE_KEY not in out:
+                raise ValueError(
+                    f"{type(self).__name__} needs a model with a MatryoshkaAdaptor in training mode: the features "
+                    f"have no {REFERENCE_KEY!r}"
+                )
+            adapted.append(out["sentence_embedding"])
+            reference.append(out[REFERENCE_KEY])
+        return torch.cat(adapted), torch.cat(reference)
+
+    def terms(self, adapted: torch.Tensor, reference: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The weighted loss terms for already computed adapted and reference embeddings."""
+        pair, topk = similarity_preservation_terms(adapted, reference, self.matryoshka_dims, self.top_k)
+        rec = (adapted - reference).pow(2).sum(dim=-1).mean()
+        return {"pair": pair, "topk": self.topk_weight * topk, "reconstruction": self.reconstruction_weight * rec}
+
+    def forward(
+        self, sentence_features: Iterable[dict[str, Any]], labels: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        return self.terms(*self.embed(sentence_features))
+
+    def get_config_dict(self) -> dict[str, Any]:
+        return {
+            "matryoshka_dims": self.matryoshka_dims,
+            "top_k": self.top_k,
+            "topk_weight": self.topk_weight,
+            "reconstruction_weight": self.reconstruction_weight,
+        }
+
+    @property
+    def citation(self) -> str:
+        return """
+@inproceedings{yoon2024matryoshka,
+    title={Matryoshka-Adaptor: Unsupervised and Supervised Tuning for Smaller Embedding Dimensions},
+    author={Yoon, Jinsung and Sinha, Rajarishi and Arik, Sercan O and Pfister, Tomas},
+    booktitle={Proceedings of the 2024 Conference on Empirical Methods in Natural Language Processing},
+    year={2024}
+}
+"""

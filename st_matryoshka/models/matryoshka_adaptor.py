@@ -1,0 +1,133 @@
+"""Residual Matryoshka-Adaptor module (Yoon et al. 2024)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from st_matryoshka.models.base import StMatryoshkaModule
+
+REFERENCE_KEY = "st_matryoshka.reference_embedding"
+"""Features key holding the adaptor's (rotated, normalised) input during training; losses compare against it."""
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {"gelu": nn.GELU, "relu": nn.ReLU, "silu": nn.SiLU, "tanh": nn.Tanh}
+
+
+class MatryoshkaAdaptor(StMatryoshkaModule):
+    """Residual adaptor ``ê = z + f(z)`` that makes every prefix ``ê[:m]`` a good ``m``-d embedding.
+
+    Appended after Pooling (before Normalize), it reads ``features["sentence_embedding"]`` and writes the adapted
+    embedding back under the same key, at full width: ST's ``truncate_dim`` chooses the size. The input is first
+    L2-normalised (``normalize_input``), so pooled outputs and provider vectors that were already normalised give the
+    same result, and then rotated by a fixed orthogonal matrix (``use_rotation``), identity unless set by
+    :meth:`init_rotation`. ``f`` is an MLP with ``num_layers`` hidden layers whose last layer starts at zero, so
+    the module is the identity map (up to the rotation) at initialisation; ``num_layers=0`` makes ``f`` linear.
+
+    Initialising the rotation from the corpus' principal axes (:meth:`init_rotation`, uncentred) orders the
+    dimensions by variance before training. Because it is orthogonal, full-width cosine similarities are unchanged,
+    and the prefixes start from a PCA projection; the benchmarks ablate this choice.
+
+    Args:
+        embedding_dim: Width ``D`` of the incoming embedding (and of the output).
+        hidden_dim: Width of the hidden layers of ``f``; ``None`` means ``embedding_dim``.
+        num_layers: Number of hidden layers of ``f``; ``0`` makes ``f`` a single linear map.
+        activation: Activation between layers: one of ``"gelu"``, ``"relu"``, ``"silu"``, ``"tanh"``.
+        normalize_input: L2-normalise the input before the rotation and ``f``.
+        use_rotation: Apply the fixed orthogonal ``rotation`` buffer before ``f``.
+
+    References:
+        Yoon et al., "Matryoshka-Adaptor: Unsupervised and Supervised Tuning for Smaller Embedding Dimensions",
+        EMNLP 2024, https://arxiv.org/abs/2407.20243
+
+    Example:
+        ::
+
+            import torch
+            from st_matryoshka.models import MatryoshkaAdaptor
+
+            adaptor = MatryoshkaAdaptor(embedding_dim=8, num_layers=1).eval()
+            x = torch.nn.functional.normalize(torch.randn(2, 8), dim=-1)
+            out = adaptor({"sentence_embedding": x})["sentence_embedding"]
+            print(out.shape, torch.allclose(out, x))
+            # => torch.Size([2, 8]) True
+    """
+
+    config_keys: list[str] = [
+        "embedding_dim",
+        "hidden_dim",
+        "num_layers",
+        "activation",
+        "normalize_input",
+        "use_rotation",
+    ]
+
+    def __init__(
+        self,
+        embedding_dim: int,
+        hidden_dim: int | None = None,
+        num_layers: int = 1,
+        activation: str = "gelu",
+        normalize_input: bool = True,
+        use_rotation: bool = True,
+    ) -> None:
+        super().__init__()
+        if not isinstance(embedding_dim, int) or embedding_dim <= 0:
+            raise ValueError(f"embedding_dim must be a positive int, got {embedding_dim!r}")
+        if hidden_dim is not None and (not isinstance(hidden_dim, int) or hidden_dim <= 0):
+            raise ValueError(f"hidden_dim must be a positive int or None, got {hidden_dim!r}")
+        if not isinstance(num_layers, int) or num_layers < 0:
+            raise ValueError(f"num_layers must be an int >= 0, got {num_layers!r}")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+        self.embedding_dim = embedding_dim
+        self.hidden_dim = hidden_dim
+        self.num_layers = num_layers
+        self.activation = activation
+        self.normalize_input = normalize_input
+        self.use_rotation = use_rotation
+
+        width = hidden_dim or embedding_dim
+        layers: list[nn.Module] = []
+        in_dim = embedding_dim
+        for _ in range(num_layers):
+            layers += [nn.Linear(in_dim, width), ACTIVATIONS[activation]()]
+            in_dim = width
+        last = nn.Linear(in_dim, embedding_dim)
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
+        self.residual = nn.Sequential(*layers, last)
+        self.register_buffer("rotation", torch.eye(embedding_dim))
+
+    @torch.no_grad()
+    def init_rotation(self, embeddings: torch.Tensor) -> None:
+        """Set ``rotation`` to the principal axes of ``embeddings`` (uncentred, largest variance first).
+
+        Args:
+            embeddings: ``(n, embedding_dim)`` backbone embeddings of the corpus, e.g. from the embedding cache.
+        """
+        if not self.use_rotation:
+            raise ValueError("init_rotation needs use_rotation=True, got use_rotation=False")
+        if embeddings.ndim != 2 or embeddings.shape[1] != self.embedding_dim:
+            raise ValueError(f"embeddings must have shape (n, {self.embedding_dim}), got {tuple(embeddings.shape)}")
+        x = embeddings.to(torch.float64)
+        if self.normalize_input:
+            x = F.normalize(x, dim=-1)
+        _, _, vh = torch.linalg.svd(x, full_matrices=True)
+        self.rotation.copy_(vh.to(self.rotation.dtype))
+
+    def forward(self, features: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        x = features["sentence_embedding"]
+        if self.normalize_input:
+            x = F.normalize(x, dim=-1)
+        if self.use_rotation:
+            x = x @ self.rotation.T
+        if self.training:
+            features[REFERENCE_KEY] = x
+        features["sentence_embedding"] = x + self.residual(x)
+        return features
+
+    def get_embedding_dimension(self) -> int:
+        return self.embedding_dim

@@ -1,0 +1,425 @@
+"""Train a Matryoshka-Adaptor on a frozen Sentence-Transformer with SentenceTransformerTrainer, on cached vectors.
+
+The transformer never runs during training: backbone embeddings come from the on-disk cache or from precomputed
+arrays, and a :class:`~st_matryoshka.models.CachedEmbeddings` input module serves them to the adaptor. The adaptor
+instance trained here is then inserted into the real model, so ``model.encode(texts, truncate_dim=k)`` works.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from datasets import Dataset
+from sentence_transformers import SentenceTransformer
+from sentence_transformers.base.modules import Module
+from sentence_transformers.sentence_transformer.modules import Normalize, Pooling
+from sentence_transformers.sentence_transformer.trainer import SentenceTransformerTrainer
+from sentence_transformers.sentence_transformer.training_args import SentenceTransformerTrainingArguments
+
+from st_matryoshka._validation import check_dims
+from st_matryoshka.callbacks import BestStateCallback
+from st_matryoshka.data import RetrievalData, split_queries
+from st_matryoshka.evaluation import NeighbourOverlapEvaluator, matryoshka_evaluator
+from st_matryoshka.losses import MatryoshkaRankLoss, MatryoshkaUnsupervisedLoss
+from st_matryoshka.models import CachedEmbeddings, MatryoshkaAdaptor
+
+logger = logging.getLogger(__name__)
+
+
+def split_index(model: SentenceTransformer) -> int:
+    """Where the frozen backbone ends: at the first st_matryoshka module, else before Normalize, else the end.
+
+    Raises:
+        ValueError: if the backbone part has no Pooling module.
+    """
+    modules = list(model)
+    index = len(modules)
+    for i, module in enumerate(modules):
+        if type(module).__module__.startswith("st_matryoshka.") or isinstance(module, Normalize):
+            index = i
+            break
+    if not any(isinstance(m, Pooling) for m in modules[:index]):
+        names = [type(m).__name__ for m in modules]
+        raise ValueError(f"--model: the model has no Pooling module before the adaptor position (modules: {names})")
+    return index
+
+
+def backbone_of(model: SentenceTransformer) -> SentenceTransformer:
+    """The frozen part of ``model`` as its own SentenceTransformer (sharing the modules, no copy)."""
+    return SentenceTransformer(modules=list(model)[: split_index(model)], device=str(model.device))
+
+
+def head_of(model: SentenceTransformer) -> list[torch.nn.Module]:
+    """The modules after the backbone (adaptors, Normalize)."""
+    return list(model)[split_index(model) :]
+
+
+def backbone_dim(model: SentenceTransformer) -> int:
+    for module in reversed(list(model)[: split_index(model)]):
+        if hasattr(module, "get_embedding_dimension"):
+            return int(module.get_embedding_dimension())
+    raise ValueError("--model: cannot tell the backbone's embedding width")
+
+
+def with_adaptor(model: SentenceTransformer, adaptor: Module) -> SentenceTransformer:
+    """A new SentenceTransformer: ``model``'s backbone, then ``adaptor``, then the rest (e.g. Normalize).
+
+    Any st_matryoshka module already in ``model`` is replaced.
+    """
+    modules = list(model)
+    index = split_index(model)
+    rest = [m for m in modules[index:] if not type(m).__module__.startswith("st_matryoshka.")]
+    return SentenceTransformer(
+        modules=[*modules[:index], adaptor, *rest],
+        device=str(model.device),
+        model_card_data=model.model_card_data,
+    )
+
+
+def fast_model(texts: Sequence[str], vectors: np.ndarray, head: Sequence[torch.nn.Module]) -> SentenceTransformer:
+    """``[CachedEmbeddings(texts, vectors), *head]``: the model's output for known texts, without the transformer."""
+    return SentenceTransformer(modules=[CachedEmbeddings(texts, vectors), *head], device="cpu")
+
+
+@dataclass
+class AdaptorTrainingConfig:
+    """Hyper-parameters of :func:`train_matryoshka_adaptor`; defaults are the ones the benchmarks use.
+
+    Args:
+        dims: Matryoshka dims to train, strictly descending; the full width is always added to the loss.
+        hidden_dim: Hidden width of the adaptor MLP (``None``: the embedding width).
+        num_layers: Hidden layers of the adaptor MLP (``0``: linear).
+        pca_init: Initialise the adaptor's rotation with the corpus' principal axes.
+        top_k: Neighbours per item in ``L_topk``.
+        unsupervised_epochs: Maximum epochs of the unsupervised stage (``0`` skips it).
+        unsupervised_lr: Learning rate of the unsupervised stage.
+        unsupervised_batch_size: Batch size of the unsupervised stage.
+        holdout_fraction: Corpus fraction held out for the label-free validation criterion.
+        overlap_k: ``k`` of the neighbour-overlap criterion.
+        supervised_epochs: Maximum passes over the train qrels in the supervised stage.
+        supervised_lr: Learning rate of the supervised stage.
+        supervised_batch_size: Queries per batch in the supervised stage.
+        num_negatives: Hard negatives per (query, relevant document) row, re-drawn every pass.
+        negative_pool: Negatives are drawn from the top ``negative_pool`` non-relevant documents (backbone ranking).
+        validation_fraction: Fraction of the train queries held out (by a hash of the id) for early stopping.
+        unsupervised_weight: α in ``L_rank + α · L_unsup``.
+        patience: Evaluations without improvement before a stage stops.
+        seed: Random seed.
+    """
+
+    dims: list[int] = field(default_factory=lambda: [192, 96, 48, 24])
+    hidden_dim: int | None = None
+    num_layers: int = 1
+    pca_init: bool = True
+    top_k: int = 10
+    unsupervised_epochs: int = 20
+    unsupervised_lr: float = 1e-3
+    unsupervised_batch_size: int = 256
+    holdout_fraction: float = 0.1
+    overlap_k: int = 10
+    supervised_epochs: int = 40
+    supervised_lr: float = 2e-3
+    supervised_batch_size: int = 64
+    num_negatives: int = 16
+    negative_pool: int = 50
+    validation_fraction: float = 0.15
+    unsupervised_weight: float = 1.0
+    patience: int = 5
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        self.dims = check_dims(self.dims, name="dims")
+        for name in ("holdout_fraction", "validation_fraction"):
+            value = getattr(self, name)
+            if not 0.0 < value < 1.0:
+                raise ValueError(f"{name} must be in (0, 1), got {value!r}")
+        for name in ("unsupervised_batch_size", "supervised_batch_size", "num_negatives", "negative_pool", "top_k"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+
+@dataclass
+class StageResult:
+    """What one training stage did: criterion scores per evaluation, the chosen step and the time taken."""
+
+    name: str
+    metric: str
+    history: list[tuple[int, float]]
+    best_step: int | None
+    best: float | None
+    seconds: float
+    epoch_seconds: float
+
+
+def _training_args(out: str, epochs: float, batch_size: int, lr: float, seed: int, eval_steps: int | None) -> Any:
+    return SentenceTransformerTrainingArguments(
+        output_dir=out,
+        num_train_epochs=epochs,
+        per_device_train_batch_size=batch_size,
+        learning_rate=lr,
+        lr_scheduler_type="constant",
+        warmup_steps=0,
+        weight_decay=0.0,
+        eval_strategy="steps" if eval_steps else "epoch",
+        eval_steps=eval_steps,
+        eval_on_start=True,
+        save_strategy="no",
+        logging_strategy="no",
+        report_to="none",
+        seed=seed,
+        data_seed=seed,
+        use_cpu=not torch.cuda.is_available(),
+        disable_tqdm=False,
+        dataloader_drop_last=True,
+    )
+
+
+def _run_stage(
+    name: str,
+    model: SentenceTransformer,
+    adaptor: torch.nn.Module,
+    args: Any,
+    train_dataset: Dataset,
+    loss: torch.nn.Module,
+    evaluator: Any,
+    metric: str,
+    patience: int,
+    steps_per_epoch: int,
+) -> StageResult:
+    import time
+
+    callback = BestStateCallback(adaptor, metric=metric, patience=patience)
+    trainer = SentenceTransformerTrainer(
+        model=model, args=args, train_dataset=train_dataset, loss=loss, evaluator=evaluator, callbacks=[callback]
+    )
+    start = time.perf_counter()
+    output = trainer.train()
+    seconds = time.perf_counter() - start
+    steps = max(1, output.global_step)
+    train_seconds = float(output.metrics.get("train_runtime", seconds))
+    return StageResult(
+        name=name,
+        metric=metric,
+        history=callback.history,
+        best_step=callback.best_step,
+        best=callback.best,
+        seconds=seconds,
+        epoch_seconds=train_seconds / steps * steps_per_epoch,
+    )
+
+
+def train_unsupervised(
+    adaptor: MatryoshkaAdaptor,
+    corpus: Sequence[str],
+    corpus_vectors: np.ndarray,
+    config: AdaptorTrainingConfig,
+    work_dir: str,
+) -> StageResult:
+    """Unsupervised stage on the corpus; stops and picks weights by neighbour overlap on a held-out corpus slice."""
+    full = adaptor.embedding_dim
+    loss_dims = [full, *[d for d in config.dims if d < full]]
+    rng = np.random.default_rng(config.seed)
+    order = rng.permutation(len(corpus))
+    n_hold = max(config.overlap_k + 1, int(round(config.holdout_fraction * len(corpus))))
+    hold, train = order[:n_hold], order[n_hold:]
+    model = fast_model(corpus, corpus_vectors, [adaptor])
+    evaluator = NeighbourOverlapEvaluator(
+        [corpus[i] for i in hold],
+        list(corpus),
+        corpus_vectors[hold],
+        corpus_vectors,
+        dims=[d for d in config.dims if d < full],
+        k=config.overlap_k,
+        name="holdout",
+    )
+    loss = MatryoshkaUnsupervisedLoss(model, loss_dims, top_k=config.top_k)
+    dataset = Dataset.from_dict({"text": [corpus[i] for i in train]})
+    steps_per_epoch = len(train) // config.unsupervised_batch_size
+    args = _training_args(
+        work_dir, config.unsupervised_epochs, config.unsupervised_batch_size, config.unsupervised_lr, config.seed, None
+    )
+    return _run_stage(
+        "unsupervised",
+        model,
+        adaptor,
+        args,
+        dataset,
+        loss,
+        evaluator,
+        f"eval_holdout_{evaluator.primary_metric}",
+        config.patience,
+        steps_per_epoch,
+    )
+
+
+def _supervised_rows(
+    data: RetrievalData,
+    query_ids: Sequence[str],
+    query_vectors: dict[str, np.ndarray],
+    corpus_vectors: np.ndarray,
+    config: AdaptorTrainingConfig,
+) -> Dataset:
+    """Rows ``(query, positive, negative_1..n)`` with label ``[grade, 0, ..., 0]``, re-drawn for every pass."""
+    rng = random.Random(config.seed)
+    doc_index = {cid: i for i, cid in enumerate(data.corpus_ids)}
+    corpus_t = torch.nn.functional.normalize(torch.as_tensor(corpus_vectors), dim=-1)
+    q_t = torch.nn.functional.normalize(torch.as_tensor(np.stack([query_vectors[q] for q in query_ids])), dim=-1)
+    pool_size = min(config.negative_pool + 50, len(data.corpus_ids))
+    ranked = (q_t @ corpus_t.T).topk(pool_size, dim=1).indices.tolist()
+    queries = data.query_dict()
+    pools = {}
+    for qid, top in zip(query_ids, ranked):
+        relevant = {doc_index[c] for c in data.qrels[qid]}
+        pool = [j for j in top if j not in relevant][: config.negative_pool]
+        if len(pool) < config.num_negatives:
+            raise ValueError(
+                f"num_negatives={config.num_negatives} exceeds the {len(pool)} candidate negatives of query {qid!r}"
+            )
+        pools[qid] = pool
+    columns: dict[str, list[Any]] = {"query": [], **{f"doc_{i}": [] for i in range(config.num_negatives + 1)}}
+    columns["label"] = []
+    for _ in range(config.supervised_epochs):
+        for qid in query_ids:
+            for cid, grade in sorted(data.qrels[qid].items()):
+                negatives = rng.sample(pools[qid], config.num_negatives)
+                docs = [doc_index[cid], *negatives]
+                columns["query"].append(queries[qid])
+                for i, j in enumerate(docs):
+                    columns[f"doc_{i}"].append(data.corpus[j])
+                columns["label"].append([float(grade)] + [0.0] * config.num_negatives)
+    return Dataset.from_dict(columns)
+
+
+def train_supervised(
+    adaptor: MatryoshkaAdaptor,
+    data: RetrievalData,
+    corpus_vectors: np.ndarray,
+    query_vectors: np.ndarray,
+    config: AdaptorTrainingConfig,
+    work_dir: str,
+) -> StageResult:
+    """Supervised stage: rank loss + α · unsupervised terms on ``data.qrels`` (the train split).
+
+    A fixed fraction of the train queries (by a hash of the id) is held out; training stops and keeps the weights
+    with the best mean NDCG@10 over the full width and every dim on them.
+    """
+    full = adaptor.embedding_dim
+    loss_dims = [full, *[d for d in config.dims if d < full]]
+    fit_ids, val_ids = split_queries(sorted(data.qrels), config.validation_fraction)
+    if not fit_ids or not val_ids:
+        raise ValueError(f"the train split has too few queries ({len(data.qrels)}) to hold out a validation slice")
+    texts = list(data.corpus) + list(data.queries)
+    vectors = np.concatenate([corpus_vectors, query_vectors])
+    model = fast_model(texts, vectors, [adaptor])
+    qvec = dict(zip(data.query_ids, query_vectors))
+    rows = _supervised_rows(data, fit_ids, qvec, corpus_vectors, config)
+    per_pass = len(rows) // config.supervised_epochs
+    steps_per_pass = max(1, per_pass // config.supervised_batch_size)
+    val_data = data.with_qrels({q: data.qrels[q] for q in val_ids})
+    evaluator = matryoshka_evaluator(val_data, loss_dims, name="validation")
+    loss = MatryoshkaRankLoss(model, loss_dims, unsupervised_weight=config.unsupervised_weight, top_k=config.top_k)
+    args = _training_args(work_dir, 1, config.supervised_batch_size, config.supervised_lr, config.seed, steps_per_pass)
+    args.dataloader_drop_last = True
+    return _run_stage(
+        "supervised",
+        model,
+        adaptor,
+        args,
+        rows,
+        loss,
+        evaluator,
+        "eval_sequential_score",
+        config.patience,
+        steps_per_pass,
+    )
+
+
+def train_matryoshka_adaptor(
+    model: SentenceTransformer,
+    corpus_data: RetrievalData,
+    corpus_vectors: np.ndarray,
+    query_vectors: np.ndarray,
+    config: AdaptorTrainingConfig,
+    supervised: bool = False,
+) -> tuple[SentenceTransformer, list[StageResult]]:
+    """Train an adaptor for ``model`` and return ``(model with the adaptor, stage results)``.
+
+    Args:
+        model: The base SentenceTransformer (must contain Pooling).
+        corpus_data: The data; for ``supervised=True`` its qrels must be the training split.
+        corpus_vectors: Backbone embeddings of ``corpus_data.corpus``, in order.
+        query_vectors: Backbone embeddings of ``corpus_data.queries``, in order.
+        config: Hyper-parameters.
+        supervised: Run the supervised stage after the unsupervised one.
+
+    Example:
+        ::
+
+            trained, stages = train_matryoshka_adaptor(model, load_beir(path, "train"), cv, qv, AdaptorTrainingConfig())
+            trained.encode(["a query"], truncate_dim=48)
+    """
+    width = backbone_dim(model)
+    check_dims(config.dims, name="dims", max_dim=width)
+    if corpus_vectors.shape != (len(corpus_data.corpus), width):
+        raise ValueError(
+            f"corpus embeddings have shape {corpus_vectors.shape}, expected ({len(corpus_data.corpus)}, {width})"
+        )
+    torch.manual_seed(config.seed)
+    adaptor = MatryoshkaAdaptor(width, hidden_dim=config.hidden_dim, num_layers=config.num_layers)
+    if config.pca_init:
+        adaptor.init_rotation(torch.as_tensor(corpus_vectors))
+    stages: list[StageResult] = []
+    with tempfile.TemporaryDirectory(prefix="st_matryoshka_") as work:
+        if config.unsupervised_epochs > 0:
+            stages.append(train_unsupervised(adaptor, corpus_data.corpus, corpus_vectors, config, work))
+        if supervised:
+            stages.append(train_supervised(adaptor, corpus_data, corpus_vectors, query_vectors, config, work))
+    adaptor.eval()
+    return with_adaptor(model, adaptor), stages
+
+
+def save_model_atomic(
+    model: SentenceTransformer, output: str, overwrite: bool = False, extra: dict | None = None
+) -> None:
+    """Save to a temporary folder beside ``output``, then move it into place.
+
+    An existing non-empty ``output`` is refused unless ``overwrite``; it is replaced only after the new model is
+    completely written, so an interrupted save never leaves a half-written model behind.
+    """
+    import json
+
+    output = os.path.abspath(output)
+    if os.path.exists(output) and (not os.path.isdir(output) or os.listdir(output)) and not overwrite:
+        raise ValueError(f"--output: {output!r} already holds files; pass --overwrite to replace it")
+    parent = os.path.dirname(output)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".tmp-st_matryoshka-", dir=parent)
+    try:
+        model.save(tmp)
+        if extra is not None:
+            with open(os.path.join(tmp, "st_matryoshka_training.json"), "w", encoding="utf-8") as f:
+                json.dump(extra, f, indent=2, default=str)
+        if os.path.exists(output):
+            old = tempfile.mkdtemp(prefix=".old-st_matryoshka-", dir=parent)
+            os.replace(output, os.path.join(old, "model"))
+            os.replace(tmp, output)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, output)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def stage_summary(stages: Sequence[StageResult]) -> list[dict[str, Any]]:
+    return [asdict(s) for s in stages]
