@@ -256,7 +256,7 @@ def train_unsupervised(
         dataset,
         loss,
         evaluator,
-        f"eval_holdout_{evaluator.primary_metric}",
+        f"eval_{evaluator.primary_metric}",
         config.patience,
         steps_per_epoch,
     )
@@ -365,7 +365,8 @@ def train_matryoshka_adaptor(
     Example:
         ::
 
-            trained, stages = train_matryoshka_adaptor(model, load_beir(path, "train"), cv, qv, AdaptorTrainingConfig())
+            config = AdaptorTrainingConfig()
+            trained, stages = train_matryoshka_adaptor(model, load_beir(path, "train"), cv, qv, config)
             trained.encode(["a query"], truncate_dim=48)
     """
     width = backbone_dim(model)

@@ -18,7 +18,9 @@ class NeighbourOverlapEvaluator(BaseEvaluator):
 
     For every probe text and every dim ``m``, the ``k`` nearest corpus items by cosine similarity of ``ê[:m]`` are
     compared with the ``k`` nearest by the reference (frozen backbone, full width) embedding; the score is the
-    fraction shared, averaged over probes. The primary metric ``mean_overlap@k`` averages over dims. It needs no
+    fraction shared, averaged over probes. The primary metric ``<name>_geomean_overlap@k`` is the geometric mean over
+    dims, so a relative change counts the same at every dim (an arithmetic mean would be ruled by the large dims,
+    whose overlap is near 1 and can only fall). It needs no
     labels, so it can choose the stopping point of unsupervised training on a held-out slice of the corpus.
 
     Args:
@@ -35,7 +37,7 @@ class NeighbourOverlapEvaluator(BaseEvaluator):
         ::
 
             evaluator = NeighbourOverlapEvaluator(probes, corpus, ref_probes, ref_corpus, dims=[96, 48], k=10)
-            print(evaluator(model)["mean_overlap@10"])
+            print(evaluator(model)["geomean_overlap@10"])
     """
 
     def __init__(
@@ -63,7 +65,7 @@ class NeighbourOverlapEvaluator(BaseEvaluator):
             torch.as_tensor(reference_probes, dtype=torch.float32),
             torch.as_tensor(reference_corpus, dtype=torch.float32),
         )
-        self.primary_metric = f"mean_overlap@{k}"
+        self.primary_metric = f"{name}_geomean_overlap@{k}" if name else f"geomean_overlap@{k}"
 
     def _neighbours(self, probes: torch.Tensor, corpus: torch.Tensor) -> torch.Tensor:
         scores = F.normalize(probes, dim=-1) @ F.normalize(corpus, dim=-1).T
@@ -82,5 +84,5 @@ class NeighbourOverlapEvaluator(BaseEvaluator):
             found = self._neighbours(probes[:, :dim], corpus[:, :dim])
             shared = (found.unsqueeze(2) == self.reference_neighbours.unsqueeze(1)).any(dim=2).float().mean()
             metrics[f"overlap@{self.k}_dim{dim}"] = float(shared)
-        metrics[self.primary_metric] = float(np.mean(list(metrics.values())))
+        metrics[f"geomean_overlap@{self.k}"] = float(np.exp(np.mean(np.log(np.maximum(list(metrics.values()), 1e-9)))))
         return self.prefix_name_to_metrics(metrics, self.name)

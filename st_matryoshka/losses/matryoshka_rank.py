@@ -117,7 +117,7 @@ class MatryoshkaRankLoss(nn.Module):
         text_id = torch.unique(reference[batch:], dim=0, return_inverse=True)[1]
         rows, cols = (relevance > 0).nonzero(as_tuple=True)
         copies = (text_id[cols].unsqueeze(1) == text_id.unsqueeze(0)).to(adapted.dtype) * relevance[rows, cols, None]
-        relevance = relevance.index_reduce(0, rows, copies, "amax")
+        relevance = relevance.scatter_reduce(0, rows.unsqueeze(1).expand_as(copies), copies, "amax")
         terms = {"rank": rank_loss(query, docs, relevance, self.matryoshka_dims)}
         if self.unsupervised_weight > 0:
             unsup = self.unsupervised.terms(adapted, reference)

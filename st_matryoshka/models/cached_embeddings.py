@@ -17,7 +17,8 @@ try:
 except ImportError:  # Python 3.10
     from typing_extensions import Self
 
-ROW_KEY = "st_matryoshka.row"
+ROW_KEY = "input_ids"
+"""Features key of the row indices (named like token ids so ST's trainer collects the column)."""
 
 
 class CachedEmbeddings(InputModule):

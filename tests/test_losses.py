@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from sentence_transformers import SentenceTransformer
+
+from st_matryoshka.losses import MatryoshkaRankLoss, MatryoshkaUnsupervisedLoss
+from st_matryoshka.losses.matryoshka_rank import rank_loss
+from st_matryoshka.models import CachedEmbeddings, MatryoshkaAdaptor
+
+DIM = 16
+
+
+@pytest.fixture()
+def model():
+    rng = np.random.default_rng(0)
+    texts = [f"t{i}" for i in range(12)]
+    torch.manual_seed(0)
+    return SentenceTransformer(
+        modules=[CachedEmbeddings(texts, rng.normal(size=(12, DIM)).astype("float32")), MatryoshkaAdaptor(DIM)],
+        device="cpu",
+    ).train()
+
+
+def test_unsupervised_terms_vanish_at_full_width_for_identity(model):
+    loss = MatryoshkaUnsupervisedLoss(model, [DIM], top_k=3)
+    terms = loss([model.preprocess([f"t{i}" for i in range(12)])], None)
+    assert set(terms) == {"pair", "topk", "reconstruction"}
+    assert all(float(v.detach()) < 1e-5 for v in terms.values())
+
+
+def test_unsupervised_loss_trains_the_prefix(model):
+    loss = MatryoshkaUnsupervisedLoss(model, [DIM, 4], top_k=3)
+    features = model.preprocess([f"t{i}" for i in range(12)])
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    first = None
+    for _ in range(60):
+        terms = loss([dict(features)], None)
+        total = sum(terms.values())
+        first = float(total) if first is None else first
+        optimizer.zero_grad()
+        total.backward()
+        optimizer.step()
+    assert float(total) < 0.7 * first
+
+
+def test_rank_loss_prefers_relevant_document():
+    query = torch.tensor([[1.0, 0.0]])
+    docs = torch.tensor([[1.0, 0.1], [0.0, 1.0]])
+    good = rank_loss(query, docs, torch.tensor([[1.0, 0.0]]), [2])
+    bad = rank_loss(query, docs, torch.tensor([[0.0, 1.0]]), [2])
+    assert float(good) < float(bad)
+    # graded: a more relevant document weighs more
+    assert torch.isclose(rank_loss(query, docs, torch.tensor([[2.0, 0.0]]), [2]), good)
+    assert float(rank_loss(query, docs, torch.zeros(1, 2), [2])) == 0.0
+
+
+def test_rank_loss_terms_and_copy_handling(model):
+    loss = MatryoshkaRankLoss(model, [DIM, 8], unsupervised_weight=0.5)
+    # row 1's positive (t2) is row 0's negative: it must not be pushed away from query t0 as a negative of row 1
+    columns = [model.preprocess(["t0", "t1"]), model.preprocess(["t2", "t3"]), model.preprocess(["t4", "t2"])]
+    terms = loss(columns, torch.tensor([[1.0, 0.0], [1.0, 0.0]]))
+    assert set(terms) == {"rank", "pair", "topk", "reconstruction"}
+    terms["rank"].backward()
+    assert model[1].residual[-1].weight.grad is not None
+    assert loss.get_config_dict() == {"matryoshka_dims": [DIM, 8], "unsupervised_weight": 0.5, "top_k": 10}
+    assert "arXiv" in loss.citation or "arxiv" in loss.citation.lower()
+
+
+def test_rank_loss_label_shape_is_checked(model):
+    loss = MatryoshkaRankLoss(model, [DIM])
+    columns = [model.preprocess(["t0"]), model.preprocess(["t1"]), model.preprocess(["t2"])]
+    with pytest.raises(ValueError, match=r"labels must hold 2 relevance grades per row, got shape \(1, 3\)"):
+        loss(columns, torch.ones(1, 3))
+
+
+@pytest.mark.parametrize(
+    ("dims", "message"),
+    [
+        ([16, 0], r"matryoshka_dims must be positive ints, got \[16, 0\]"),
+        ([8, 16], r"matryoshka_dims must be strictly descending, got \[8, 16\]"),
+        ([], r"matryoshka_dims must be a non-empty list"),
+    ],
+)
+def test_bad_dims(model, dims, message):
+    with pytest.raises(ValueError, match=message):
+        MatryoshkaUnsupervisedLoss(model, dims)
+
+
+def test_loss_needs_an_adaptor():
+    plain = SentenceTransformer(modules=[CachedEmbeddings(["a", "b"], np.eye(2, dtype="float32"))], device="cpu")
+    with pytest.raises(ValueError, match="needs a model with a MatryoshkaAdaptor"):
+        MatryoshkaUnsupervisedLoss(plain, [2])([plain.preprocess(["a", "b"])], None)

@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+import inspect
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from st_matryoshka.models import MatryoshkaAdaptor
+
+# One row per module configuration: every contract test runs over the whole table.
+MODULES = {
+    "mlp": lambda: MatryoshkaAdaptor(12, hidden_dim=20, num_layers=2),
+    "linear": lambda: MatryoshkaAdaptor(12, num_layers=0),
+    "no-rotation": lambda: MatryoshkaAdaptor(12, use_rotation=False, activation="tanh"),
+    "raw-input": lambda: MatryoshkaAdaptor(12, normalize_input=False),
+}
+
+
+def _perturbed(factory):
+    torch.manual_seed(0)
+    module = factory()
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    if module.use_rotation:
+        module.init_rotation(torch.randn(50, 12))
+    return module.eval()
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_save_load_roundtrip(name, tmp_path):
+    module = _perturbed(MODULES[name])
+    module.save(str(tmp_path))
+    loaded = type(module).load(str(tmp_path)).eval()
+    x = torch.randn(5, 12)
+    out = module({"sentence_embedding": x.clone()})["sentence_embedding"]
+    assert torch.equal(out, loaded({"sentence_embedding": x.clone()})["sentence_embedding"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "model.safetensors"]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_config_keys_mirror_constructor(name):
+    module = MODULES[name]()
+    params = [p for p in inspect.signature(type(module).__init__).parameters if p != "self"]
+    assert module.config_keys == params
+    assert type(module)(**module.get_config_dict()).get_config_dict() == module.get_config_dict()
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_identity_at_init_up_to_rotation(name):
+    module = MODULES[name]().eval()
+    x = torch.randn(4, 12)
+    out = module({"sentence_embedding": x})["sentence_embedding"]
+    expected = F.normalize(x, dim=-1) if module.normalize_input else x
+    assert torch.allclose(out, expected @ module.rotation.T if module.use_rotation else expected)
+    assert out.shape == (4, module.get_embedding_dimension())
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_eval_is_deterministic_and_has_no_training_keys(name):
+    module = _perturbed(MODULES[name])
+    x = torch.randn(3, 12)
+    first = module({"sentence_embedding": x})
+    second = module({"sentence_embedding": x})
+    assert torch.equal(first["sentence_embedding"], second["sentence_embedding"])
+    assert set(first) == {"sentence_embedding"}
+    module.train()
+    assert "st_matryoshka.reference_embedding" in module({"sentence_embedding": x})
+
+
+def test_rotation_is_orthogonal_and_orders_by_variance():
+    torch.manual_seed(0)
+    data = torch.randn(200, 12) * torch.linspace(0.1, 3.0, 12)
+    module = MatryoshkaAdaptor(12, normalize_input=False)
+    module.init_rotation(data)
+    rot = module.rotation
+    assert torch.allclose(rot @ rot.T, torch.eye(12), atol=1e-5)
+    var = (data @ rot.T).pow(2).mean(0)
+    assert torch.all(var[:-1] >= var[1:] - 1e-4)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"embedding_dim": 0}, "embedding_dim must be a positive int, got 0"),
+        ({"embedding_dim": 8, "hidden_dim": -1}, "hidden_dim must be a positive int or None, got -1"),
+        ({"embedding_dim": 8, "num_layers": -2}, "num_layers must be an int >= 0, got -2"),
+        ({"embedding_dim": 8, "activation": "softmax"}, "activation must be one of .*'softmax'"),
+    ],
+)
+def test_bad_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        MatryoshkaAdaptor(**kwargs)
+
+
+def test_init_rotation_checks_shape():
+    with pytest.raises(ValueError, match=r"embeddings must have shape \(n, 8\), got \(3, 5\)"):
+        MatryoshkaAdaptor(8).init_rotation(torch.randn(3, 5))
