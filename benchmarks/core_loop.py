@@ -1,0 +1,95 @@
+"""Core-loop benchmark: truncation, PCA, unsupervised and supervised Matryoshka-Adaptor, NDCG@10 per dim.
+
+Usage (from the repository root, offline):
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/core_loop.py --data-root ../shared/data \
+        --sets scifact cranfield cisi msmarco-5k --out benchmarks/results/core_loop.json
+Uses the provided all-MiniLM-L6-v2 embeddings; the transformer never runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+
+import numpy as np
+import torch
+
+from st_matryoshka.cli import load_model
+from st_matryoshka.data import load_beir, load_embeddings_dir
+from st_matryoshka.evaluation import evaluate_per_dim
+from st_matryoshka.training import AdaptorTrainingConfig, fast_model, head_of, train_matryoshka_adaptor
+
+DIMS = [384, 192, 96, 48, 24]
+
+
+def score(model_head, data, cv, qv, dims=DIMS):
+    fast = fast_model(list(data.corpus) + list(data.queries), np.concatenate([cv, qv]), model_head)
+    return evaluate_per_dim(fast, data, dims)["ndcg_at_10"]
+
+
+def pca_scores(data, cv, qv):
+    mu = cv.mean(0)
+    _, _, vt = np.linalg.svd(cv - mu, full_matrices=False)
+    return score([], data, (cv - mu) @ vt.T, (qv - mu) @ vt.T)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--data-root", default=os.environ.get("ST_MATRYOSHKA_DATA", "../shared/data"))
+    parser.add_argument("--sets", nargs="+", default=["scifact", "cranfield", "cisi", "msmarco-5k"])
+    parser.add_argument("--out", default="benchmarks/results/core_loop.json")
+    args = parser.parse_args()
+    results = json.load(open(args.out)) if os.path.exists(args.out) else {}
+    base = load_model("all-MiniLM-L6-v2")
+    for name in args.sets:
+        folder = os.path.join(args.data_root, name)
+        emb = os.path.join(folder, "embeddings", "all-MiniLM-L6-v2")
+        test = load_beir(folder, "test")
+        cv, qv = load_embeddings_dir(emb, test, dim=384)
+        meta = json.load(open(os.path.join(emb, "meta.json")))
+        row = {"truncation": score(head_of(base), test, cv, qv), "pca": pca_scores(test, cv, qv)}
+        torch.manual_seed(0)
+        config = AdaptorTrainingConfig(dims=[192, 96, 48, 24])
+        t = time.perf_counter()
+        unsup, stages = train_matryoshka_adaptor(base, test.with_qrels({}), cv, qv, config, supervised=False)
+        row["unsupervised"] = score(head_of(unsup), test, cv, qv)
+        row["unsupervised_stage"] = {
+            "criterion_history": stages[0].history,
+            "best_step": stages[0].best_step,
+            "epoch_seconds": stages[0].epoch_seconds,
+            "train_seconds": time.perf_counter() - t,
+            "embedding_pass_seconds": meta["encode_seconds"]["corpus"],
+        }
+        noinit = AdaptorTrainingConfig(dims=[192, 96, 48, 24], pca_init=False)
+        ident, _ = train_matryoshka_adaptor(base, test.with_qrels({}), cv, qv, noinit, supervised=False)
+        row["unsupervised_no_pca_init"] = score(head_of(ident), test, cv, qv)
+        if os.path.exists(os.path.join(folder, "qrels", "train.tsv")):
+            train = load_beir(folder, "train")
+            t = time.perf_counter()
+            sup, stages = train_matryoshka_adaptor(base, train, cv, qv, config, supervised=True)
+            row["supervised"] = score(head_of(sup), test, cv, qv)
+            row["supervised_stage"] = {
+                "criterion_history": stages[-1].history,
+                "best_step": stages[-1].best_step,
+                "train_seconds": time.perf_counter() - t,
+            }
+            train_docs = {d for docs in train.qrels.values() for d in docs}
+            unseen = test.with_qrels({q: r for q, r in test.qrels.items() if not set(r) & train_docs})
+            row["unseen_queries"] = len(unseen.qrels)
+            for key, head in (
+                ("truncation", head_of(base)),
+                ("unsupervised", head_of(unsup)),
+                ("supervised", head_of(sup)),
+            ):
+                row[f"{key}_unseen"] = score(head, unseen, cv, qv)
+        results[name] = row
+        os.makedirs(os.path.dirname(args.out), exist_ok=True)
+        with open(args.out, "w") as f:
+            json.dump(results, f, indent=2)
+        print(name, json.dumps({k: v for k, v in row.items() if not k.endswith("_stage")}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
