@@ -105,6 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--hidden-dim", type=int, default=None)
     train.add_argument("--num-layers", type=int, default=None)
     train.add_argument("--seed", type=int, default=None)
+    train.add_argument("--distill-weight", type=float, default=None, help="L_distill weight (0: the paper's loss).")
+    train.add_argument("--unsupervised-batch-size", type=int, default=None)
 
     evaluate = sub.add_parser("evaluate", help="NDCG@10 and Recall@100 at every dim.")
     _common(evaluate)
@@ -138,6 +140,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         "hidden_dim": args.hidden_dim,
         "num_layers": args.num_layers,
         "seed": args.seed,
+        "distill_weight": args.distill_weight,
+        "unsupervised_batch_size": args.unsupervised_batch_size,
     }
     config = AdaptorTrainingConfig(
         dims=dims, pca_init=not args.no_pca_init, **{k: v for k, v in overrides.items() if v is not None}

@@ -100,6 +100,7 @@ class AdaptorTrainingConfig:
         num_layers: Hidden layers of the adaptor MLP (``0``: linear).
         pca_init: Initialise the adaptor's rotation with the corpus' principal axes.
         top_k: Neighbours per item in ``L_topk``.
+        distill_weight: Weight of ``L_distill`` in the unsupervised stage (``0``: the paper's loss).
         unsupervised_epochs: Maximum epochs of the unsupervised stage (``0`` skips it).
         unsupervised_lr: Learning rate of the unsupervised stage.
         unsupervised_batch_size: Batch size of the unsupervised stage.
@@ -121,9 +122,10 @@ class AdaptorTrainingConfig:
     num_layers: int = 1
     pca_init: bool = True
     top_k: int = 10
-    unsupervised_epochs: int = 20
+    distill_weight: float = 1.0
+    unsupervised_epochs: int = 30
     unsupervised_lr: float = 1e-3
-    unsupervised_batch_size: int = 256
+    unsupervised_batch_size: int = 512
     holdout_fraction: float = 0.1
     overlap_k: int = 10
     supervised_epochs: int = 40
@@ -242,8 +244,12 @@ def train_unsupervised(
         k=config.overlap_k,
         name="holdout",
     )
-    loss = MatryoshkaUnsupervisedLoss(model, loss_dims, top_k=config.top_k)
+    loss = MatryoshkaUnsupervisedLoss(model, loss_dims, top_k=config.top_k, distill_weight=config.distill_weight)
     dataset = Dataset.from_dict({"text": [corpus[i] for i in train]})
+    if len(train) < config.unsupervised_batch_size:
+        raise ValueError(
+            f"unsupervised_batch_size={config.unsupervised_batch_size} exceeds the {len(train)} training documents"
+        )
     steps_per_epoch = len(train) // config.unsupervised_batch_size
     args = _training_args(
         work_dir, config.unsupervised_epochs, config.unsupervised_batch_size, config.unsupervised_lr, config.seed, None

@@ -7,24 +7,23 @@ from typing import Any
 
 import numpy as np
 from sentence_transformers.base.evaluation import SequentialEvaluator
-from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
 
 from st_matryoshka.data import RetrievalData
+from st_matryoshka.evaluation.graded import GradedInformationRetrievalEvaluator
 
 
 def dim_evaluators(
     data: RetrievalData, dims: Sequence[int], name: str = "", batch_size: int = 256
-) -> list[InformationRetrievalEvaluator]:
-    """One InformationRetrievalEvaluator per dim (cosine, NDCG@10 and Recall@100), named ``<name>_dim<k>``."""
+) -> list[GradedInformationRetrievalEvaluator]:
+    """One evaluator per dim (cosine; graded NDCG@10, Recall@100), named ``<name>_dim<k>``."""
     if not data.qrels:
         raise ValueError(f"data {data.name!r} has no queries with relevant documents in this split")
-    queries, corpus, relevant = data.query_dict(), data.corpus_dict(), data.relevant_docs()
-    queries = {qid: text for qid, text in queries.items() if qid in relevant}
+    queries = {qid: text for qid, text in data.query_dict().items() if qid in data.qrels}
     return [
-        InformationRetrievalEvaluator(
+        GradedInformationRetrievalEvaluator(
             queries,
-            corpus,
-            relevant,
+            data.corpus_dict(),
+            data.qrels,
             ndcg_at_k=[10],
             precision_recall_at_k=[100],
             accuracy_at_k=[10],

@@ -51,6 +51,7 @@ class MatryoshkaRankLoss(nn.Module):
         matryoshka_dims: Prefix sizes, strictly descending; include the full width to keep it intact.
         unsupervised_weight: α; ``0`` trains on the ranking loss alone.
         top_k: Neighbours per item for the unsupervised ``L_topk`` term.
+        distill_weight: Weight of the unsupervised ``L_distill`` term; ``0`` (default) keeps the paper's terms.
 
     References:
         Zhang et al., "SMEC: Rethinking Matryoshka Representation Learning for Retrieval Embedding Compression",
@@ -87,6 +88,7 @@ class MatryoshkaRankLoss(nn.Module):
         matryoshka_dims: Sequence[int],
         unsupervised_weight: float = 1.0,
         top_k: int = 10,
+        distill_weight: float = 0.0,
     ) -> None:
         super().__init__()
         self.model = model
@@ -95,7 +97,10 @@ class MatryoshkaRankLoss(nn.Module):
             raise ValueError(f"unsupervised_weight must be >= 0, got {unsupervised_weight!r}")
         self.unsupervised_weight = unsupervised_weight
         self.top_k = top_k
-        self.unsupervised = MatryoshkaUnsupervisedLoss(model, self.matryoshka_dims, top_k=top_k)
+        self.distill_weight = distill_weight
+        self.unsupervised = MatryoshkaUnsupervisedLoss(
+            model, self.matryoshka_dims, top_k=top_k, distill_weight=distill_weight
+        )
 
     def forward(self, sentence_features: Iterable[dict[str, Any]], labels: torch.Tensor) -> dict[str, torch.Tensor]:
         columns = list(sentence_features)
@@ -129,6 +134,7 @@ class MatryoshkaRankLoss(nn.Module):
             "matryoshka_dims": self.matryoshka_dims,
             "unsupervised_weight": self.unsupervised_weight,
             "top_k": self.top_k,
+            "distill_weight": self.distill_weight,
         }
 
     @property

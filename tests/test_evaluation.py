@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from sentence_transformers import SentenceTransformer
+from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
+from transformers import TrainerControl, TrainerState
+
+from st_matryoshka.callbacks import BestStateCallback
+from st_matryoshka.evaluation import GradedInformationRetrievalEvaluator, NeighbourOverlapEvaluator
+from st_matryoshka.models import CachedEmbeddings
+
+
+@pytest.fixture()
+def table_model():
+    rng = np.random.default_rng(0)
+    texts = [f"d{i}" for i in range(30)] + [f"q{i}" for i in range(5)]
+    return SentenceTransformer(
+        modules=[CachedEmbeddings(texts, rng.normal(size=(35, 8)).astype("float32"))], device="cpu"
+    ), texts
+
+
+def test_graded_ndcg_equals_st_on_binary_and_uses_grades(table_model):
+    model, _ = table_model
+    queries = {f"q{i}": f"q{i}" for i in range(5)}
+    corpus = {f"d{i}": f"d{i}" for i in range(30)}
+    binary = {f"q{i}": {f"d{i}": 1, f"d{i + 10}": 1} for i in range(5)}
+    kw = {"ndcg_at_k": [10], "main_score_function": "cosine", "write_csv": False}
+    ours = GradedInformationRetrievalEvaluator(queries, corpus, binary, **kw)(model)
+    st = InformationRetrievalEvaluator(queries, corpus, {q: set(d) for q, d in binary.items()}, **kw)(model)
+    assert ours["cosine_ndcg@10"] == pytest.approx(st["cosine_ndcg@10"])
+    assert ours["cosine_recall@10"] == st["cosine_recall@10"]
+    # graded: put the most relevant document where the model ranks it, and check the value by hand
+    q_emb = model.encode(["q0"])[0]
+    d_emb = model.encode([f"d{i}" for i in range(30)])
+    order = np.argsort(-(d_emb @ q_emb / np.linalg.norm(d_emb, axis=1)))
+    grades = {"q0": {f"d{order[1]}": 3, f"d{order[20]}": 1}}
+    value = GradedInformationRetrievalEvaluator({"q0": "q0"}, corpus, grades, **kw)(model)["cosine_ndcg@10"]
+    expected = (3 / math.log2(3)) / (3 / math.log2(2) + 1 / math.log2(3))
+    assert value == pytest.approx(expected)
+
+
+def test_neighbour_overlap_is_one_for_the_reference_itself(table_model):
+    model, texts = table_model
+    vectors = model.encode(texts)
+    evaluator = NeighbourOverlapEvaluator(texts[:5], texts, vectors[:5], vectors, dims=[8, 4], k=3, name="h")
+    metrics = evaluator(model)
+    assert metrics["h_overlap@3_dim8"] == 1.0
+    assert metrics["h_overlap@3_dim4"] < 1.0
+    assert evaluator.primary_metric == "h_geomean_overlap@3"
+    assert metrics["h_geomean_overlap@3"] == pytest.approx(math.sqrt(metrics["h_overlap@3_dim4"]))
+
+
+def test_best_state_callback_restores_best_and_stops():
+    module = torch.nn.Linear(2, 2)
+    callback = BestStateCallback(module, metric="eval_score", patience=2)
+    state, control = TrainerState(), TrainerControl()
+    for step, value in enumerate([0.5, 0.7, 0.6, 0.65]):
+        state.global_step = step
+        with torch.no_grad():
+            module.weight.fill_(value)
+        callback.on_evaluate(None, state, control, metrics={"eval_score": value})
+    assert control.should_training_stop and callback.best_step == 1
+    callback.on_train_end(None, state, control)
+    assert torch.all(module.weight == 0.7)
+    with pytest.raises(KeyError, match="metric 'eval_score' not among"):
+        callback.on_evaluate(None, state, control, metrics={"eval_other": 1.0})
+    with pytest.raises(ValueError, match="patience must be a positive int or None, got 0"):
+        BestStateCallback(module, metric="x", patience=0)
