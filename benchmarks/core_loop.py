@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from st_matryoshka.cli import load_model
-from st_matryoshka.data import load_beir, load_embeddings_dir
+from st_matryoshka.data import load_beir, load_embeddings_dir, split_queries
 from st_matryoshka.evaluation import evaluate_per_dim
 from st_matryoshka.training import AdaptorTrainingConfig, fast_model, head_of, train_matryoshka_adaptor
 
@@ -62,19 +62,30 @@ def main():
             "train_seconds": time.perf_counter() - t,
             "embedding_pass_seconds": meta["encode_seconds"]["corpus"],
         }
-        noinit = AdaptorTrainingConfig(dims=[192, 96, 48, 24], pca_init=False)
-        ident, _ = train_matryoshka_adaptor(base, test.with_qrels({}), cv, qv, noinit, supervised=False)
-        row["unsupervised_no_pca_init"] = score(head_of(ident), test, cv, qv)
-        if os.path.exists(os.path.join(folder, "qrels", "train.tsv")):
+        for key, ablation in (("no_pca_init", {"pca_init": False}), ("paper_loss", {"distill_weight": 0.0})):
+            cfg = AdaptorTrainingConfig(dims=[192, 96, 48, 24], **ablation)
+            ablated, _ = train_matryoshka_adaptor(base, test.with_qrels({}), cv, qv, cfg, supervised=False)
+            row[f"unsupervised_{key}"] = score(head_of(ablated), test, cv, qv)
+        has_train = os.path.exists(os.path.join(folder, "qrels", "train.tsv"))
+        if not has_train:
+            # No train split: a fixed split of the test queries by a hash of the id; half trains, half scores.
+            fit_ids, held_ids = split_queries(sorted(test.qrels), 0.5, salt="st_matryoshka-benchmark")
+            train = test.with_qrels({q: test.qrels[q] for q in fit_ids})
+            test = test.with_qrels({q: test.qrels[q] for q in held_ids})
+            row["query_split"] = {"train_queries": len(fit_ids), "test_queries": len(held_ids)}
+            for key, head in (("truncation", head_of(base)), ("pca", None), ("unsupervised", head_of(unsup))):
+                row[f"{key}_split"] = pca_scores(test, cv, qv) if head is None else score(head, test, cv, qv)
+        else:
             train = load_beir(folder, "train")
-            t = time.perf_counter()
-            sup, stages = train_matryoshka_adaptor(base, train, cv, qv, config, supervised=True)
-            row["supervised"] = score(head_of(sup), test, cv, qv)
-            row["supervised_stage"] = {
-                "criterion_history": stages[-1].history,
-                "best_step": stages[-1].best_step,
-                "train_seconds": time.perf_counter() - t,
-            }
+        t = time.perf_counter()
+        sup, stages = train_matryoshka_adaptor(base, train, cv, qv, config, supervised=True)
+        row["supervised" if has_train else "supervised_split"] = score(head_of(sup), test, cv, qv)
+        row["supervised_stage"] = {
+            "criterion_history": stages[-1].history,
+            "best_step": stages[-1].best_step,
+            "train_seconds": time.perf_counter() - t,
+        }
+        if has_train:
             train_docs = {d for docs in train.qrels.values() for d in docs}
             unseen = test.with_qrels({q: r for q, r in test.qrels.items() if not set(r) & train_docs})
             row["unseen_queries"] = len(unseen.qrels)

@@ -34,7 +34,8 @@ def main() -> None:
         "`truncate_dim` (binary",
         "relevance: every grade > 0 counts as relevant). PCA is centred and fit on the corpus. The adaptor starts",
         "from the corpus' uncentred principal axes (orthogonal, so full-width scores are unchanged);",
-        "`unsupervised_no_pca_init` is the ablation starting from the identity. Weights are chosen by the label-free",
+        "`unsupervised_no_pca_init` is the ablation starting from the identity, `unsupervised_paper_loss` the one",
+        "without our L_distill term (the paper's L_pair + L_topk + L_rec). Weights are chosen by the label-free",
         "criterion (geometric mean of top-10 neighbour overlap with the full-width backbone embedding over dims, on a",
         "10% held-out slice of the corpus; the untrained state is scored first) for the unsupervised stage, and by",
         "mean NDCG@10 over all dims on 15% of the train queries (by a hash of the id) for the supervised stage.",
@@ -42,7 +43,8 @@ def main() -> None:
     ]
     for name, row in res.items():
         out += [f"## {name}", ""]
-        out += table(row, ["truncation", "pca", "unsupervised_no_pca_init", "unsupervised", "supervised"])
+        methods = ["truncation", "pca", "unsupervised_no_pca_init", "unsupervised_paper_loss", "unsupervised"]
+        out += table(row, [*methods, "supervised"])
         st = row.get("unsupervised_stage")
         if st:
             hist = ", ".join(f"{v:.4f}@{s}" for s, v in st["criterion_history"])
@@ -57,6 +59,19 @@ def main() -> None:
             st = row["supervised_stage"]
             hist = ", ".join(f"{v:.4f}@{s}" for s, v in st["criterion_history"])
             out += ["", f"Supervised validation score by step: {hist}; kept step {st['best_step']}."]
+        if "query_split" in row:
+            split = row["query_split"]
+            out += [
+                "",
+                f"No train split: the test queries are split by a hash of the id (`split_queries(ids, 0.5, "
+                f"salt='st_matryoshka-benchmark')`); the supervised stage trains on {split['train_queries']} queries "
+                f"and every method is scored on the other {split['test_queries']}:",
+                "",
+            ]
+            out += table(
+                {k[: -len("_split")]: v for k, v in row.items() if k.endswith("_split") and k != "query_split"},
+                ["truncation", "pca", "unsupervised", "supervised"],
+            )
         if "unseen_queries" in row:
             out += [
                 "",
@@ -68,6 +83,19 @@ def main() -> None:
                 ["truncation", "unsupervised", "supervised"],
             )
         out.append("")
+    tp = "benchmarks/results/throughput.json"
+    if os.path.exists(tp):
+        t = json.load(open(tp))
+        out += [
+            "## Encode throughput",
+            "",
+            "    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/throughput.py --data ../shared/data/scifact",
+            "",
+            f"all-MiniLM-L6-v2 on {t['texts']} SciFact abstracts x {t['rounds']} alternating rounds, "
+            f"{t['threads']} threads: bare model {t['base_texts_per_s']:.1f} texts/s, with the adaptor "
+            f"{t['adaptor_texts_per_s']:.1f} texts/s, ratio {t['ratio']:.3f}.",
+            "",
+        ]
     extra = "benchmarks/results/notes.md"
     if os.path.exists(extra):
         out += [open(extra).read()]

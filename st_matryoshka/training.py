@@ -280,7 +280,8 @@ def _supervised_rows(
     doc_index = {cid: i for i, cid in enumerate(data.corpus_ids)}
     corpus_t = torch.nn.functional.normalize(torch.as_tensor(corpus_vectors), dim=-1)
     q_t = torch.nn.functional.normalize(torch.as_tensor(np.stack([query_vectors[q] for q in query_ids])), dim=-1)
-    pool_size = min(config.negative_pool + 50, len(data.corpus_ids))
+    most_relevant = max(len(data.qrels[q]) for q in query_ids)
+    pool_size = min(config.negative_pool + most_relevant, len(data.corpus_ids))
     ranked = (q_t @ corpus_t.T).topk(pool_size, dim=1).indices.tolist()
     queries = data.query_dict()
     pools = {}
