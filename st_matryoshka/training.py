@@ -100,7 +100,9 @@ class AdaptorTrainingConfig:
         num_layers: Hidden layers of the adaptor MLP (``0``: linear).
         pca_init: Initialise the adaptor's rotation with the corpus' principal axes.
         top_k: Neighbours per item in ``L_topk``.
-        distill_weight: Weight of ``L_distill`` in the unsupervised stage (``0``: the paper's loss).
+        distill_weight: Weight of ``L_distill`` in the unsupervised stage (``0``: the paper's loss). ``None``: 1.0
+            when the unsupervised stage is the last one, 0.0 when a supervised stage follows (measured on SciFact:
+            starting the supervised stage from the L_distill-trained adaptor cost about 0.01 NDCG@10 at 96 dims).
         unsupervised_epochs: Maximum epochs of the unsupervised stage (``0`` skips it).
         unsupervised_lr: Learning rate of the unsupervised stage.
         unsupervised_batch_size: Batch size of the unsupervised stage.
@@ -122,7 +124,7 @@ class AdaptorTrainingConfig:
     num_layers: int = 1
     pca_init: bool = True
     top_k: int = 10
-    distill_weight: float = 1.0
+    distill_weight: float | None = None
     unsupervised_epochs: int = 30
     unsupervised_lr: float = 1e-3
     unsupervised_batch_size: int = 512
@@ -226,6 +228,7 @@ def train_unsupervised(
     corpus_vectors: np.ndarray,
     config: AdaptorTrainingConfig,
     work_dir: str,
+    distill_weight: float = 1.0,
 ) -> StageResult:
     """Unsupervised stage on the corpus; stops and picks weights by neighbour overlap on a held-out corpus slice."""
     full = adaptor.embedding_dim
@@ -244,7 +247,7 @@ def train_unsupervised(
         k=config.overlap_k,
         name="holdout",
     )
-    loss = MatryoshkaUnsupervisedLoss(model, loss_dims, top_k=config.top_k, distill_weight=config.distill_weight)
+    loss = MatryoshkaUnsupervisedLoss(model, loss_dims, top_k=config.top_k, distill_weight=distill_weight)
     dataset = Dataset.from_dict({"text": [corpus[i] for i in train]})
     if len(train) < config.unsupervised_batch_size:
         raise ValueError(
@@ -389,7 +392,12 @@ def train_matryoshka_adaptor(
     stages: list[StageResult] = []
     with tempfile.TemporaryDirectory(prefix="st_matryoshka_") as work:
         if config.unsupervised_epochs > 0:
-            stages.append(train_unsupervised(adaptor, corpus_data.corpus, corpus_vectors, config, work))
+            distill = config.distill_weight
+            if distill is None:
+                distill = 0.0 if supervised else 1.0
+            stages.append(
+                train_unsupervised(adaptor, corpus_data.corpus, corpus_vectors, config, work, distill_weight=distill)
+            )
         if supervised:
             stages.append(train_supervised(adaptor, corpus_data, corpus_vectors, query_vectors, config, work))
     adaptor.eval()
