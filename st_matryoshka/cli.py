@@ -120,14 +120,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     from st_matryoshka.training import (
         AdaptorTrainingConfig,
         backbone_dim,
+        check_output_free,
         save_model_atomic,
         stage_summary,
         train_matryoshka_adaptor,
     )
 
     dims = parse_dims(args.dims)
-    if os.path.isdir(args.output) and os.listdir(args.output) and not args.overwrite:
-        raise ValueError(f"--output: {args.output!r} already holds files; pass --overwrite to replace it")
+    check_output_free(args.output, args.overwrite)
     model = load_model(args.model)
     width = backbone_dim(model)
     if dims[0] > width:

@@ -7,11 +7,13 @@ instance trained here is then inserted into the real model, so ``model.encode(te
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import random
 import shutil
 import tempfile
+import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -200,8 +202,6 @@ def _run_stage(
     patience: int,
     steps_per_epoch: int,
 ) -> StageResult:
-    import time
-
     callback = BestStateCallback(adaptor, metric=metric, patience=patience)
     trainer = SentenceTransformerTrainer(
         model=model, args=args, train_dataset=train_dataset, loss=loss, evaluator=evaluator, callbacks=[callback]
@@ -404,6 +404,12 @@ def train_matryoshka_adaptor(
     return with_adaptor(model, adaptor), stages
 
 
+def check_output_free(output: str, overwrite: bool) -> None:
+    """Refuse an existing, non-empty ``output`` unless ``overwrite`` (called before training and again on save)."""
+    if os.path.exists(output) and (not os.path.isdir(output) or os.listdir(output)) and not overwrite:
+        raise ValueError(f"--output: {output!r} already holds files; pass --overwrite to replace it")
+
+
 def save_model_atomic(
     model: SentenceTransformer, output: str, overwrite: bool = False, extra: dict | None = None
 ) -> None:
@@ -412,11 +418,8 @@ def save_model_atomic(
     An existing non-empty ``output`` is refused unless ``overwrite``; it is replaced only after the new model is
     completely written, so an interrupted save never leaves a half-written model behind.
     """
-    import json
-
+    check_output_free(output, overwrite)
     output = os.path.abspath(output)
-    if os.path.exists(output) and (not os.path.isdir(output) or os.listdir(output)) and not overwrite:
-        raise ValueError(f"--output: {output!r} already holds files; pass --overwrite to replace it")
     parent = os.path.dirname(output)
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".tmp-st_matryoshka-", dir=parent)
