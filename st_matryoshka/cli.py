@@ -100,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--output", required=True, help="Folder for the trained model.")
     train.add_argument("--overwrite", action="store_true", help="Replace a model already in --output.")
     train.add_argument("--no-pca-init", action="store_true", help="Start from the identity, not the PCA rotation.")
+    train.add_argument("--center", action="store_true", help="Centre inputs on the corpus mean (classic PCA start).")
     train.add_argument("--unsupervised-epochs", type=int, default=None)
     train.add_argument("--supervised-epochs", type=int, default=None)
     train.add_argument("--hidden-dim", type=int, default=None)
@@ -144,7 +145,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         "unsupervised_batch_size": args.unsupervised_batch_size,
     }
     config = AdaptorTrainingConfig(
-        dims=dims, pca_init=not args.no_pca_init, **{k: v for k, v in overrides.items() if v is not None}
+        dims=dims,
+        pca_init=not args.no_pca_init,
+        center_input=args.center,
+        **{k: v for k, v in overrides.items() if v is not None},
     )
     start = time.perf_counter()
     trained, stages = train_matryoshka_adaptor(

@@ -14,6 +14,7 @@ MODULES = {
     "linear": lambda: MatryoshkaAdaptor(12, num_layers=0),
     "no-rotation": lambda: MatryoshkaAdaptor(12, use_rotation=False, activation="tanh"),
     "raw-input": lambda: MatryoshkaAdaptor(12, normalize_input=False),
+    "centred": lambda: MatryoshkaAdaptor(12, center_input=True),
 }
 
 
@@ -92,6 +93,18 @@ def test_rotation_is_orthogonal_and_orders_by_variance():
 def test_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         MatryoshkaAdaptor(**kwargs)
+
+
+def test_centred_rotation_is_pca_of_the_corpus():
+    torch.manual_seed(0)
+    data = torch.randn(300, 12) + 3.0
+    module = MatryoshkaAdaptor(12, normalize_input=False, center_input=True).eval()
+    module.init_rotation(data)
+    assert torch.allclose(module.center, data.mean(0), atol=1e-5)
+    out = module({"sentence_embedding": data})["sentence_embedding"]
+    assert torch.allclose(out.mean(0), torch.zeros(12), atol=1e-4)
+    cov = out.T @ out / len(out)
+    assert torch.allclose(cov, torch.diag(torch.diagonal(cov)), atol=1e-3)
 
 
 def test_init_rotation_checks_shape():

@@ -28,7 +28,8 @@ class MatryoshkaAdaptor(StMatryoshkaModule):
 
     Initialising the rotation from the corpus' principal axes (:meth:`init_rotation`, uncentred) orders the
     dimensions by variance before training. Because it is orthogonal, full-width cosine similarities are unchanged,
-    and the prefixes start from a PCA projection; the benchmarks ablate this choice.
+    and the prefixes start from a PCA projection; the benchmarks ablate this choice. Input ``x`` goes through
+    ``z = R · (normalize(x) − center)`` (each step as configured), then ``ê = z + f(z)``.
 
     Args:
         embedding_dim: Width ``D`` of the incoming embedding (and of the output).
@@ -37,6 +38,9 @@ class MatryoshkaAdaptor(StMatryoshkaModule):
         activation: Activation between layers: one of ``"gelu"``, ``"relu"``, ``"silu"``, ``"tanh"``.
         normalize_input: L2-normalise the input before the rotation and ``f``.
         use_rotation: Apply the fixed orthogonal ``rotation`` buffer before ``f``.
+        center_input: Subtract the fixed ``center`` buffer (set by :meth:`init_rotation` to the corpus mean) before
+            the rotation. This changes full-width similarities (centring helps some corpora and hurts others, see
+            BENCHMARKS.md), so it is off by default.
 
     References:
         Yoon et al., "Matryoshka-Adaptor: Unsupervised and Supervised Tuning for Smaller Embedding Dimensions",
@@ -62,6 +66,7 @@ class MatryoshkaAdaptor(StMatryoshkaModule):
         "activation",
         "normalize_input",
         "use_rotation",
+        "center_input",
     ]
 
     def __init__(
@@ -72,6 +77,7 @@ class MatryoshkaAdaptor(StMatryoshkaModule):
         activation: str = "gelu",
         normalize_input: bool = True,
         use_rotation: bool = True,
+        center_input: bool = False,
     ) -> None:
         super().__init__()
         if not isinstance(embedding_dim, int) or embedding_dim <= 0:
@@ -88,6 +94,7 @@ class MatryoshkaAdaptor(StMatryoshkaModule):
         self.activation = activation
         self.normalize_input = normalize_input
         self.use_rotation = use_rotation
+        self.center_input = center_input
 
         width = hidden_dim or embedding_dim
         layers: list[nn.Module] = []
@@ -100,10 +107,14 @@ class MatryoshkaAdaptor(StMatryoshkaModule):
         nn.init.zeros_(last.bias)
         self.residual = nn.Sequential(*layers, last)
         self.register_buffer("rotation", torch.eye(embedding_dim))
+        self.register_buffer("center", torch.zeros(embedding_dim))
 
     @torch.no_grad()
     def init_rotation(self, embeddings: torch.Tensor) -> None:
-        """Set ``rotation`` to the principal axes of ``embeddings`` (uncentred, largest variance first).
+        """Set ``rotation`` to the principal axes of ``embeddings`` (largest variance first).
+
+        With ``center_input`` the corpus mean is stored in ``center`` and subtracted first (classic PCA); otherwise
+        the axes are uncentred and full-width cosine similarities stay exactly those of the backbone.
 
         Args:
             embeddings: ``(n, embedding_dim)`` backbone embeddings of the corpus, e.g. from the embedding cache.
@@ -115,6 +126,10 @@ class MatryoshkaAdaptor(StMatryoshkaModule):
         x = embeddings.to(torch.float64)
         if self.normalize_input:
             x = F.normalize(x, dim=-1)
+        if self.center_input:
+            mean = x.mean(dim=0)
+            self.center.copy_(mean.to(self.center.dtype))
+            x = x - mean
         _, _, vh = torch.linalg.svd(x, full_matrices=True)
         self.rotation.copy_(vh.to(self.rotation.dtype))
 
@@ -122,6 +137,8 @@ class MatryoshkaAdaptor(StMatryoshkaModule):
         x = features["sentence_embedding"]
         if self.normalize_input:
             x = F.normalize(x, dim=-1)
+        if self.center_input:
+            x = x - self.center
         if self.use_rotation:
             x = x @ self.rotation.T
         if self.training:
