@@ -98,6 +98,15 @@ def test_fingerprint_depends_on_weights_not_path(minilm):
     assert model_fingerprint(backbone_of(minilm)) != before
 
 
+def test_cached_embeddings_repeated_text_uses_first_row_and_warns(caplog):
+    vectors = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]], dtype="float32")
+    table = CachedEmbeddings(["a", "b", "a"], vectors)
+    assert "different embeddings" not in caplog.text
+    table = CachedEmbeddings(["a", "b", "a"], vectors[[0, 1, 1]])
+    assert "1 texts appear more than once with different embeddings" in caplog.text
+    assert table.preprocess(["a"])["input_ids"].tolist() == [0]
+
+
 def test_cached_embeddings_rejects_unknown_text_and_nan():
     table = CachedEmbeddings(["a", "b"], np.eye(2, dtype="float32"))
     with pytest.raises(KeyError, match="text not in the embedding table: 'c'"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -16,6 +17,8 @@ try:
     from typing import Self
 except ImportError:  # Python 3.10
     from typing_extensions import Self
+
+logger = logging.getLogger(__name__)
 
 ROW_KEY = "input_ids"
 """Features key of the row indices (named like token ids so ST's trainer collects the column)."""
@@ -31,7 +34,8 @@ class CachedEmbeddings(InputModule):
     not in the table is an error naming it: the table is built from the data before training.
 
     Args:
-        texts: The texts, one per row of ``embeddings``. Duplicates must map to the same row content.
+        texts: The texts, one per row of ``embeddings``. A repeated text uses its first row (a warning counts the
+            repeats whose vectors differ, e.g. a provider that embeds queries and documents differently).
         embeddings: ``(len(texts), dim)`` float array or tensor of backbone embeddings.
 
     Example:
@@ -60,7 +64,16 @@ class CachedEmbeddings(InputModule):
             bad = int((~torch.isfinite(table)).any(dim=1).sum())
             raise ValueError(f"embeddings contain NaN or inf in {bad} rows")
         self.texts = list(texts)
-        self.row_of = {text: row for row, text in enumerate(self.texts)}
+        self.row_of: dict[str, int] = {}
+        conflicts = 0
+        for row, text in enumerate(self.texts):
+            first = self.row_of.setdefault(text, row)
+            if first != row and not torch.allclose(table[first], table[row], atol=1e-4):
+                conflicts += 1
+        if conflicts:
+            logger.warning(
+                f"{conflicts} texts appear more than once with different embeddings; the first row of each is used"
+            )
         self.register_buffer("table", table, persistent=False)
 
     def preprocess(self, inputs: Sequence[str], prompt: str | None = None, **kwargs: Any) -> dict[str, torch.Tensor]:
