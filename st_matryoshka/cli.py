@@ -94,7 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", help="Train an adaptor and save the model with it.")
     _common(train)
-    train.add_argument("--method", default="matryoshka-adaptor", choices=["matryoshka-adaptor"])
+    train.add_argument(
+        "--method",
+        default="matryoshka-adaptor",
+        choices=["matryoshka-adaptor", "pca"],
+        help="pca: the centred-PCA baseline as a linear module (nothing trained).",
+    )
     train.add_argument("--supervised", action="store_true", help="Add the supervised stage on --train-split.")
     train.add_argument("--train-split", default="train", help="qrels split for the supervised stage.")
     train.add_argument("--output", required=True, help="Folder for the trained model.")
@@ -122,6 +127,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         AdaptorTrainingConfig,
         backbone_dim,
         check_output_free,
+        fit_pca_adaptor,
         save_model_atomic,
         stage_summary,
         train_matryoshka_adaptor,
@@ -129,6 +135,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     dims = parse_dims(args.dims)
     check_output_free(args.output, args.overwrite)
+    if args.method == "pca" and args.supervised:
+        raise ValueError("--supervised does not apply to --method pca")
     model = load_model(args.model)
     width = backbone_dim(model)
     if dims[0] > width:
@@ -151,9 +159,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         **{k: v for k, v in overrides.items() if v is not None},
     )
     start = time.perf_counter()
-    trained, stages = train_matryoshka_adaptor(
-        model, data, corpus_vectors, query_vectors, config, supervised=args.supervised
-    )
+    if args.method == "pca":
+        trained, stages = fit_pca_adaptor(model, corpus_vectors), []
+    else:
+        trained, stages = train_matryoshka_adaptor(
+            model, data, corpus_vectors, query_vectors, config, supervised=args.supervised
+        )
     summary = {
         "method": args.method,
         "supervised": args.supervised,

@@ -411,6 +411,18 @@ def train_matryoshka_adaptor(
     return with_adaptor(model, adaptor), stages
 
 
+def fit_pca_adaptor(model: SentenceTransformer, corpus_vectors: np.ndarray) -> SentenceTransformer:
+    """The PCA baseline as a module: a linear MatryoshkaAdaptor holding the corpus mean and principal axes.
+
+    Its prefixes are the classic (centred) PCA projections fit on ``corpus_vectors``; nothing is trained, and
+    :func:`st_matryoshka.export.export_to_st_modules` folds it into ST's ``Normalize`` + ``Dense``.
+    """
+    width = backbone_dim(model)
+    adaptor = MatryoshkaAdaptor(width, num_layers=0, center_input=True)
+    adaptor.init_rotation(torch.as_tensor(corpus_vectors))
+    return with_adaptor(model, adaptor.eval())
+
+
 def check_output_free(output: str, overwrite: bool) -> None:
     """Refuse an existing, non-empty ``output`` unless ``overwrite`` (called before training and again on save)."""
     if os.path.exists(output) and (not os.path.isdir(output) or os.listdir(output)) and not overwrite:

@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from sentence_transformers import SentenceTransformer
+
+from st_matryoshka.export import adaptor_to_dense, export_to_st_modules
+from st_matryoshka.models import MatryoshkaAdaptor
+from st_matryoshka.training import backbone_of, fit_pca_adaptor, with_adaptor
+
+TEXTS = ["Aspirin and heart attacks.", "Orbital mechanics of the moon.", "Bone density and vitamin D."]
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"center_input": True}, {"use_rotation": False}, {"normalize_input": False}])
+def test_linear_adaptor_folds_into_dense(kwargs):
+    torch.manual_seed(0)
+    adaptor = MatryoshkaAdaptor(6, num_layers=0, **kwargs)
+    if adaptor.use_rotation:
+        adaptor.init_rotation(torch.randn(40, 6) + 1.0)
+    with torch.no_grad():
+        adaptor.residual[-1].weight.normal_(std=0.1)
+        adaptor.residual[-1].bias.normal_(std=0.1)
+    adaptor.eval()
+    x = torch.randn(5, 6)
+    expected = adaptor({"sentence_embedding": x.clone()})["sentence_embedding"]
+    features = {"sentence_embedding": x.clone()}
+    for module in adaptor_to_dense(adaptor):
+        features = module(features)
+    assert torch.allclose(features["sentence_embedding"], expected, atol=1e-5)
+
+
+def test_mlp_adaptor_does_not_fold():
+    with pytest.raises(ValueError, match="only linear adaptors .* got num_layers=1"):
+        adaptor_to_dense(MatryoshkaAdaptor(6, num_layers=1))
+
+
+def test_exported_pca_model_loads_without_remote_code(minilm, tmp_path):
+    corpus_vectors = backbone_of(minilm).encode(TEXTS * 4 + [t.upper() for t in TEXTS])
+    pca = fit_pca_adaptor(minilm, corpus_vectors)
+    native = export_to_st_modules(pca)
+    assert [type(m).__name__ for m in native] == ["Transformer", "Pooling", "Normalize", "Dense", "Normalize"]
+    native.save(str(tmp_path / "native"))
+    loaded = SentenceTransformer(str(tmp_path / "native"), device="cpu")
+    a = pca.encode(TEXTS, truncate_dim=8)
+    b = loaded.encode(TEXTS, truncate_dim=8)
+    assert np.allclose(a, b, atol=1e-5)
+    # the PCA module's leading coordinates are the classic centred projection (the model ends in Normalize)
+    unit = corpus_vectors / np.linalg.norm(corpus_vectors, axis=1, keepdims=True)
+    mean = unit.mean(0)
+    _, _, vt = np.linalg.svd(unit - mean, full_matrices=False)
+    q = backbone_of(minilm).encode(TEXTS)
+    centred = q / np.linalg.norm(q, axis=1, keepdims=True) - mean
+    full = pca.encode(TEXTS)
+    scale = np.linalg.norm(centred, axis=1, keepdims=True)
+    assert np.allclose(np.abs(full[:, :2] * scale), np.abs(centred @ vt[:2].T), atol=1e-4)
+
+
+def test_export_refuses_models_it_cannot_express(minilm):
+    model = with_adaptor(minilm, MatryoshkaAdaptor(384, num_layers=1))
+    with pytest.raises(ValueError, match="num_layers=1"):
+        export_to_st_modules(model)
