@@ -38,8 +38,8 @@ def main() -> None:
         "",
         "Model: all-MiniLM-L6-v2 (384-d), provided embeddings from `../shared/data/<set>/embeddings/`; the",
         "transformer does not run. NDCG@10 on the test split, ST's InformationRetrievalEvaluator with",
-        "`truncate_dim` (binary",
-        "relevance: every grade > 0 counts as relevant). PCA is centred and fit on the corpus. The adaptor starts",
+        "`truncate_dim`; NDCG uses graded relevance with linear gain (pytrec_eval's and MTEB's definition; binary",
+        "sets are unaffected). PCA is centred and fit on the corpus. The adaptor starts",
         "from the corpus' uncentred principal axes (orthogonal, so full-width scores are unchanged);",
         "`unsupervised_no_pca_init` is the ablation starting from the identity, `unsupervised_paper_loss` the one",
         "without our L_distill term (the paper's L_pair + L_topk + L_rec), `unsupervised_centered` the `--center`",
@@ -64,7 +64,7 @@ def main() -> None:
                 f"corpus (meta.json of the provided vectors): {st['embedding_pass_seconds']:.1f} s; ratio "
                 f"{100 * st['epoch_seconds'] / st['embedding_pass_seconds']:.2f}%.",
             ]
-        if "supervised_stage" in row:
+        if "supervised_stage" in row and "query_split" not in row:
             st = row["supervised_stage"]
             hist = ", ".join(f"{v:.4f}@{s}" for s, v in st["criterion_history"])
             out += ["", f"Supervised validation score by step: {hist}; kept step {st['best_step']}."]
@@ -81,16 +81,29 @@ def main() -> None:
                 {k[: -len("_split")]: v for k, v in row.items() if k.endswith("_split") and k != "query_split"},
                 ["truncation", "pca", "unsupervised", "supervised"],
             )
+            st = row["supervised_stage"]
+            out += [
+                "",
+                f"Supervised stage kept step {st['best_step']} (step 0 = the unsupervised adaptor it started from).",
+            ]
         if "unseen_queries" in row:
             out += [
                 "",
                 f"Test queries whose relevant documents never appear in the train qrels ({row['unseen_queries']}):",
                 "",
             ]
-            out += table(
-                {k[: -len("_unseen")]: v for k, v in row.items() if k.endswith("_unseen")},
-                ["truncation", "unsupervised", "supervised"],
-            )
+            unseen = {k[: -len("_unseen")]: v for k, v in row.items() if k.endswith("_unseen")}
+            out += table(unseen, ["truncation", "unsupervised", "supervised"])
+            out += [
+                "",
+                "Supervised gain over the unsupervised adaptor (all test queries / unseen-document queries):",
+                "",
+            ]
+            for d in DIMS[2:]:
+                all_gain = row["supervised"][d] - row["unsupervised"][d]
+                unseen_gain = unseen["supervised"][d] - unseen["unsupervised"][d]
+                share = f"{100 * unseen_gain / all_gain:.0f}%" if all_gain > 0 else "n/a"
+                out.append(f"- {d}-d: {all_gain:+.4f} / {unseen_gain:+.4f} ({share} of the gain survives)")
         out.append("")
     tp = "benchmarks/results/throughput.json"
     if os.path.exists(tp):
