@@ -1,4 +1,7 @@
-"""Unsupervised adaptor started from classic (centred) PCA, per data set: the ``--center`` option.
+"""Extra rows per data set: the untrained adaptor (the start of training) and the ``--center`` option.
+
+``unsupervised_start`` scores the adaptor before any training step (uncentred PCA rotation), so each table shows
+where the unsupervised stage started; ``unsupervised_centered`` trains from classic (centred) PCA.
 
 Usage: HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/centering.py --data-root ../shared/data
 Writes benchmarks/results/centering.json; benchmarks/render.py adds the row to each table.

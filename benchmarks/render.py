@@ -28,6 +28,7 @@ def main() -> None:
     if os.path.exists(centering):
         for name, extra in json.load(open(centering)).items():
             if name in res:
+                res[name]["unsupervised_start"] = extra["unsupervised_start"]
                 res[name]["unsupervised_centered"] = extra["unsupervised_centered"]
     out = [
         "# Benchmarks",
@@ -41,6 +42,7 @@ def main() -> None:
         "`truncate_dim`; NDCG uses graded relevance with linear gain (pytrec_eval's and MTEB's definition; binary",
         "sets are unaffected). PCA is centred and fit on the corpus. The adaptor starts",
         "from the corpus' uncentred principal axes (orthogonal, so full-width scores are unchanged);",
+        "`unsupervised_start` is that untrained starting point, `unsupervised` the trained adaptor;",
         "`unsupervised_no_pca_init` is the ablation starting from the identity, `unsupervised_paper_loss` the one",
         "without our L_distill term (the paper's L_pair + L_topk + L_rec), `unsupervised_centered` the `--center`",
         "option (start from classic, centred PCA). Weights are chosen by the label-free",
@@ -51,7 +53,8 @@ def main() -> None:
     ]
     for name, row in res.items():
         out += [f"## {name}", ""]
-        methods = ["truncation", "pca", "unsupervised_no_pca_init", "unsupervised_paper_loss", "unsupervised"]
+        methods = ["truncation", "pca", "unsupervised_start", "unsupervised_no_pca_init", "unsupervised_paper_loss"]
+        methods.append("unsupervised")
         methods.append("unsupervised_centered")
         out += table(row, [*methods, "supervised"])
         st = row.get("unsupervised_stage")
