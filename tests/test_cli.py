@@ -113,3 +113,13 @@ def test_model_without_pooling(tmp_path, minilm, scifact_tiny, capsys):
     with pytest.raises(SystemExit):
         main(["evaluate", "--model", str(tmp_path / "nopool"), "--data", str(scifact_tiny), "--dims", "48"])
     assert "no Pooling module" in capsys.readouterr().err
+
+
+def test_pca_method_saves_a_linear_adaptor(scifact_tiny, tmp_path, capsys):
+    out = tmp_path / "pca"
+    assert _train(scifact_tiny, out, "--method", "pca") == 0
+    config = json.loads((out / "2_MatryoshkaAdaptor" / "config.json").read_text())
+    assert config["num_layers"] == 0 and config["center_input"] is True
+    with pytest.raises(SystemExit):
+        _train(scifact_tiny, tmp_path / "pca2", "--method", "pca", "--supervised")
+    assert "--supervised does not apply to --method pca" in capsys.readouterr().err
