@@ -34,9 +34,12 @@ def main() -> None:
         test = load_beir(folder, "test")
         cv, qv = load_embeddings_dir(os.path.join(folder, "embeddings", "all-MiniLM-L6-v2"), test, dim=384)
         torch.manual_seed(0)
+        start_config = AdaptorTrainingConfig(dims=[192, 96, 48, 24], unsupervised_epochs=0)
+        start, _ = train_matryoshka_adaptor(base, test.with_qrels({}), cv, qv, start_config)
         config = AdaptorTrainingConfig(dims=[192, 96, 48, 24], center_input=True)
         model, stages = train_matryoshka_adaptor(base, test.with_qrels({}), cv, qv, config)
         results[name] = {
+            "unsupervised_start": score(head_of(start), test, cv, qv),
             "unsupervised_centered": score(head_of(model), test, cv, qv),
             "best_step": stages[0].best_step,
         }

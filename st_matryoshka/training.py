@@ -386,6 +386,8 @@ def train_matryoshka_adaptor(
     """
     width = backbone_dim(model)
     check_dims(config.dims, name="dims", max_dim=width)
+    if config.dims[-1] >= width:
+        raise ValueError(f"dims must include a dim below the model's width {width}, got {config.dims!r}")
     if corpus_vectors.shape != (len(corpus_data.corpus), width):
         raise ValueError(
             f"corpus embeddings have shape {corpus_vectors.shape}, expected ({len(corpus_data.corpus)}, {width})"
