@@ -1,0 +1,188 @@
+"""MTEB scoring per dimension: local BEIR folders as MTEB retrieval tasks, one MTEB experiment per dim.
+
+Needs the ``mteb`` extra (``pip install st_matryoshka[mteb]``).
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from st_matryoshka.data import RetrievalData
+
+logger = logging.getLogger(__name__)
+
+
+def _require_mteb() -> Any:
+    try:
+        import mteb
+    except ImportError:
+        raise ImportError("MTEB scoring needs the mteb extra: pip install 'st_matryoshka[mteb]'") from None
+    return mteb
+
+
+def data_revision(data: RetrievalData) -> str:
+    """A content hash of the data (texts, ids and qrels), used as the MTEB dataset revision."""
+    digest = hashlib.sha256()
+    for part in (data.corpus_ids, data.corpus, data.query_ids, data.queries):
+        digest.update(json.dumps(part).encode())
+    digest.update(json.dumps(data.qrels, sort_keys=True).encode())
+    return digest.hexdigest()[:16]
+
+
+def beir_task(data: RetrievalData, split: str = "test", name: str | None = None) -> Any:
+    """An MTEB ``AbsTaskRetrieval`` over already loaded BEIR data; ``load_data`` downloads nothing.
+
+    Corpus texts are passed as MTEB's ``text`` with an empty title, so MTEB embeds exactly the texts that
+    :func:`st_matryoshka.data.load_beir` produced (and that the embedding cache holds).
+
+    Args:
+        data: The data, with the qrels of ``split``.
+        split: Split name recorded in the results.
+        name: Task name; default ``Local<DataName>``.
+
+    Example:
+        ::
+
+            task = beir_task(load_beir("../shared/data/scifact", "test"))
+            mteb.evaluate(model, task)
+    """
+    _require_mteb()
+    from datasets import Dataset
+    from mteb.abstasks import AbsTaskRetrieval
+    from mteb.abstasks.task_metadata import TaskMetadata
+
+    task_name = name or "Local" + "".join(part.capitalize() for part in data.name.replace("_", "-").split("-"))
+    metadata = TaskMetadata(
+        name=task_name,
+        dataset={"path": f"local/{data.name}", "revision": data_revision(data)},
+        description=f"Local BEIR folder {data.name!r} ({len(data.corpus)} documents, {len(data.qrels)} queries).",
+        reference=None,
+        type="Retrieval",
+        category="t2t",
+        modalities=["text"],
+        eval_splits=[split],
+        eval_langs=["eng-Latn"],
+        main_score="ndcg_at_10",
+        date=None,
+        domains=None,
+        task_subtypes=None,
+        license=None,
+        annotations_creators=None,
+        dialect=None,
+        sample_creation=None,
+        bibtex_citation=None,
+    )
+
+    def load_data(self: Any, num_proc: int | None = None, **kwargs: Any) -> None:
+        if self.data_loaded:
+            return
+        queries = data.query_dict()
+        query_ids = [q for q in data.query_ids if q in data.qrels]
+        corpus = Dataset.from_dict({"id": data.corpus_ids, "text": data.corpus, "title": [""] * len(data.corpus)})
+        self.dataset = {
+            "default": {
+                split: {
+                    "corpus": corpus,
+                    "queries": Dataset.from_dict({"id": query_ids, "text": [queries[q] for q in query_ids]}),
+                    "relevant_docs": data.qrels,
+                    "top_ranked": None,
+                }
+            }
+        }
+        self.data_loaded = True
+
+    task_class = type(task_name, (AbsTaskRetrieval,), {"metadata": metadata, "load_data": load_data})
+    return task_class()
+
+
+def named_tasks(names: Sequence[str]) -> list[Any]:
+    """MTEB's own tasks by name (``SciFact``, ``NFCorpus``, ...); they download their data from the Hub.
+
+    Raises:
+        ValueError: for an unknown name, listing close matches.
+    """
+    mteb = _require_mteb()
+    known = {task.metadata.name for task in mteb.get_tasks()}
+    for name in names:
+        if name not in known:
+            close = difflib.get_close_matches(name, sorted(known), n=5, cutoff=0.5)
+            raise ValueError(f"--tasks: unknown MTEB task {name!r}; close matches: {close or 'none'}")
+    return list(mteb.get_tasks(tasks=list(names)))
+
+
+def _check_results_folder(output: str, model_folder: str) -> None:
+    results = os.path.join(output, "results")
+    if not os.path.isdir(results):
+        return
+    others = sorted(d for d in os.listdir(results) if d != model_folder)
+    if others:
+        raise ValueError(f"--output: {output!r} holds results of another model ({others}); use another folder")
+
+
+def run_mteb_per_dim(
+    model: Any,
+    tasks: Sequence[Any],
+    dims: Sequence[int],
+    output: str,
+    model_name: str,
+    revision: str,
+    trained_dims: Sequence[int] | None = None,
+) -> dict[str, dict[str, float]]:
+    """Score ``model`` with MTEB at every dim; results go to ``output`` in MTEB's own layout.
+
+    Each dim is one MTEB experiment (``experiment_kwargs={"embed_dim": k}``), so the results land in
+    ``<output>/results/<model_name>/<revision>/experiments/embed_dim_<k>/`` and a leaderboard submission needs no
+    hand editing. MTEB keys cached results by model name, revision and experiment: ``revision`` must identify the
+    weights (e.g. :func:`st_matryoshka.cache.model_fingerprint`), or two models would share one cache entry. Every
+    run overwrites its own entry, so a stale score is never returned.
+
+    Args:
+        model: A SentenceTransformer; for speed, the cached-embedding fast model (the transformer then runs once
+            per text, not once per dim).
+        tasks: MTEB tasks, e.g. from :func:`beir_task` or :func:`named_tasks`.
+        dims: Dimensions to score (through ``truncate_dim``).
+        output: Results folder (MTEB ``ResultCache`` root).
+        model_name: ``org/name`` recorded in the results.
+        revision: Weights identity recorded in the results.
+        trained_dims: The dims the model was trained for; others get one warning (truncation is still defined).
+
+    Returns:
+        ``{task_name: {dim: main_score}}``.
+    """
+    mteb = _require_mteb()
+    from mteb.models.sentence_transformer_wrapper import SentenceTransformerEncoderWrapper
+
+    model_folder = model_name.replace("/", "__").replace(" ", "_")
+    _check_results_folder(output, model_folder)
+    untrained = [d for d in dims if trained_dims is not None and d not in trained_dims]
+    if untrained:
+        logger.warning(f"dims {untrained} are not among the trained dims {list(trained_dims)}; scored by truncation")
+    cache = mteb.ResultCache(output)
+    scores: dict[str, dict[str, float]] = {}
+    previous = model.truncate_dim
+    try:
+        for dim in dims:
+            model.truncate_dim = dim
+            wrapper = SentenceTransformerEncoderWrapper(model)
+            wrapper.mteb_model_meta = wrapper.mteb_model_meta.model_copy(
+                update={
+                    "name": model_name,
+                    "revision": revision,
+                    "embed_dim": dim,
+                    "experiment_kwargs": {"embed_dim": dim},
+                }
+            )
+            result = mteb.evaluate(
+                wrapper, list(tasks), cache=cache, overwrite_strategy="always", show_progress_bar=False
+            )
+            for task_result in result.task_results:
+                scores.setdefault(task_result.task_name, {})[str(dim)] = float(task_result.get_score())
+    finally:
+        model.truncate_dim = previous
+    return scores
