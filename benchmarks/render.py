@@ -127,6 +127,18 @@ def main() -> None:
             f"{t['component_ratio']:.4f}.",
             "",
         ]
+    mt = "benchmarks/results/mteb_timing.json"
+    if os.path.exists(mt):
+        m = json.load(open(mt))
+        out += [
+            "## MTEB scoring time",
+            "",
+            "    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/mteb_timing.py --data ../shared/data/scifact",
+            "",
+            f"`st-matryoshka mteb` on {m['data']} at dims {m['dims']} from the provided embeddings (local MTEB task, "
+            f"one MTEB experiment per dim, model loading included): {m['seconds']:.1f} s.",
+            "",
+        ]
     extra = "benchmarks/results/notes.md"
     if os.path.exists(extra):
         out += [open(extra).read()]

@@ -1,4 +1,4 @@
-"""Command-line entry point ``st-matryoshka`` (train, evaluate)."""
+"""Command-line entry point ``st-matryoshka`` (train, evaluate, mteb)."""
 
 from __future__ import annotations
 
@@ -118,7 +118,64 @@ def build_parser() -> argparse.ArgumentParser:
     _common(evaluate)
     evaluate.add_argument("--split", default="test", help="qrels split to score.")
     evaluate.add_argument("--json", help="Write the scores here as JSON.")
+    mteb = sub.add_parser("mteb", help="MTEB scores per dim, in MTEB's result layout (needs the mteb extra).")
+    mteb.add_argument("--model", required=True, help="Model folder or Hub id.")
+    source = mteb.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data", help="BEIR folder scored as a local MTEB retrieval task.")
+    source.add_argument("--tasks", help="Comma-separated MTEB task names (downloaded from the Hub).")
+    mteb.add_argument("--embeddings", help="With --data: corpus.npy / queries.npy instead of the cache.")
+    mteb.add_argument("--split", default="test", help="With --data: qrels split to score.")
+    mteb.add_argument("--dims", required=True, help="Comma-separated dims, strictly descending.")
+    mteb.add_argument("--output", required=True, help="MTEB results folder (one model per folder).")
+    mteb.add_argument("--model-name", help="org/name recorded in the results (default st-matryoshka/<folder name>).")
+    mteb.add_argument("--cache-dir", help="Backbone embedding cache.")
+    mteb.add_argument("--batch-size", type=int, default=32, help="Backbone encoding batch size.")
     return parser
+
+
+def trained_dims_of(model_path: str, width: int) -> list[int] | None:
+    """The dims recorded in a trained model's ``st_matryoshka_training.json`` (plus the full width), if any."""
+    path = os.path.join(model_path, "st_matryoshka_training.json")
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        dims = json.load(f).get("config", {}).get("dims")
+    return [width, *dims] if dims else None
+
+
+def cmd_mteb(args: argparse.Namespace) -> int:
+    from st_matryoshka.cache import model_fingerprint
+    from st_matryoshka.data import load_beir
+    from st_matryoshka.evaluation.mteb_runner import beir_task, named_tasks, run_mteb_per_dim
+    from st_matryoshka.training import backbone_dim, fast_model, head_of
+
+    dims = parse_dims(args.dims)
+    model = load_model(args.model)
+    width = backbone_dim(model)
+    if dims[0] > width:
+        raise ValueError(f"--dims must not exceed the model's embedding width {width}, got {args.dims!r}")
+    name = args.model_name or f"st-matryoshka/{os.path.basename(os.path.normpath(args.model))}"
+    if args.data:
+        data = load_beir(args.data, split=args.split)
+        corpus_vectors, query_vectors = backbone_vectors(model, data, args.embeddings, args.cache_dir, args.batch_size)
+        texts = list(data.corpus) + list(data.queries)
+        scorer = fast_model(texts, np.concatenate([corpus_vectors, query_vectors]), head_of(model))
+        tasks = [beir_task(data, split=args.split)]
+    else:
+        scorer = model
+        tasks = named_tasks([t.strip() for t in args.tasks.split(",") if t.strip()])
+    scores = run_mteb_per_dim(
+        scorer,
+        tasks,
+        dims,
+        args.output,
+        model_name=name,
+        revision=model_fingerprint(model),
+        trained_dims=trained_dims_of(resolve_model_path(args.model), width),
+    )
+    for task, by_dim in scores.items():
+        print(task + "  " + "  ".join(f"{dim}: {value:.4f}" for dim, value in by_dim.items()))
+    return 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -221,8 +278,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.batch_size < 1:
         parser.exit(2, f"st-matryoshka: error: --batch-size must be a positive int, got {args.batch_size}\n")
     try:
-        return {"train": cmd_train, "evaluate": cmd_evaluate}[args.command](args)
-    except (ValueError, KeyError) as exc:
+        return {"train": cmd_train, "evaluate": cmd_evaluate, "mteb": cmd_mteb}[args.command](args)
+    except (ValueError, KeyError, ImportError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
         parser.exit(2, f"st-matryoshka: error: {message}\n")
 

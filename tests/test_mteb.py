@@ -55,3 +55,14 @@ def test_untrained_dim_warns_once_and_still_scores(fast_and_data, tmp_path, capl
 def test_unknown_task_name_lists_close_matches():
     with pytest.raises(ValueError, match=r"unknown MTEB task 'SciFakt'; close matches: \[.*'SciFact'"):
         named_tasks(["SciFakt"])
+
+
+def test_mteb_cli_on_a_local_folder(scifact_slice, tmp_path, capsys):
+    from st_matryoshka.cli import main
+
+    args = ["mteb", "--model", "all-MiniLM-L6-v2", "--data", str(scifact_slice)]
+    args += ["--embeddings", str(scifact_slice / "embeddings"), "--dims", "384,48", "--output", str(tmp_path)]
+    assert main(args) == 0
+    line = [x for x in capsys.readouterr().out.splitlines() if x.startswith("LocalScifact")][0]
+    assert "384:" in line and "48:" in line
+    assert list((tmp_path / "results" / "st-matryoshka__all-MiniLM-L6-v2").iterdir())
