@@ -97,8 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--method",
         default="matryoshka-adaptor",
-        choices=["matryoshka-adaptor", "pca"],
-        help="pca: the centred-PCA baseline as a linear module (nothing trained).",
+        choices=["matryoshka-adaptor", "pca", "search-adaptor"],
+        help="pca: the centred-PCA baseline as a linear module (nothing trained); search-adaptor: one linear map "
+        "trained with the rank loss over every prefix (supervised only).",
     )
     train.add_argument("--supervised", action="store_true", help="Add the supervised stage on --train-split.")
     train.add_argument("--train-split", default="train", help="qrels split for the supervised stage.")
@@ -186,6 +187,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         check_output_free,
         fit_pca_adaptor,
         save_model_atomic,
+        search_adaptor_config,
         stage_summary,
         train_matryoshka_adaptor,
     )
@@ -194,6 +196,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     check_output_free(args.output, args.overwrite)
     if args.method == "pca" and args.supervised:
         raise ValueError("--supervised does not apply to --method pca")
+    if args.method == "search-adaptor" and not args.supervised:
+        raise ValueError("--method search-adaptor is supervised: pass --supervised (and --train-split)")
     model = load_model(args.model)
     width = backbone_dim(model)
     if dims[0] > width:
@@ -209,7 +213,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         "distill_weight": args.distill_weight,
         "unsupervised_batch_size": args.unsupervised_batch_size,
     }
-    config = AdaptorTrainingConfig(
+    make_config = search_adaptor_config if args.method == "search-adaptor" else AdaptorTrainingConfig
+    config = make_config(
         dims=dims,
         pca_init=not args.no_pca_init,
         center_input=args.center,

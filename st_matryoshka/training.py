@@ -425,6 +425,18 @@ def fit_pca_adaptor(model: SentenceTransformer, corpus_vectors: np.ndarray) -> S
     return with_adaptor(model, adaptor.eval())
 
 
+def search_adaptor_config(dims: Sequence[int], **overrides: Any) -> AdaptorTrainingConfig:
+    """Configuration of the Search-Adaptor baseline (Yoon et al. 2023, arXiv 2310.08750), Matryoshka-style.
+
+    One linear map for all target dims (``num_layers=0``), started from the PCA rotation and trained with the rank
+    loss over every prefix only: no unsupervised stage and no unsupervised terms. The paper trains one reduction per
+    target size; a single Matryoshka-style map keeps the output truncatable by prefix, as every st_matryoshka model
+    is, and folds into ST's ``Dense`` (:mod:`st_matryoshka.export`). Train it with ``supervised=True``.
+    """
+    settings = {"num_layers": 0, "unsupervised_epochs": 0, "unsupervised_weight": 0.0, **overrides}
+    return AdaptorTrainingConfig(dims=list(dims), **settings)
+
+
 def check_output_free(output: str, overwrite: bool) -> None:
     """Refuse an existing, non-empty ``output`` unless ``overwrite`` (called before training and again on save)."""
     if os.path.exists(output) and (not os.path.isdir(output) or os.listdir(output)) and not overwrite:

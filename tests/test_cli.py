@@ -124,3 +124,15 @@ def test_pca_method_saves_a_linear_adaptor(scifact_tiny, tmp_path, capsys):
     with pytest.raises(SystemExit):
         _train(scifact_tiny, tmp_path / "pca2", "--method", "pca", "--supervised")
     assert "--supervised does not apply to --method pca" in capsys.readouterr().err
+
+
+def test_search_adaptor_is_a_supervised_linear_map(scifact_slice, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        _train(scifact_slice, tmp_path / "sa0", "--method", "search-adaptor")
+    assert "--method search-adaptor is supervised" in capsys.readouterr().err
+    out = tmp_path / "sa"
+    assert _train(scifact_slice, out, "--method", "search-adaptor", "--supervised", "--supervised-epochs", "2") == 0
+    config = json.loads((out / "2_MatryoshkaAdaptor" / "config.json").read_text())
+    assert config["num_layers"] == 0
+    summary = json.loads((out / "st_matryoshka_training.json").read_text())
+    assert [s["name"] for s in summary["stages"]] == ["supervised"]
