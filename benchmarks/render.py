@@ -10,6 +10,7 @@ COMMAND = (
     "HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/core_loop.py --data-root ../shared/data "
     "--sets scifact cranfield cisi msmarco-5k && "
     "HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/centering.py --data-root ../shared/data && "
+    "HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/compare.py --data-root ../shared/data && "
     ".venv/bin/python benchmarks/render.py"
 )
 
@@ -108,6 +109,24 @@ def main() -> None:
                 share = f"{100 * unseen_gain / all_gain:.0f}%" if all_gain > 0 else "n/a"
                 out.append(f"- {d}-d: {all_gain:+.4f} / {unseen_gain:+.4f} ({share} of the gain survives)")
         out.append("")
+    cmp = "benchmarks/results/compare.json"
+    if os.path.exists(cmp):
+        out += [
+            "## Comparison of all methods",
+            "",
+            "    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/compare.py --data-root ../shared/data",
+            "",
+            "Search-Adaptor (Yoon et al. 2023), Matryoshka-style: one linear map from the PCA start, rank loss over",
+            "every prefix, no unsupervised terms. Sets without a train split are scored on the held-out half of the",
+            "fixed query split (so all lines of a panel share queries); the other methods are the core-loop runs.",
+            "",
+            "![NDCG@10 against dimension](benchmarks/compare.png)",
+            "",
+        ]
+        for name, rows in json.load(open(cmp)).items():
+            out += [f"### {name}", ""]
+            out += table(rows, ["truncation", "pca", "search_adaptor", "unsupervised", "supervised"])
+            out.append("")
     tp = "benchmarks/results/throughput.json"
     if os.path.exists(tp):
         t = json.load(open(tp))
