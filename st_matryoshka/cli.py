@@ -76,6 +76,27 @@ def backbone_vectors(model, data, embeddings: str | None, cache_dir: str | None,
     return cache.encode(data.corpus), cache.encode(data.queries)
 
 
+def model_and_dims(args: argparse.Namespace):
+    """Parse ``--dims``, load ``--model`` and check the dims against its width: ``(model, dims)``."""
+    from st_matryoshka.training import backbone_dim
+
+    dims = parse_dims(args.dims)
+    model = load_model(args.model)
+    width = backbone_dim(model)
+    if dims[0] > width:
+        raise ValueError(f"--dims must not exceed the model's embedding width {width}, got {args.dims!r}")
+    return model, dims
+
+
+def data_scorer(model, data, args: argparse.Namespace):
+    """The model's head on cached backbone vectors of ``data``'s corpus and queries (the transformer runs once)."""
+    from st_matryoshka.training import fast_model, head_of
+
+    corpus_vectors, query_vectors = backbone_vectors(model, data, args.embeddings, args.cache_dir, args.batch_size)
+    texts = list(data.corpus) + list(data.queries)
+    return fast_model(texts, np.concatenate([corpus_vectors, query_vectors]), head_of(model))
+
+
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="Model folder or Hub id (all-MiniLM-L6-v2 works offline).")
     parser.add_argument(
@@ -148,19 +169,13 @@ def cmd_mteb(args: argparse.Namespace) -> int:
     from st_matryoshka.cache import model_fingerprint
     from st_matryoshka.data import load_beir
     from st_matryoshka.evaluation.mteb_runner import beir_task, named_tasks, run_mteb_per_dim
-    from st_matryoshka.training import backbone_dim, fast_model, head_of
+    from st_matryoshka.training import backbone_dim
 
-    dims = parse_dims(args.dims)
-    model = load_model(args.model)
-    width = backbone_dim(model)
-    if dims[0] > width:
-        raise ValueError(f"--dims must not exceed the model's embedding width {width}, got {args.dims!r}")
+    model, dims = model_and_dims(args)
     name = args.model_name or f"st-matryoshka/{os.path.basename(os.path.normpath(args.model))}"
     if args.data:
         data = load_beir(args.data, split=args.split)
-        corpus_vectors, query_vectors = backbone_vectors(model, data, args.embeddings, args.cache_dir, args.batch_size)
-        texts = list(data.corpus) + list(data.queries)
-        scorer = fast_model(texts, np.concatenate([corpus_vectors, query_vectors]), head_of(model))
+        scorer = data_scorer(model, data, args)
         tasks = [beir_task(data, split=args.split)]
     else:
         scorer = model
@@ -172,7 +187,7 @@ def cmd_mteb(args: argparse.Namespace) -> int:
         args.output,
         model_name=name,
         revision=model_fingerprint(model),
-        trained_dims=trained_dims_of(resolve_model_path(args.model), width),
+        trained_dims=trained_dims_of(resolve_model_path(args.model), backbone_dim(model)),
     )
     for task, by_dim in scores.items():
         print(task + "  " + "  ".join(f"{dim}: {value:.4f}" for dim, value in by_dim.items()))
@@ -183,7 +198,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     from st_matryoshka.data import load_beir
     from st_matryoshka.training import (
         AdaptorTrainingConfig,
-        backbone_dim,
         check_output_free,
         fit_pca_adaptor,
         save_model_atomic,
@@ -192,16 +206,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         train_matryoshka_adaptor,
     )
 
-    dims = parse_dims(args.dims)
+    parse_dims(args.dims)  # a malformed --dims fails before anything is loaded
     check_output_free(args.output, args.overwrite)
     if args.method == "pca" and args.supervised:
         raise ValueError("--supervised does not apply to --method pca")
     if args.method == "search-adaptor" and not args.supervised:
         raise ValueError("--method search-adaptor is supervised: pass --supervised (and --train-split)")
-    model = load_model(args.model)
-    width = backbone_dim(model)
-    if dims[0] > width:
-        raise ValueError(f"--dims must not exceed the model's embedding width {width}, got {args.dims!r}")
+    model, dims = model_and_dims(args)
     data = load_beir(args.data, split=args.train_split if args.supervised else None)
     corpus_vectors, query_vectors = backbone_vectors(model, data, args.embeddings, args.cache_dir, args.batch_size)
     overrides = {
@@ -249,18 +260,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from st_matryoshka.data import load_beir
     from st_matryoshka.evaluation import evaluate_per_dim
-    from st_matryoshka.training import backbone_dim, fast_model, head_of
 
-    dims = parse_dims(args.dims)
-    model = load_model(args.model)
-    width = backbone_dim(model)
-    if dims[0] > width:
-        raise ValueError(f"--dims must not exceed the model's embedding width {width}, got {args.dims!r}")
+    model, dims = model_and_dims(args)
     data = load_beir(args.data, split=args.split)
-    corpus_vectors, query_vectors = backbone_vectors(model, data, args.embeddings, args.cache_dir, args.batch_size)
-    fast = fast_model(
-        list(data.corpus) + list(data.queries), np.concatenate([corpus_vectors, query_vectors]), head_of(model)
-    )
+    fast = data_scorer(model, data, args)
     scores = evaluate_per_dim(fast, data, dims)
     print(f"{'dim':>6}  {'NDCG@10':>8}  {'Recall@100':>10}")
     for dim in dims:
