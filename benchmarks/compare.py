@@ -12,26 +12,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 
-import matplotlib
+import torch
+from core_loop import score
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-from core_loop import score  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "recipes"))
+from compare_methods import plot  # noqa: E402
 
-from st_matryoshka.cli import load_model  # noqa: E402
-from st_matryoshka.data import load_beir, load_embeddings_dir, split_queries  # noqa: E402
-from st_matryoshka.training import head_of, search_adaptor_config, train_matryoshka_adaptor  # noqa: E402
+from st_matryoshka.cli import load_model
+from st_matryoshka.data import load_beir, load_embeddings_dir, split_queries
+from st_matryoshka.training import head_of, search_adaptor_config, train_matryoshka_adaptor
 
 METHODS = ["truncation", "pca", "search_adaptor", "unsupervised", "supervised"]
-LABELS = {
-    "truncation": "truncation",
-    "pca": "PCA",
-    "search_adaptor": "Search-Adaptor",
-    "unsupervised": "Matryoshka-Adaptor (unsup.)",
-    "supervised": "Matryoshka-Adaptor (sup.)",
-}
 
 
 def main() -> None:
@@ -63,21 +56,8 @@ def main() -> None:
         print(name, json.dumps(out[name]["search_adaptor"]), flush=True)
     with open("benchmarks/results/compare.json", "w") as f:
         json.dump(out, f, indent=2)
-    fig, axes = plt.subplots(1, len(out), figsize=(4.2 * len(out), 3.6), squeeze=False)
-    for ax, (name, rows) in zip(axes[0], out.items()):
-        for method, scores in rows.items():
-            dims = sorted(int(d) for d in scores)
-            ax.plot(dims, [scores[str(d)] for d in dims], marker="o", label=LABELS[method])
-        ax.set_xscale("log", base=2)
-        ax.set_xticks([24, 48, 96, 192, 384], labels=["24", "48", "96", "192", "384"])
-        split = " (held-out half of the queries)" if "query_split" in core[name] else ""
-        ax.set_title(name + split, fontsize=9)
-        ax.set_xlabel("dimension")
-        ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("NDCG@10")
-    axes[0][-1].legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    fig.savefig("benchmarks/compare.png", dpi=120)
+    titles = {n: n + (" (held-out half of the queries)" if "query_split" in core[n] else "") for n in out}
+    plot(out, "benchmarks/compare.png", titles)
 
 
 if __name__ == "__main__":
