@@ -15,13 +15,13 @@ import os
 import sys
 
 import torch
-from core_loop import score
+from core_loop import SPLIT_SALT, score
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "recipes"))
 from compare_methods import plot  # noqa: E402
 
 from st_matryoshka.cli import load_model
-from st_matryoshka.data import load_beir, load_embeddings_dir, split_queries
+from st_matryoshka.data import load_beir, load_embeddings_dir
 from st_matryoshka.training import head_of, search_adaptor_config, train_matryoshka_adaptor
 
 METHODS = ["truncation", "pca", "search_adaptor", "unsupervised", "supervised"]
@@ -41,9 +41,7 @@ def main() -> None:
         cv, qv = load_embeddings_dir(os.path.join(folder, "embeddings", "all-MiniLM-L6-v2"), test, dim=384)
         row = core[name]
         if "query_split" in row:
-            fit, held = split_queries(sorted(test.qrels), 0.5, salt="st_matryoshka-benchmark")
-            train = test.with_qrels({q: test.qrels[q] for q in fit})
-            test = test.with_qrels({q: test.qrels[q] for q in held})
+            train, test = test.split_by_query(0.5, salt=SPLIT_SALT)
             rows = {m: row[f"{m}_split"] for m in METHODS if f"{m}_split" in row}
         else:
             train = load_beir(folder, "train")

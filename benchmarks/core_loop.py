@@ -17,16 +17,17 @@ import numpy as np
 import torch
 
 from st_matryoshka.cli import load_model
-from st_matryoshka.data import load_beir, load_embeddings_dir, split_queries
+from st_matryoshka.data import load_beir, load_embeddings_dir
 from st_matryoshka.evaluation import evaluate_per_dim
-from st_matryoshka.training import AdaptorTrainingConfig, fast_model, head_of, train_matryoshka_adaptor
+from st_matryoshka.training import AdaptorTrainingConfig, data_fast_model, head_of, train_matryoshka_adaptor
 
 DIMS = [384, 192, 96, 48, 24]
+SPLIT_SALT = "st_matryoshka-benchmark"
+"""Salt of the fixed query split used for sets without a train split (shared with compare.py and the recipe)."""
 
 
 def score(model_head, data, cv, qv, dims=DIMS):
-    fast = fast_model(list(data.corpus) + list(data.queries), np.concatenate([cv, qv]), model_head)
-    return evaluate_per_dim(fast, data, dims)["ndcg_at_10"]
+    return evaluate_per_dim(data_fast_model(data, cv, qv, model_head), data, dims)["ndcg_at_10"]
 
 
 def pca_scores(data, cv, qv):
@@ -69,10 +70,8 @@ def main():
         has_train = os.path.exists(os.path.join(folder, "qrels", "train.tsv"))
         if not has_train:
             # No train split: a fixed split of the test queries by a hash of the id; half trains, half scores.
-            fit_ids, held_ids = split_queries(sorted(test.qrels), 0.5, salt="st_matryoshka-benchmark")
-            train = test.with_qrels({q: test.qrels[q] for q in fit_ids})
-            test = test.with_qrels({q: test.qrels[q] for q in held_ids})
-            row["query_split"] = {"train_queries": len(fit_ids), "test_queries": len(held_ids)}
+            train, test = test.split_by_query(0.5, salt=SPLIT_SALT)
+            row["query_split"] = {"train_queries": len(train.qrels), "test_queries": len(test.qrels)}
             for key, head in (("truncation", head_of(base)), ("pca", None), ("unsupervised", head_of(unsup))):
                 row[f"{key}_split"] = pca_scores(test, cv, qv) if head is None else score(head, test, cv, qv)
         else:

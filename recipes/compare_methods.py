@@ -18,20 +18,17 @@ import json
 import os
 
 import matplotlib
-import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from st_matryoshka.cache import EmbeddingCache  # noqa: E402
-from st_matryoshka.cli import load_model  # noqa: E402
-from st_matryoshka.data import RetrievalData, load_beir, load_embeddings_dir, split_queries  # noqa: E402
+from st_matryoshka.cli import backbone_vectors, load_model  # noqa: E402
+from st_matryoshka.data import RetrievalData, load_beir  # noqa: E402
 from st_matryoshka.evaluation import evaluate_per_dim  # noqa: E402
 from st_matryoshka.training import (  # noqa: E402
     AdaptorTrainingConfig,
     backbone_dim,
-    backbone_of,
-    fast_model,
+    data_fast_model,
     fit_pca_adaptor,
     head_of,
     search_adaptor_config,
@@ -47,27 +44,21 @@ LABELS = {
 }
 
 
-def splits(folder: str) -> tuple[RetrievalData, RetrievalData, bool]:
-    """``(train, test, has_train_split)``; without a train split, a fixed hash split of the test queries."""
+def splits(folder: str) -> tuple[RetrievalData, RetrievalData]:
+    """``(train, test)``; without a train split, a fixed hash split of the test queries (as in the benchmarks)."""
     test = load_beir(folder, "test")
     if os.path.isfile(os.path.join(folder, "qrels", "train.tsv")):
-        return load_beir(folder, "train"), test, True
-    fit, held = split_queries(sorted(test.qrels), 0.5, salt="st_matryoshka-benchmark")
-    return test.with_qrels({q: test.qrels[q] for q in fit}), test.with_qrels({q: test.qrels[q] for q in held}), False
+        return load_beir(folder, "train"), test
+    return test.split_by_query(0.5, salt="st_matryoshka-benchmark")
 
 
 def compare_folder(model, folder: str, dims: list[int], smoke: bool, embeddings_name: str) -> dict:
-    train, test, _ = splits(folder)
+    train, test = splits(folder)
     emb = os.path.join(folder, "embeddings", embeddings_name)
-    if os.path.isdir(emb):
-        cv, qv = load_embeddings_dir(emb, test, dim=backbone_dim(model))
-    else:
-        cache = EmbeddingCache(backbone_of(model))
-        cv, qv = cache.encode(test.corpus), cache.encode(test.queries)
-    texts = list(test.corpus) + list(test.queries)
+    cv, qv = backbone_vectors(model, test, emb if os.path.isdir(emb) else None, cache_dir=None, batch_size=32)
 
     def score(trained) -> dict[str, float]:
-        fast = fast_model(texts, np.concatenate([cv, qv]), head_of(trained))
+        fast = data_fast_model(test, cv, qv, head_of(trained))
         return evaluate_per_dim(fast, test, [backbone_dim(model), *dims])["ndcg_at_10"]
 
     quick = {"unsupervised_epochs": 2, "supervised_epochs": 2} if smoke else {}

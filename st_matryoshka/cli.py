@@ -10,8 +10,6 @@ import sys
 import time
 from collections.abc import Sequence
 
-import numpy as np
-
 from st_matryoshka._validation import parse_dims
 
 logger = logging.getLogger("st_matryoshka")
@@ -90,11 +88,10 @@ def model_and_dims(args: argparse.Namespace):
 
 def data_scorer(model, data, args: argparse.Namespace):
     """The model's head on cached backbone vectors of ``data``'s corpus and queries (the transformer runs once)."""
-    from st_matryoshka.training import fast_model, head_of
+    from st_matryoshka.training import data_fast_model, head_of
 
     corpus_vectors, query_vectors = backbone_vectors(model, data, args.embeddings, args.cache_dir, args.batch_size)
-    texts = list(data.corpus) + list(data.queries)
-    return fast_model(texts, np.concatenate([corpus_vectors, query_vectors]), head_of(model))
+    return data_fast_model(data, corpus_vectors, query_vectors, head_of(model))
 
 
 def _common(parser: argparse.ArgumentParser) -> None:

@@ -50,6 +50,11 @@ class RetrievalData:
     def with_qrels(self, qrels: dict[str, dict[str, int]]) -> RetrievalData:
         return RetrievalData(self.corpus_ids, self.corpus, self.query_ids, self.queries, qrels, self.name)
 
+    def split_by_query(self, fraction: float, salt: str = "st_matryoshka") -> tuple[RetrievalData, RetrievalData]:
+        """``(kept, held_out)`` copies whose qrels are split by :func:`split_queries` (a hash of the query id)."""
+        kept, held = split_queries(sorted(self.qrels), fraction, salt=salt)
+        return self.with_qrels({q: self.qrels[q] for q in kept}), self.with_qrels({q: self.qrels[q] for q in held})
+
 
 def resolve_data_path(path: str) -> str:
     """Return ``path`` if it exists, else ``$ST_MATRYOSHKA_DATA/path`` if that exists, else ``path`` unchanged."""

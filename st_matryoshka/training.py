@@ -92,6 +92,13 @@ def fast_model(texts: Sequence[str], vectors: np.ndarray, head: Sequence[torch.n
     return SentenceTransformer(modules=[CachedEmbeddings(texts, vectors), *head], device="cpu")
 
 
+def data_fast_model(
+    data: RetrievalData, corpus_vectors: np.ndarray, query_vectors: np.ndarray, head: Sequence[torch.nn.Module]
+) -> SentenceTransformer:
+    """:func:`fast_model` over ``data``'s corpus and queries with their backbone vectors."""
+    return fast_model(list(data.corpus) + list(data.queries), np.concatenate([corpus_vectors, query_vectors]), head)
+
+
 @dataclass
 class AdaptorTrainingConfig:
     """Hyper-parameters of :func:`train_matryoshka_adaptor`; defaults are the ones the benchmarks use.
@@ -333,9 +340,7 @@ def train_supervised(
     fit_ids, val_ids = split_queries(sorted(data.qrels), config.validation_fraction)
     if not fit_ids or not val_ids:
         raise ValueError(f"the train split has too few queries ({len(data.qrels)}) to hold out a validation slice")
-    texts = list(data.corpus) + list(data.queries)
-    vectors = np.concatenate([corpus_vectors, query_vectors])
-    model = fast_model(texts, vectors, [adaptor])
+    model = data_fast_model(data, corpus_vectors, query_vectors, [adaptor])
     qvec = dict(zip(data.query_ids, query_vectors))
     rows = _supervised_rows(data, fit_ids, qvec, corpus_vectors, config)
     per_pass = len(rows) // config.supervised_epochs
@@ -344,7 +349,6 @@ def train_supervised(
     evaluator = matryoshka_evaluator(val_data, loss_dims, name="validation")
     loss = MatryoshkaRankLoss(model, loss_dims, unsupervised_weight=config.unsupervised_weight, top_k=config.top_k)
     args = _training_args(work_dir, 1, config.supervised_batch_size, config.supervised_lr, config.seed, steps_per_pass)
-    args.dataloader_drop_last = True
     return _run_stage(
         "supervised",
         model,

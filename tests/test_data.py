@@ -69,3 +69,13 @@ def test_query_split_is_stable_and_disjoint():
     kept, held = split_queries(ids, 0.2)
     assert split_queries(list(reversed(ids)), 0.2)[1] == list(reversed(held))
     assert not set(kept) & set(held) and 150 < len(held) < 250
+
+
+def test_split_by_query_partitions_qrels(tmp_path):
+    qrels = "query-id\tcorpus-id\tscore\n" + "".join(f"q{i}\td1\t1\n" for i in range(40))
+    queries = "".join(f'{{"_id": "q{i}", "text": "query {i}"}}\n' for i in range(40))
+    data = load_beir(str(_folder(tmp_path, queries=queries, qrels=qrels)))
+    kept, held = data.split_by_query(0.5, salt="s")
+    assert set(kept.qrels) | set(held.qrels) == set(data.qrels) and not set(kept.qrels) & set(held.qrels)
+    assert sorted(held.qrels) == sorted(split_queries(sorted(data.qrels), 0.5, salt="s")[1])
+    assert kept.corpus is data.corpus
