@@ -1,10 +1,13 @@
-"""Trainer callbacks: keep the best weights by a validation metric, with early stopping."""
+"""Trainer callbacks: best weights with early stopping, sequential (SMRL) stages, gradient statistics."""
 
 from __future__ import annotations
 
 import logging
+import time
+from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
@@ -86,3 +89,220 @@ class BestStateCallback(TrainerCallback):
         if self.best_state is not None:
             self.module.load_state_dict(self.best_state)
             logger.info(f"Restored the weights of step {self.best_step} ({self.metric} = {self.best:.4f})")
+
+
+@dataclass
+class SMRLStage:
+    """One stage of sequential Matryoshka training.
+
+    Args:
+        name: Label for logs and results, e.g. ``"192->96"``.
+        parameters: The tensors this stage trains; everything else in the module is frozen while it runs.
+        loss_dims: Prefix sizes the loss covers during this stage (its transition only).
+        metric_keys: Evaluator metric names (without the trainer's ``eval_`` prefix) whose mean picks the stage's
+            best weights and stops it.
+    """
+
+    name: str
+    parameters: list[torch.nn.Parameter]
+    loss_dims: list[int]
+    metric_keys: list[str]
+    history: list[tuple[int, float]] = field(default_factory=list)
+    best: float | None = None
+    best_step: int | None = None
+    start_step: int = 0
+    end_step: int = 0
+    seconds: float = 0.0
+
+
+class SMRLCallback(TrainerCallback):
+    """Sequential Matryoshka Representation Learning (SMEC sec. 3.2) inside one ``SentenceTransformerTrainer`` run.
+
+    Stages run one after another. While a stage runs, only its parameters require gradients (the optimizer skips
+    tensors without gradients, so frozen ones never move) and the loss covers only its transition
+    (``loss.set_matryoshka_dims``). The stage is scored at its start and at every evaluation; after ``patience``
+    evaluations without improvement, or ``max_evaluations`` evaluations, its best weights are restored and frozen and
+    the next stage starts. When the last stage ends, training stops. Each step it also sets the adaptor's
+    Gumbel temperature, annealed exponentially from ``temperature[0]`` to ``temperature[1]`` over a stage's
+    ``max_evaluations * eval_steps`` steps, and draws fresh Gumbel noise.
+
+    Args:
+        module: The adaptor being trained (an :class:`~st_matryoshka.models.SMECAdaptor`).
+        loss: The training loss; must have ``set_matryoshka_dims``.
+        stages: The stages, in training order.
+        model: The SentenceTransformer the evaluator scores (the trainer's model).
+        evaluator: The evaluator run at each stage's start (the trainer runs it at every evaluation).
+        patience: Evaluations without improvement before a stage ends.
+        max_evaluations: Evaluations after which a stage ends regardless (the step cap).
+        temperature: ``(start, end)`` of the Gumbel temperature schedule; both must be > 0.
+        seed: Seed of the Gumbel noise.
+
+    Example:
+        ::
+
+            callback = SMRLCallback(adaptor, loss, stages, model, evaluator, patience=3, max_evaluations=20)
+            SentenceTransformerTrainer(model=model, args=args, train_dataset=rows, loss=loss,
+                                       evaluator=evaluator, callbacks=[callback]).train()
+            print([(s.name, s.best) for s in callback.stages])
+    """
+
+    def __init__(
+        self,
+        module: torch.nn.Module,
+        loss: torch.nn.Module,
+        stages: list[SMRLStage],
+        model: Any,
+        evaluator: Any,
+        patience: int = 5,
+        max_evaluations: int = 40,
+        temperature: tuple[float, float] = (0.5, 0.05),
+        seed: int = 42,
+    ) -> None:
+        if not stages:
+            raise ValueError("stages must hold at least one SMRLStage, got []")
+        if not isinstance(patience, int) or patience < 1:
+            raise ValueError(f"patience must be a positive int, got {patience!r}")
+        if not isinstance(max_evaluations, int) or max_evaluations < 1:
+            raise ValueError(f"max_evaluations must be a positive int, got {max_evaluations!r}")
+        check_temperature(temperature)
+        self.module, self.loss, self.stages = module, loss, stages
+        self.model, self.evaluator = model, evaluator
+        self.patience, self.max_evaluations, self.temperature = patience, max_evaluations, temperature
+        self.generator = torch.Generator().manual_seed(seed)
+        self.current = 0
+        self._evaluations = 0
+        self._bad_rounds = 0
+        self._best_state: dict[str, torch.Tensor] | None = None
+        self._started = 0.0
+        self._finished = False
+
+    def _score(self, metrics: dict[str, float]) -> float:
+        clean = {k.removeprefix("eval_"): v for k, v in metrics.items()}
+        missing = [k for k in self.stages[self.current].metric_keys if k not in clean]
+        if missing:
+            raise KeyError(f"metrics {missing} not among the evaluation metrics {sorted(clean)}")
+        return float(np.mean([clean[k] for k in self.stages[self.current].metric_keys]))
+
+    def _record(self, step: int, value: float) -> None:
+        stage = self.stages[self.current]
+        stage.history.append((step, value))
+        if stage.best is None or value > stage.best:
+            stage.best, stage.best_step, self._bad_rounds = value, step, 0
+            self._best_state = {k: v.detach().clone() for k, v in self.module.state_dict().items()}
+        else:
+            self._bad_rounds += 1
+
+    def _activate(self, index: int, step: int) -> None:
+        self.current, self._evaluations, self._bad_rounds = index, 0, 0
+        stage = self.stages[index]
+        for p in self.module.parameters():
+            p.requires_grad_(False)
+        for p in stage.parameters:
+            p.requires_grad_(True)
+        self.loss.set_matryoshka_dims(stage.loss_dims)
+        stage.start_step = step
+        self._started = time.perf_counter()
+        was_training = self.model.training
+        metrics = self.evaluator(self.model)
+        self.model.train(was_training)
+        self._record(step, self._score(metrics))
+        logger.info(f"SMRL stage {stage.name}: start score {stage.best:.4f}")
+
+    def _finish(self, step: int) -> None:
+        stage = self.stages[self.current]
+        if self._best_state is not None:
+            self.module.load_state_dict(self._best_state)
+        stage.end_step, stage.seconds = step, time.perf_counter() - self._started
+        for p in stage.parameters:
+            p.requires_grad_(False)
+        logger.info(f"SMRL stage {stage.name}: best {stage.best:.4f} at step {stage.best_step}")
+
+    def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any) -> None:
+        self._activate(0, state.global_step)
+
+    def on_step_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any) -> None:
+        start, end = self.temperature
+        span = max(1, self.max_evaluations * max(1, int(args.eval_steps or 1)))
+        progress = min(1.0, (state.global_step - self.stages[self.current].start_step) / span)
+        if hasattr(self.module, "temperature"):
+            self.module.temperature = start * (end / start) ** progress
+        if hasattr(self.module, "resample_noise"):
+            self.module.resample_noise(self.generator)
+
+    def on_evaluate(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        metrics: dict[str, float] | None = None,
+        **kw: Any,
+    ) -> None:
+        if self._finished or state.global_step == self.stages[self.current].start_step:
+            return
+        self._evaluations += 1
+        self._record(state.global_step, self._score(metrics or {}))
+        if self._bad_rounds >= self.patience or self._evaluations >= self.max_evaluations:
+            self._finish(state.global_step)
+            if self.current + 1 < len(self.stages):
+                self._activate(self.current + 1, state.global_step)
+            else:
+                self._finished = True
+                control.should_training_stop = True
+
+    def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any) -> None:
+        if not self._finished:
+            self._finish(state.global_step)
+            self._finished = True
+        if hasattr(self.module, "temperature"):
+            self.module.temperature = self.temperature[1]
+        if hasattr(self.module, "_step_cache"):
+            self.module._step_cache = None
+
+
+def check_temperature(temperature: tuple[float, float]) -> None:
+    """Raise if a Gumbel temperature schedule ``(start, end)`` is not two positive numbers."""
+    if len(temperature) != 2 or any(not isinstance(t, (int, float)) or t <= 0 for t in temperature):
+        raise ValueError(f"temperature schedule (start, end) must be two numbers > 0, got {tuple(temperature)!r}")
+
+
+class GradientVarianceCallback(TrainerCallback):
+    """Records the variance of a parameter's gradients over steps (SMEC Fig. 6a/7's diagnostic).
+
+    Every ``window`` optimizer steps it stores the mean, over the selected gradient entries, of their variance across
+    the window's steps, and the mean absolute gradient. ``rows`` picks the output rows of a weight matrix (e.g. the
+    rows that feed the first 192 output dims).
+
+    Args:
+        parameter: The tensor whose gradients are tracked.
+        rows: ``(start, end)`` rows of ``parameter`` to track; ``None`` tracks all.
+        window: Steps per recorded point.
+
+    Example:
+        ::
+
+            tracker = GradientVarianceCallback(adaptor.residual[-1].weight, rows=(0, 192))
+            trainer = SentenceTransformerTrainer(..., callbacks=[tracker]); trainer.train()
+            print(tracker.points[:3])  # [(step, variance, mean_abs_grad), ...]
+    """
+
+    def __init__(self, parameter: torch.Tensor, rows: tuple[int, int] | None = None, window: int = 10) -> None:
+        if not isinstance(window, int) or window < 2:
+            raise ValueError(f"window must be an int >= 2, got {window!r}")
+        self.parameter, self.rows, self.window = parameter, rows, window
+        self.points: list[tuple[int, float, float]] = []
+        self._grads: list[torch.Tensor] = []
+
+    def on_pre_optimizer_step(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any
+    ) -> None:
+        grad = self.parameter.grad
+        if grad is None:
+            return
+        if self.rows is not None:
+            grad = grad[self.rows[0] : self.rows[1]]
+        self._grads.append(grad.detach().flatten().cpu().clone())
+        if len(self._grads) == self.window:
+            stacked = torch.stack(self._grads)
+            variance = float(stacked.var(dim=0).mean())
+            self.points.append((state.global_step + 1, variance, float(stacked.abs().mean())))
+            self._grads = []

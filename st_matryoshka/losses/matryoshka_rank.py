@@ -52,6 +52,8 @@ class MatryoshkaRankLoss(nn.Module):
         unsupervised_weight: α; ``0`` trains on the ranking loss alone.
         top_k: Neighbours per item for the unsupervised ``L_topk`` term.
         distill_weight: Weight of the unsupervised ``L_distill`` term; ``0`` (default) keeps the paper's terms.
+        memory_size: Entries of S-XBM's cross-batch memory for the unsupervised ``L_topk`` term; ``None`` (default)
+            takes neighbours in-batch. See :class:`MatryoshkaUnsupervisedLoss`.
 
     References:
         Zhang et al., "SMEC: Rethinking Matryoshka Representation Learning for Retrieval Embedding Compression",
@@ -89,6 +91,7 @@ class MatryoshkaRankLoss(nn.Module):
         unsupervised_weight: float = 1.0,
         top_k: int = 10,
         distill_weight: float = 0.0,
+        memory_size: int | None = None,
     ) -> None:
         super().__init__()
         self.model = model
@@ -98,15 +101,21 @@ class MatryoshkaRankLoss(nn.Module):
         self.unsupervised_weight = unsupervised_weight
         self.top_k = top_k
         self.distill_weight = distill_weight
+        self.memory_size = memory_size
         self.unsupervised = MatryoshkaUnsupervisedLoss(
-            model, self.matryoshka_dims, top_k=top_k, distill_weight=distill_weight
+            model, self.matryoshka_dims, top_k=top_k, distill_weight=distill_weight, memory_size=memory_size
         )
+
+    def set_matryoshka_dims(self, dims: Sequence[int]) -> None:
+        """Change the prefix sizes the loss covers (used by :class:`~st_matryoshka.callbacks.SMRLCallback`)."""
+        self.matryoshka_dims = check_dims(dims)
+        self.unsupervised.set_matryoshka_dims(dims)
 
     def forward(self, sentence_features: Iterable[dict[str, Any]], labels: torch.Tensor) -> dict[str, torch.Tensor]:
         columns = list(sentence_features)
         if len(columns) < 2:
             raise ValueError(f"{type(self).__name__} needs a query column and at least one document column")
-        adapted, reference = self.unsupervised.embed(columns)
+        adapted, reference, residual = self.unsupervised.embed(columns)
         batch = adapted.shape[0] // len(columns)
         n_docs = len(columns) - 1
         labels = labels.to(adapted.dtype).reshape(batch, -1)
@@ -125,7 +134,7 @@ class MatryoshkaRankLoss(nn.Module):
         relevance = relevance.scatter_reduce(0, rows.unsqueeze(1).expand_as(copies), copies, "amax")
         terms = {"rank": rank_loss(query, docs, relevance, self.matryoshka_dims)}
         if self.unsupervised_weight > 0:
-            unsup = self.unsupervised.terms(adapted, reference)
+            unsup = self.unsupervised.terms(adapted, reference, residual)
             terms.update({name: self.unsupervised_weight * value for name, value in unsup.items()})
         return terms
 
@@ -135,6 +144,7 @@ class MatryoshkaRankLoss(nn.Module):
             "unsupervised_weight": self.unsupervised_weight,
             "top_k": self.top_k,
             "distill_weight": self.distill_weight,
+            "memory_size": self.memory_size,
         }
 
     @property

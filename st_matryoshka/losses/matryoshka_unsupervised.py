@@ -10,7 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from st_matryoshka._validation import check_dims
-from st_matryoshka.models.matryoshka_adaptor import REFERENCE_KEY
+from st_matryoshka.losses.cross_batch_memory import SelectableCrossBatchMemory
+from st_matryoshka.models.matryoshka_adaptor import REFERENCE_KEY, RESIDUAL_KEY
 
 
 def similarity_preservation_terms(
@@ -58,7 +59,13 @@ class MatryoshkaUnsupervisedLoss(nn.Module):
     ``L = L_pair + α · L_topk + β · L_rec + δ · L_distill`` where, over all pairs ``(i, j)`` of the batch (all
     columns together), ``L_pair`` averages ``|cos(ê_i[:m], ê_j[:m]) − cos(e_i, e_j)|``, ``L_topk`` does the same
     over each item's ``top_k`` nearest neighbours under ``e``, both summed over ``matryoshka_dims``, and ``L_rec``
-    is the mean squared distance ``‖ê − e‖²`` that keeps the adapted embedding near the original.
+    is the mean squared norm of the adaptor's residual ``‖f(e)‖²`` (``‖ê − e‖²`` for a plain adaptor; for an
+    adaptor with reduction stages, which only permute and rotate, the residual before them) that keeps the adapted
+    embedding near the original.
+
+    With ``memory_size`` set, ``L_topk`` takes each item's ``top_k`` neighbours from a
+    :class:`~st_matryoshka.losses.SelectableCrossBatchMemory` of backbone embeddings from earlier batches instead of
+    from the batch (SMEC's S-XBM, eq. 7); the memory entries are passed through the current adaptor.
 
     ``L_distill`` is our addition to the paper's loss (set ``distill_weight=0`` for the paper's): per item, the KL
     divergence between the softmax of its similarities to the rest of the batch under ``e`` and under ``ê[:m]``
@@ -78,6 +85,7 @@ class MatryoshkaUnsupervisedLoss(nn.Module):
         reconstruction_weight: β, the weight of ``L_rec``.
         distill_weight: δ, the weight of ``L_distill``; ``0`` gives the paper's loss.
         temperature: Softmax temperature of ``L_distill``.
+        memory_size: Entries of the cross-batch memory; ``None`` (default) takes ``L_topk`` neighbours in-batch.
 
     References:
         Yoon et al., "Matryoshka-Adaptor: Unsupervised and Supervised Tuning for Smaller Embedding Dimensions",
@@ -117,6 +125,7 @@ class MatryoshkaUnsupervisedLoss(nn.Module):
         reconstruction_weight: float = 1.0,
         distill_weight: float = 1.0,
         temperature: float = 0.05,
+        memory_size: int | None = None,
     ) -> None:
         super().__init__()
         self.model = model
@@ -134,10 +143,23 @@ class MatryoshkaUnsupervisedLoss(nn.Module):
         self.reconstruction_weight = reconstruction_weight
         self.distill_weight = distill_weight
         self.temperature = temperature
+        self.memory_size = memory_size
+        self.memory: SelectableCrossBatchMemory | None = None
+        self._adaptor: nn.Module | None = None
+        if memory_size is not None:
+            adaptors = [m for m in model if hasattr(m, "adapt") and hasattr(m, "embedding_dim")]
+            if not adaptors:
+                raise ValueError(f"memory_size={memory_size!r} needs a model with a MatryoshkaAdaptor module")
+            self._adaptor = adaptors[0]
+            self.memory = SelectableCrossBatchMemory(adaptors[0].embedding_dim, memory_size=memory_size, top_k=top_k)
 
-    def embed(self, sentence_features: Iterable[dict[str, Any]]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Run the model on each column and return ``(adapted, reference)`` embeddings, columns concatenated."""
-        adapted, reference = [], []
+    def set_matryoshka_dims(self, dims: Sequence[int]) -> None:
+        """Change the prefix sizes the loss covers (used by :class:`~st_matryoshka.callbacks.SMRLCallback`)."""
+        self.matryoshka_dims = check_dims(dims)
+
+    def embed(self, sentence_features: Iterable[dict[str, Any]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Run the model on each column; return ``(adapted, reference, residual)``, columns concatenated."""
+        adapted, reference, residual = [], [], []
         for features in sentence_features:
             out = self.model(features)
             if REFERENCE_KEY not in out:
@@ -147,14 +169,26 @@ class MatryoshkaUnsupervisedLoss(nn.Module):
                 )
             adapted.append(out["sentence_embedding"])
             reference.append(out[REFERENCE_KEY])
-        return torch.cat(adapted), torch.cat(reference)
+            residual.append(out[RESIDUAL_KEY] if RESIDUAL_KEY in out else out["sentence_embedding"] - out[REFERENCE_KEY])
+        return torch.cat(adapted), torch.cat(reference), torch.cat(residual)
 
-    def terms(self, adapted: torch.Tensor, reference: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The weighted loss terms for already computed adapted and reference embeddings."""
+    def terms(
+        self, adapted: torch.Tensor, reference: torch.Tensor, residual: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        """The weighted loss terms for already computed adapted and reference embeddings (and body residual).
+
+        With a memory, the batch's reference vectors are enqueued afterwards when gradients are enabled (training).
+        """
         pair, topk, distill = similarity_preservation_terms(
-            adapted, reference, self.matryoshka_dims, self.top_k, self.temperature
+            adapted, reference, self.matryoshka_dims, 0 if self.memory is not None else self.top_k, self.temperature
         )
-        rec = (adapted - reference).pow(2).sum(dim=-1).mean()
+        if self.memory is not None:
+            topk = self.memory.preservation_loss(adapted, reference, self._adaptor.adapt, self.matryoshka_dims)
+            if torch.is_grad_enabled():
+                self.memory.enqueue(reference)
+        if residual is None:
+            residual = adapted - reference
+        rec = residual.pow(2).sum(dim=-1).mean()
         terms = {"pair": pair, "topk": self.topk_weight * topk, "reconstruction": self.reconstruction_weight * rec}
         if self.distill_weight > 0:
             terms["distill"] = self.distill_weight * distill
@@ -173,6 +207,7 @@ class MatryoshkaUnsupervisedLoss(nn.Module):
             "reconstruction_weight": self.reconstruction_weight,
             "distill_weight": self.distill_weight,
             "temperature": self.temperature,
+            "memory_size": self.memory_size,
         }
 
     @property

@@ -13,6 +13,9 @@ from st_matryoshka.models.base import StMatryoshkaModule
 REFERENCE_KEY = "st_matryoshka.reference_embedding"
 """Features key holding the adaptor's (rotated, normalised) input during training; losses compare against it."""
 
+RESIDUAL_KEY = "st_matryoshka.residual"
+"""Features key holding the body's residual ``f(z)`` during training (the reconstruction term penalises it)."""
+
 ACTIVATIONS: dict[str, type[nn.Module]] = {"gelu": nn.GELU, "relu": nn.ReLU, "silu": nn.SiLU, "tanh": nn.Tanh}
 
 
@@ -133,17 +136,31 @@ class MatryoshkaAdaptor(StMatryoshkaModule):
         _, _, vh = torch.linalg.svd(x, full_matrices=True)
         self.rotation.copy_(vh.to(self.rotation.dtype))
 
-    def forward(self, features: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
-        x = features["sentence_embedding"]
+    def reference(self, x: torch.Tensor) -> torch.Tensor:
+        """The fixed part of the map, ``z = R · (normalize(x) − center)``: backbone geometry, nothing trainable."""
         if self.normalize_input:
             x = F.normalize(x, dim=-1)
         if self.center_input:
             x = x - self.center
         if self.use_rotation:
             x = x @ self.rotation.T
+        return x
+
+    def head(self, y: torch.Tensor) -> torch.Tensor:
+        """Maps applied after the residual body; none here (subclasses add reduction stages)."""
+        return y
+
+    def adapt(self, z: torch.Tensor) -> torch.Tensor:
+        """The trainable part of the map, from :meth:`reference` output to the adapted embedding."""
+        return self.head(z + self.residual(z))
+
+    def forward(self, features: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        z = self.reference(features["sentence_embedding"])
+        residual = self.residual(z)
         if self.training:
-            features[REFERENCE_KEY] = x
-        features["sentence_embedding"] = x + self.residual(x)
+            features[REFERENCE_KEY] = z
+            features[RESIDUAL_KEY] = residual
+        features["sentence_embedding"] = self.head(z + residual)
         return features
 
     def get_embedding_dimension(self) -> int:

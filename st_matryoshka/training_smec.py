@@ -1,0 +1,411 @@
+"""Train and extend SMEC adaptors (Zhang et al. 2025) with SentenceTransformerTrainer on cached vectors.
+
+SMEC = a :class:`~st_matryoshka.models.SMECAdaptor` (Matryoshka-Adaptor body, then reduction stages with Adaptive
+Dimension Selection), trained stage by stage (SMRL, :class:`~st_matryoshka.callbacks.SMRLCallback`) with the
+Selectable Cross-Batch Memory in the unsupervised term. Each switch turns one component off, for the ablation:
+with all three off this is the supervised Matryoshka-Adaptor (MRL-style: one loss over every dim).
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from datasets import Dataset
+from sentence_transformers import SentenceTransformer
+from sentence_transformers.sentence_transformer.trainer import SentenceTransformerTrainer
+
+from st_matryoshka.callbacks import SMRLCallback, SMRLStage, check_temperature
+from st_matryoshka.data import RetrievalData, split_queries
+from st_matryoshka.evaluation import NeighbourOverlapEvaluator, matryoshka_evaluator
+from st_matryoshka.losses import MatryoshkaRankLoss, MatryoshkaUnsupervisedLoss
+from st_matryoshka.models import SMECAdaptor
+from st_matryoshka.models.smec import plan_stages
+from st_matryoshka.training import (
+    AdaptorTrainingConfig,
+    StageResult,
+    _supervised_rows,
+    _training_args,
+    backbone_dim,
+    data_fast_model,
+    fast_model,
+    head_of,
+    with_adaptor,
+)
+
+
+@dataclass
+class SMECTrainingConfig(AdaptorTrainingConfig):
+    """Hyper-parameters of :func:`train_smec`: those of :class:`AdaptorTrainingConfig` plus SMEC's.
+
+    ``unsupervised_epochs`` and ``supervised_epochs`` cap each SMRL stage (not the whole run); ``patience`` is per
+    stage.
+
+    Args:
+        smrl: Train stage by stage (each stage's transition loss only, earlier stages frozen); otherwise one joint
+            stage with the loss over every dim (MRL-style). Also gives each stage a learnable rotation.
+        ads: Adaptive Dimension Selection in every stage; otherwise a stage keeps the first dims.
+        xbm: Selectable Cross-Batch Memory for the unsupervised ``L_topk`` term; otherwise in-batch neighbours.
+        memory_size: Entries of the memory; must hold at least one batch.
+        temperature_start: Gumbel temperature at the start of each stage.
+        temperature_end: Gumbel temperature at the stage's step cap (exponential schedule).
+        allow_any_dims: Accept dims that are not successive halvings of the width.
+    """
+
+    smrl: bool = True
+    ads: bool = True
+    xbm: bool = True
+    memory_size: int = 5000
+    temperature_start: float = 0.5
+    temperature_end: float = 0.05
+    allow_any_dims: bool = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_temperature((self.temperature_start, self.temperature_end))
+        if self.xbm:
+            if not isinstance(self.memory_size, int) or self.memory_size < 1:
+                raise ValueError(f"memory_size must be a positive int, got {self.memory_size!r}")
+            largest_batch = max(self.unsupervised_batch_size, self.supervised_batch_size * (self.num_negatives + 2))
+            if self.memory_size < largest_batch:
+                raise ValueError(
+                    f"memory_size={self.memory_size} is smaller than a batch ({largest_batch} embeddings: "
+                    f"unsupervised_batch_size={self.unsupervised_batch_size}, or supervised_batch_size="
+                    f"{self.supervised_batch_size} x {self.num_negatives + 2} texts)"
+                )
+            if self.top_k > self.memory_size:
+                raise ValueError(f"top_k={self.top_k} must not exceed memory_size={self.memory_size}")
+
+
+def keyed_data(data: RetrievalData) -> RetrievalData:
+    """``data`` with every text replaced by a short unique key (``c:<id>``, ``q:<id>``).
+
+    Training rows then hold keys instead of document texts, so re-drawn negatives for many passes cost little
+    memory; :class:`~st_matryoshka.models.CachedEmbeddings` serves the vectors by key.
+    """
+    return RetrievalData(
+        data.corpus_ids,
+        [f"c:{cid}" for cid in data.corpus_ids],
+        data.query_ids,
+        [f"q:{qid}" for qid in data.query_ids],
+        data.qrels,
+        data.name,
+    )
+
+
+def _stages(adaptor: SMECAdaptor, indices: list[int], train_body: bool, smrl: bool, metric: str) -> list[SMRLStage]:
+    """SMRL stages for adaptor stages ``indices`` (or one joint stage without ``smrl``)."""
+    full = adaptor.embedding_dim
+
+    def dim_of(i: int) -> int:
+        start, _, keep = adaptor.stages[i]
+        return start + keep
+
+    if not smrl:
+        params = list(adaptor.body_parameters()) if train_body else []
+        for i in indices:
+            params += adaptor.stage_parameters(i)
+        dims = sorted({full, *(dim_of(i) for i in indices)}, reverse=True)
+        return [SMRLStage("joint", params, dims, [metric.format(dim=d) for d in dims])]
+    stages = []
+    for n, i in enumerate(indices):
+        params = adaptor.stage_parameters(i)
+        dims = [dim_of(i)]
+        if n == 0 and train_body:
+            params = adaptor.body_parameters() + params
+            dims = [full, dim_of(i)]
+        start, end, _ = adaptor.stages[i]
+        stages.append(SMRLStage(f"{end}->{dim_of(i)}", params, dims, [metric.format(dim=d) for d in dims]))
+    return stages
+
+
+def _run(
+    name: str,
+    model: SentenceTransformer,
+    adaptor: SMECAdaptor,
+    loss: torch.nn.Module,
+    stages: list[SMRLStage],
+    dataset: Dataset,
+    evaluator: Any,
+    config: SMECTrainingConfig,
+    epochs: float,
+    batch_size: int,
+    lr: float,
+    eval_steps: int,
+    max_evaluations: int,
+    work_dir: str,
+    callbacks: list[Any] | None = None,
+) -> list[StageResult]:
+    callback = SMRLCallback(
+        adaptor,
+        loss,
+        stages,
+        model,
+        evaluator,
+        patience=config.patience,
+        max_evaluations=max_evaluations,
+        temperature=(config.temperature_start, config.temperature_end),
+        seed=config.seed,
+    )
+    args = _training_args(work_dir, epochs, batch_size, lr, config.seed, eval_steps)
+    args.eval_on_start = False
+    trainer = SentenceTransformerTrainer(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        loss=loss,
+        evaluator=evaluator,
+        callbacks=[callback, *(callbacks or [])],
+    )
+    start = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - start
+    for p in adaptor.parameters():
+        p.requires_grad_(True)
+    results = []
+    for stage in stages:
+        steps = max(1, stage.end_step - stage.start_step)
+        results.append(
+            StageResult(
+                name=f"{name} {stage.name}",
+                metric="mean(" + ", ".join(stage.metric_keys) + ")",
+                history=stage.history,
+                best_step=stage.best_step,
+                best=stage.best,
+                seconds=stage.seconds,
+                epoch_seconds=stage.seconds / steps * eval_steps,
+            )
+        )
+    results.append(StageResult(f"{name} total", "", [], None, None, seconds, 0.0))
+    return results
+
+
+def _train_phases(
+    adaptor: SMECAdaptor,
+    data: RetrievalData,
+    corpus_vectors: np.ndarray,
+    query_vectors: np.ndarray,
+    config: SMECTrainingConfig,
+    indices: list[int],
+    train_body: bool,
+    supervised: bool,
+    callbacks: list[Any] | None = None,
+) -> list[StageResult]:
+    """The unsupervised phase on the corpus, then (with ``supervised``) the supervised phase on ``data.qrels``."""
+    keyed = keyed_data(data)
+    full = adaptor.embedding_dim
+    all_dims = adaptor.trained_dims
+    results: list[StageResult] = []
+    with tempfile.TemporaryDirectory(prefix="st_matryoshka_") as work:
+        if config.unsupervised_epochs > 0:
+            rng = np.random.default_rng(config.seed)
+            order = rng.permutation(len(keyed.corpus))
+            n_hold = max(config.overlap_k + 1, int(round(config.holdout_fraction * len(keyed.corpus))))
+            hold, train = order[:n_hold], order[n_hold:]
+            if len(train) < config.unsupervised_batch_size:
+                raise ValueError(
+                    f"unsupervised_batch_size={config.unsupervised_batch_size} exceeds the {len(train)} training "
+                    "documents"
+                )
+            model = fast_model(keyed.corpus, corpus_vectors, [adaptor])
+            evaluator = NeighbourOverlapEvaluator(
+                [keyed.corpus[i] for i in hold],
+                list(keyed.corpus),
+                corpus_vectors[hold],
+                corpus_vectors,
+                dims=all_dims,
+                k=config.overlap_k,
+                name="holdout",
+            )
+            distill = config.distill_weight
+            if distill is None:
+                distill = 0.0 if supervised else 1.0
+            loss = MatryoshkaUnsupervisedLoss(
+                model,
+                all_dims,
+                top_k=config.top_k,
+                distill_weight=distill,
+                memory_size=config.memory_size if config.xbm else None,
+            )
+            metric = f"holdout_overlap@{config.overlap_k}_dim{{dim}}"
+            stages = _stages(adaptor, indices, train_body, config.smrl, metric)
+            steps_per_epoch = len(train) // config.unsupervised_batch_size
+            results += _run(
+                "unsupervised",
+                model,
+                adaptor,
+                loss,
+                stages,
+                Dataset.from_dict({"text": [keyed.corpus[i] for i in train]}),
+                evaluator,
+                config,
+                config.unsupervised_epochs * len(stages),
+                config.unsupervised_batch_size,
+                config.unsupervised_lr,
+                steps_per_epoch,
+                config.unsupervised_epochs,
+                work,
+                callbacks,
+            )
+        if supervised:
+            fit_ids, val_ids = split_queries(sorted(keyed.qrels), config.validation_fraction)
+            if not fit_ids or not val_ids:
+                raise ValueError(
+                    f"the train split has too few queries ({len(keyed.qrels)}) to hold out a validation slice"
+                )
+            model = data_fast_model(keyed, corpus_vectors, query_vectors, [adaptor])
+            n_stages = 1 if not config.smrl else len(indices)
+            passes = config.supervised_epochs * n_stages
+            qvec = dict(zip(keyed.query_ids, query_vectors))
+            rows_config = SMECTrainingConfig(**{**config.__dict__, "supervised_epochs": passes})
+            rows = _supervised_rows(keyed, fit_ids, qvec, corpus_vectors, rows_config)
+            steps_per_pass = max(1, len(rows) // passes // config.supervised_batch_size)
+            val = keyed.with_qrels({q: keyed.qrels[q] for q in val_ids})
+            evaluator = matryoshka_evaluator(val, all_dims, name="validation")
+            loss = MatryoshkaRankLoss(
+                model,
+                all_dims,
+                unsupervised_weight=config.unsupervised_weight,
+                top_k=config.top_k,
+                memory_size=config.memory_size if config.xbm else None,
+            )
+            stages = _stages(adaptor, indices, train_body, config.smrl, "validation_dim{dim}_cosine_ndcg@10")
+            results += _run(
+                "supervised",
+                model,
+                adaptor,
+                loss,
+                stages,
+                rows,
+                evaluator,
+                config,
+                1,
+                config.supervised_batch_size,
+                config.supervised_lr,
+                steps_per_pass,
+                config.supervised_epochs,
+                work,
+                callbacks,
+            )
+    adaptor.eval()
+    return results
+
+
+def train_smec(
+    model: SentenceTransformer,
+    data: RetrievalData,
+    corpus_vectors: np.ndarray,
+    query_vectors: np.ndarray,
+    config: SMECTrainingConfig,
+    supervised: bool = True,
+    callbacks: list[Any] | None = None,
+) -> tuple[SentenceTransformer, list[StageResult]]:
+    """Train a SMEC adaptor for ``model``; return ``(model with the adaptor, stage results)``.
+
+    Args:
+        model: The base SentenceTransformer (must contain Pooling).
+        data: The data; with ``supervised`` its qrels must be the training split.
+        corpus_vectors: Backbone embeddings of ``data.corpus``, in order.
+        query_vectors: Backbone embeddings of ``data.queries``, in order.
+        config: Hyper-parameters, including the SMRL / ADS / S-XBM switches.
+        supervised: Run the supervised phase after the unsupervised one.
+        callbacks: Extra trainer callbacks (e.g. :class:`~st_matryoshka.callbacks.GradientVarianceCallback`).
+
+    Example:
+        ::
+
+            config = SMECTrainingConfig(dims=[192, 96, 48, 24])
+            trained, stages = train_smec(model, load_beir(path, "train"), cv, qv, config)
+            trained.encode(["a query"], truncate_dim=24)
+    """
+    width = backbone_dim(model)
+    stages = plan_stages(width, config.dims, allow_any_dims=config.allow_any_dims)
+    if corpus_vectors.shape != (len(data.corpus), width):
+        raise ValueError(f"corpus embeddings have shape {corpus_vectors.shape}, expected ({len(data.corpus)}, {width})")
+    torch.manual_seed(config.seed)
+    adaptor = SMECAdaptor(
+        width,
+        stages=stages,
+        use_ads=config.ads,
+        stage_rotation=config.smrl,
+        hidden_dim=config.hidden_dim,
+        num_layers=config.num_layers,
+        center_input=config.center_input,
+    )
+    if config.pca_init:
+        adaptor.init_rotation(torch.as_tensor(corpus_vectors))
+    indices = list(range(len(stages)))
+    results = _train_phases(
+        adaptor, data, corpus_vectors, query_vectors, config, indices, True, supervised, callbacks
+    )
+    return with_adaptor(model, adaptor), results
+
+
+def smec_adaptor_of(model: SentenceTransformer) -> SMECAdaptor:
+    """The :class:`SMECAdaptor` of ``model``, or an error naming what the model holds instead."""
+    found = [m for m in head_of(model) if isinstance(m, SMECAdaptor)]
+    if len(found) != 1:
+        names = [type(m).__name__ for m in model]
+        raise ValueError(f"--model: expected one SMECAdaptor module, found modules {names}")
+    return found[0]
+
+
+def extend_smec(
+    model: SentenceTransformer,
+    data: RetrievalData,
+    corpus_vectors: np.ndarray,
+    query_vectors: np.ndarray,
+    dim: int,
+    config: SMECTrainingConfig,
+    supervised: bool = True,
+) -> tuple[SentenceTransformer, list[StageResult]]:
+    """Add one dim to a trained SMEC model, training only the new stage (SMEC's continued training).
+
+    Without ``config.allow_any_dims`` the new dim must be half the smallest trained dim; with it, any untrained dim
+    below the width works, including intermediate ones (between two trained dims). Every other parameter stays
+    frozen: outputs at the trained dims below the new one are bit-identical, and at larger trained dims their
+    similarities are unchanged (the new stage is a permutation and rotation of one block).
+
+    Example:
+        ::
+
+            extended, stages = extend_smec(trained, data, cv, qv, 12, SMECTrainingConfig(dims=[12]))
+    """
+    adaptor = smec_adaptor_of(model)
+    trained = adaptor.trained_dims
+    smallest = trained[-1]
+    if not isinstance(dim, int) or isinstance(dim, bool) or dim <= 0:
+        raise ValueError(f"--dims: the new dim must be a positive int, got {dim!r}")
+    if dim in trained:
+        raise ValueError(f"--dims: {dim} is already trained (trained dims: {trained})")
+    if not config.allow_any_dims:
+        if dim >= smallest:
+            raise ValueError(
+                f"--dims: {dim} is not smaller than the smallest trained dim {smallest} (trained dims: {trained}); "
+                "pass --allow-any-dims to add an intermediate dim"
+            )
+        if dim * 2 != smallest:
+            raise ValueError(
+                f"--dims: {dim} is not half of the smallest trained dim {smallest}; pass --allow-any-dims for "
+                "other steps"
+            )
+    if dim >= adaptor.embedding_dim:
+        raise ValueError(f"--dims: {dim} must be below the width {adaptor.embedding_dim}")
+    if config.ads != adaptor.use_ads or config.smrl != adaptor.stage_rotation:
+        config = SMECTrainingConfig(**{**config.__dict__, "ads": adaptor.use_ads, "smrl": True})
+    index = adaptor.add_stage(dim)
+    if not adaptor.stage_parameters(index):
+        raise ValueError(
+            f"--model: the adaptor has neither ADS nor stage rotations (use_ads={adaptor.use_ads}, "
+            f"stage_rotation={adaptor.stage_rotation}), so a new stage has nothing to learn"
+        )
+    if config.smrl is False:
+        config = SMECTrainingConfig(**{**config.__dict__, "smrl": True})
+    results = _train_phases(
+        adaptor, data, corpus_vectors, query_vectors, config, [index], False, supervised
+    )
+    return with_adaptor(model, adaptor), results
