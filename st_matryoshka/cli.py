@@ -105,6 +105,20 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=32, help="Backbone encoding batch size.")
 
 
+def _smec_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("SMEC (--method smec)")
+    group.add_argument(
+        "--no-smrl", action="store_true", help="Train all dims jointly (MRL-style), not stage by stage."
+    )
+    group.add_argument(
+        "--no-ads", action="store_true", help="Keep the first dims at each stage (no learned selection)."
+    )
+    group.add_argument("--no-xbm", action="store_true", help="In-batch neighbours instead of the cross-batch memory.")
+    group.add_argument("--memory-size", type=int, default=None, help="Cross-batch memory entries (default 5000).")
+    group.add_argument("--temperature", default=None, help="Gumbel temperature schedule START,END (default 0.5,0.05).")
+    group.add_argument("--allow-any-dims", action="store_true", help="Accept dims that are not successive halvings.")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="st-matryoshka", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -115,9 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--method",
         default="matryoshka-adaptor",
-        choices=["matryoshka-adaptor", "pca", "search-adaptor"],
+        choices=["matryoshka-adaptor", "pca", "search-adaptor", "smec"],
         help="pca: the centred-PCA baseline as a linear module (nothing trained); search-adaptor: one linear map "
-        "trained with the rank loss over every prefix (supervised only).",
+        "trained with the rank loss over every prefix (supervised only); smec: SMEC (SMRL + ADS + S-XBM).",
     )
     train.add_argument("--supervised", action="store_true", help="Add the supervised stage on --train-split.")
     train.add_argument("--train-split", default="train", help="qrels split for the supervised stage.")
@@ -132,6 +146,20 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=None)
     train.add_argument("--distill-weight", type=float, default=None, help="L_distill weight (0: the paper's loss).")
     train.add_argument("--unsupervised-batch-size", type=int, default=None)
+    train.add_argument("--supervised-batch-size", type=int, default=None)
+    train.add_argument("--num-negatives", type=int, default=None, help="Hard negatives per query row (default 16).")
+    _smec_options(train)
+
+    extend = sub.add_parser("extend", help="Add a dim to a trained SMEC model, training only the new stage.")
+    extend.add_argument("--model", required=True, help="Folder of a model trained with --method smec.")
+    extend.add_argument("--dims", required=True, help="The new dim(s), e.g. 12; several are added in turn.")
+    extend.add_argument("--output", required=True, help="Folder for the extended model.")
+    extend.add_argument("--overwrite", action="store_true", help="Replace a model already in --output.")
+    extend.add_argument("--data", help="BEIR folder (default: the one the model was trained on).")
+    extend.add_argument("--embeddings", help="corpus.npy / queries.npy folder (default: the one used in training).")
+    extend.add_argument("--allow-any-dims", action="store_true", help="Accept a dim that is not half the smallest.")
+    extend.add_argument("--cache-dir", help="Backbone embedding cache.")
+    extend.add_argument("--batch-size", type=int, default=32, help="Backbone encoding batch size.")
 
     evaluate = sub.add_parser("evaluate", help="NDCG@10 and Recall@100 at every dim.")
     _common(evaluate)
@@ -195,6 +223,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from st_matryoshka.data import load_beir
     from st_matryoshka.training import (
         AdaptorTrainingConfig,
+        backbone_dim,
         check_output_free,
         fit_pca_adaptor,
         save_model_atomic,
@@ -202,6 +231,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         stage_summary,
         train_matryoshka_adaptor,
     )
+    from st_matryoshka.training_smec import SMECTrainingConfig, train_smec
 
     parse_dims(args.dims)  # a malformed --dims fails before anything is loaded
     check_output_free(args.output, args.overwrite)
@@ -220,8 +250,19 @@ def cmd_train(args: argparse.Namespace) -> int:
         "seed": args.seed,
         "distill_weight": args.distill_weight,
         "unsupervised_batch_size": args.unsupervised_batch_size,
+        "supervised_batch_size": args.supervised_batch_size,
+        "num_negatives": args.num_negatives,
     }
     make_config = search_adaptor_config if args.method == "search-adaptor" else AdaptorTrainingConfig
+    if args.method == "smec":
+        make_config = SMECTrainingConfig
+        overrides.update(smec_overrides(args))
+        dims = [d for d in dims if d < backbone_dim(model)]
+    elif args.no_smrl or args.no_ads or args.no_xbm or args.memory_size or args.temperature or args.allow_any_dims:
+        raise ValueError(
+            f"--no-smrl/--no-ads/--no-xbm/--memory-size/--temperature/--allow-any-dims need --method "
+            f"smec, got --method {args.method}"
+        )
     config = make_config(
         dims=dims,
         pca_init=not args.no_pca_init,
@@ -231,6 +272,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     if args.method == "pca":
         trained, stages = fit_pca_adaptor(model, corpus_vectors), []
+    elif args.method == "smec":
+        trained, stages = train_smec(model, data, corpus_vectors, query_vectors, config, supervised=args.supervised)
     else:
         trained, stages = train_matryoshka_adaptor(
             model, data, corpus_vectors, query_vectors, config, supervised=args.supervised
@@ -238,8 +281,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     summary = {
         "method": args.method,
         "supervised": args.supervised,
+        "train_split": args.train_split,
         "base_model": args.model,
         "data": args.data,
+        "embeddings": os.path.abspath(args.embeddings) if args.embeddings else None,
         "config": config.__dict__,
         "stages": stage_summary(stages),
         "train_seconds": time.perf_counter() - start,
@@ -251,6 +296,70 @@ def cmd_train(args: argparse.Namespace) -> int:
             f"({len(stage.history)} evaluations, {stage.seconds:.1f}s)"
         )
     print(f"saved to {args.output}")
+    return 0
+
+
+def smec_overrides(args: argparse.Namespace) -> dict:
+    """SMECTrainingConfig keyword arguments from the SMEC command-line switches."""
+    overrides = {
+        "smrl": not args.no_smrl,
+        "ads": not args.no_ads,
+        "xbm": not args.no_xbm,
+        "memory_size": args.memory_size,
+        "allow_any_dims": args.allow_any_dims,
+    }
+    if args.temperature is not None:
+        try:
+            start, end = (float(v) for v in args.temperature.split(","))
+        except ValueError:
+            raise ValueError(f"--temperature must be START,END (two numbers), got {args.temperature!r}") from None
+        if start <= 0 or end <= 0:
+            raise ValueError(f"--temperature: the schedule must stay above 0, got {args.temperature!r}")
+        overrides.update(temperature_start=start, temperature_end=end)
+    return overrides
+
+
+def cmd_extend(args: argparse.Namespace) -> int:
+    from dataclasses import fields
+
+    from st_matryoshka.data import load_beir
+    from st_matryoshka.training import check_output_free, save_model_atomic, stage_summary
+    from st_matryoshka.training_smec import SMECTrainingConfig, extend_smec, smec_adaptor_of
+
+    new_dims = parse_dims(args.dims)
+    check_output_free(args.output, args.overwrite)
+    info_path = os.path.join(resolve_model_path(args.model), "st_matryoshka_training.json")
+    if not os.path.isfile(info_path):
+        raise ValueError(f"--model: {args.model!r} has no st_matryoshka_training.json; train it with --method smec")
+    with open(info_path, encoding="utf-8") as f:
+        info = json.load(f)
+    if info.get("method") != "smec":
+        raise ValueError(f"--model: {args.model!r} was trained with --method {info.get('method')}, not smec")
+    model = load_model(args.model)
+    adaptor = smec_adaptor_of(model)
+    data_path = args.data or info["data"]
+    supervised = bool(info.get("supervised"))
+    data = load_beir(data_path, split=info.get("train_split", "train") if supervised else None)
+    embeddings = args.embeddings or info.get("embeddings")
+    corpus_vectors, query_vectors = backbone_vectors(model, data, embeddings, args.cache_dir, args.batch_size)
+    known = {f.name for f in fields(SMECTrainingConfig)}
+    saved = {k: v for k, v in info.get("config", {}).items() if k in known}
+    start = time.perf_counter()
+    stages = []
+    for dim in new_dims:
+        config = SMECTrainingConfig(**{**saved, "dims": [dim], "allow_any_dims": args.allow_any_dims})
+        model, added = extend_smec(model, data, corpus_vectors, query_vectors, dim, config, supervised=supervised)
+        stages += added
+    info["config"] = {**info.get("config", {}), "dims": [d for d in adaptor.trained_dims if d < adaptor.embedding_dim]}
+    info["extensions"] = [
+        *info.get("extensions", []),
+        {"dims": new_dims, "stages": stage_summary(stages), "train_seconds": time.perf_counter() - start},
+    ]
+    save_model_atomic(model, args.output, overwrite=args.overwrite, extra=info)
+    for stage in stages:
+        if stage.best is not None:
+            print(f"{stage.name}: best {stage.metric} = {stage.best:.4f} at step {stage.best_step}")
+    print(f"trained dims {adaptor.trained_dims}; saved to {args.output}")
     return 0
 
 
@@ -283,7 +392,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.batch_size < 1:
         parser.exit(2, f"st-matryoshka: error: --batch-size must be a positive int, got {args.batch_size}\n")
     try:
-        return {"train": cmd_train, "evaluate": cmd_evaluate, "mteb": cmd_mteb}[args.command](args)
+        commands = {"train": cmd_train, "evaluate": cmd_evaluate, "mteb": cmd_mteb, "extend": cmd_extend}
+        return commands[args.command](args)
     except (ValueError, KeyError, ImportError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
         parser.exit(2, f"st-matryoshka: error: {message}\n")

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import torch
 from datasets import Dataset
 from sentence_transformers import SentenceTransformer
+from sentence_transformers.sentence_transformer.modules import Normalize
 from sentence_transformers.sentence_transformer.trainer import SentenceTransformerTrainer
 
 from st_matryoshka.callbacks import SMRLCallback, SMRLStage, check_temperature
@@ -34,6 +35,7 @@ from st_matryoshka.training import (
     data_fast_model,
     fast_model,
     head_of,
+    split_index,
     with_adaptor,
 )
 
@@ -197,7 +199,6 @@ def _train_phases(
 ) -> list[StageResult]:
     """The unsupervised phase on the corpus, then (with ``supervised``) the supervised phase on ``data.qrels``."""
     keyed = keyed_data(data)
-    full = adaptor.embedding_dim
     all_dims = adaptor.trained_dims
     results: list[StageResult] = []
     with tempfile.TemporaryDirectory(prefix="st_matryoshka_") as work:
@@ -261,7 +262,7 @@ def _train_phases(
             n_stages = 1 if not config.smrl else len(indices)
             passes = config.supervised_epochs * n_stages
             qvec = dict(zip(keyed.query_ids, query_vectors))
-            rows_config = SMECTrainingConfig(**{**config.__dict__, "supervised_epochs": passes})
+            rows_config = replace(config, supervised_epochs=passes)
             rows = _supervised_rows(keyed, fit_ids, qvec, corpus_vectors, rows_config)
             steps_per_pass = max(1, len(rows) // passes // config.supervised_batch_size)
             val = keyed.with_qrels({q: keyed.qrels[q] for q in val_ids})
@@ -325,7 +326,9 @@ def train_smec(
     width = backbone_dim(model)
     stages = plan_stages(width, config.dims, allow_any_dims=config.allow_any_dims)
     if corpus_vectors.shape != (len(data.corpus), width):
-        raise ValueError(f"corpus embeddings have shape {corpus_vectors.shape}, expected ({len(data.corpus)}, {width})")
+        raise ValueError(
+            f"corpus embeddings have shape {corpus_vectors.shape}, expected ({len(data.corpus)}, {width})"
+        )
     torch.manual_seed(config.seed)
     adaptor = SMECAdaptor(
         width,
@@ -339,10 +342,17 @@ def train_smec(
     if config.pca_init:
         adaptor.init_rotation(torch.as_tensor(corpus_vectors))
     indices = list(range(len(stages)))
-    results = _train_phases(
-        adaptor, data, corpus_vectors, query_vectors, config, indices, True, supervised, callbacks
-    )
-    return with_adaptor(model, adaptor), results
+    results = _train_phases(adaptor, data, corpus_vectors, query_vectors, config, indices, True, supervised, callbacks)
+    return _with_smec(model, adaptor), results
+
+
+def _with_smec(model: SentenceTransformer, adaptor: SMECAdaptor) -> SentenceTransformer:
+    """``model`` with ``adaptor``; a Normalize after it is dropped when the adaptor's output is already unit-length."""
+    combined = with_adaptor(model, adaptor)
+    if not adaptor.normalize_output:
+        return combined
+    modules = [m for i, m in enumerate(combined) if i <= split_index(combined) or not isinstance(m, Normalize)]
+    return SentenceTransformer(modules=modules, device=str(model.device), model_card_data=model.model_card_data)
 
 
 def smec_adaptor_of(model: SentenceTransformer) -> SMECAdaptor:
@@ -395,17 +405,13 @@ def extend_smec(
             )
     if dim >= adaptor.embedding_dim:
         raise ValueError(f"--dims: {dim} must be below the width {adaptor.embedding_dim}")
-    if config.ads != adaptor.use_ads or config.smrl != adaptor.stage_rotation:
-        config = SMECTrainingConfig(**{**config.__dict__, "ads": adaptor.use_ads, "smrl": True})
+    # One new stage, trained alone with its own transition loss; ADS as the saved adaptor has it.
+    config = replace(config, ads=adaptor.use_ads, smrl=True)
     index = adaptor.add_stage(dim)
     if not adaptor.stage_parameters(index):
         raise ValueError(
             f"--model: the adaptor has neither ADS nor stage rotations (use_ads={adaptor.use_ads}, "
             f"stage_rotation={adaptor.stage_rotation}), so a new stage has nothing to learn"
         )
-    if config.smrl is False:
-        config = SMECTrainingConfig(**{**config.__dict__, "smrl": True})
-    results = _train_phases(
-        adaptor, data, corpus_vectors, query_vectors, config, [index], False, supervised
-    )
-    return with_adaptor(model, adaptor), results
+    results = _train_phases(adaptor, data, corpus_vectors, query_vectors, config, [index], False, supervised)
+    return _with_smec(model, adaptor), results

@@ -169,7 +169,9 @@ class MatryoshkaUnsupervisedLoss(nn.Module):
                 )
             adapted.append(out["sentence_embedding"])
             reference.append(out[REFERENCE_KEY])
-            residual.append(out[RESIDUAL_KEY] if RESIDUAL_KEY in out else out["sentence_embedding"] - out[REFERENCE_KEY])
+            residual.append(
+                out[RESIDUAL_KEY] if RESIDUAL_KEY in out else out["sentence_embedding"] - out[REFERENCE_KEY]
+            )
         return torch.cat(adapted), torch.cat(reference), torch.cat(residual)
 
     def terms(

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from st_matryoshka.models.matryoshka_adaptor import MatryoshkaAdaptor
@@ -73,6 +74,9 @@ class SMECAdaptor(MatryoshkaAdaptor):
         stages: ``[start, end, keep]`` per stage in training order; see :func:`plan_stages`.
         use_ads: Learn which dimensions each stage keeps; otherwise a stage keeps the first ``keep``.
         stage_rotation: Give each stage a learnable orthogonal rotation of its block.
+        normalize_output: L2-normalise the body's output before the stages. The stages are orthogonal, so the
+            output is unit length and a ``Normalize`` module after the adaptor is redundant (the training
+            functions leave it out). Then an extension leaves the outputs outside its block bit-identical.
         hidden_dim: See :class:`MatryoshkaAdaptor`.
         num_layers: See :class:`MatryoshkaAdaptor`.
         activation: See :class:`MatryoshkaAdaptor`.
@@ -97,7 +101,13 @@ class SMECAdaptor(MatryoshkaAdaptor):
             # => torch.Size([3, 8]) [8, 4, 2]
     """
 
-    config_keys: list[str] = [*MatryoshkaAdaptor.config_keys, "stages", "use_ads", "stage_rotation"]
+    config_keys: list[str] = [
+        *MatryoshkaAdaptor.config_keys,
+        "stages",
+        "use_ads",
+        "stage_rotation",
+        "normalize_output",
+    ]
 
     def __init__(
         self,
@@ -105,6 +115,7 @@ class SMECAdaptor(MatryoshkaAdaptor):
         stages: Sequence[Sequence[int]] | None = None,
         use_ads: bool = True,
         stage_rotation: bool = True,
+        normalize_output: bool = True,
         hidden_dim: int | None = None,
         num_layers: int = 1,
         activation: str = "gelu",
@@ -123,6 +134,7 @@ class SMECAdaptor(MatryoshkaAdaptor):
         )
         self.use_ads = bool(use_ads)
         self.stage_rotation = bool(stage_rotation)
+        self.normalize_output = bool(normalize_output)
         self.stages: list[list[int]] = []
         self.importance = nn.ParameterList()
         self.stage_skew = nn.ParameterList()
@@ -244,6 +256,8 @@ class SMECAdaptor(MatryoshkaAdaptor):
         return y
 
     def head(self, y: torch.Tensor) -> torch.Tensor:
+        if self.normalize_output:
+            y = F.normalize(y, dim=-1)
         return self.apply_stages(y)
 
     @torch.no_grad()
@@ -258,7 +272,7 @@ class SMECAdaptor(MatryoshkaAdaptor):
             self.train(was_training)
 
     def body(self) -> MatryoshkaAdaptor:
-        """A :class:`MatryoshkaAdaptor` with this adaptor's body weights (the output before the stages)."""
+        """A :class:`MatryoshkaAdaptor` with this adaptor's body weights (output before stages and normalisation)."""
         config = {key: getattr(self, key) for key in MatryoshkaAdaptor.config_keys}
         body = MatryoshkaAdaptor(**config)
         state = {k: v for k, v in self.state_dict().items() if k in body.state_dict()}

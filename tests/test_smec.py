@@ -1,0 +1,254 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from sentence_transformers import SentenceTransformer
+from transformers import TrainerCallback
+
+from st_matryoshka.callbacks import GradientVarianceCallback
+from st_matryoshka.cli import load_model, main
+from st_matryoshka.data import load_beir, load_embeddings_dir
+from st_matryoshka.export import smec_to_st_modules
+from st_matryoshka.losses import MatryoshkaUnsupervisedLoss, SelectableCrossBatchMemory
+from st_matryoshka.models import CachedEmbeddings, SMECAdaptor
+from st_matryoshka.models.smec import plan_stages
+from st_matryoshka.training_smec import SMECTrainingConfig, extend_smec, train_smec
+
+TEXTS = ["Aspirin and heart attacks.", "Orbital mechanics of the moon.", "Bone density and vitamin D.", "T cells."]
+
+
+def _randomised(adaptor: SMECAdaptor, seed: int = 0) -> SMECAdaptor:
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in adaptor.parameters():
+            p.copy_(torch.randn(p.shape, generator=generator) * 0.3)
+    return adaptor
+
+
+def _cos(x: torch.Tensor) -> torch.Tensor:
+    x = F.normalize(x, dim=-1)
+    return x @ x.T
+
+
+def test_plan_stages_halves_or_needs_allow_any_dims():
+    assert plan_stages(384, [192, 96, 48, 24]) == [[0, 384, 192], [0, 192, 96], [0, 96, 48], [0, 48, 24]]
+    with pytest.raises(ValueError, match="dims: 100 is not half of 192.*--allow-any-dims"):
+        plan_stages(384, [192, 100])
+    assert plan_stages(384, [128, 100], allow_any_dims=True) == [[0, 384, 128], [0, 128, 100]]
+    with pytest.raises(ValueError, match="strictly descending below 384"):
+        plan_stages(384, [384, 192])
+
+
+def test_ads_inference_is_a_prefix_ordered_permutation_and_exports_to_dense():
+    adaptor = _randomised(SMECAdaptor(16, stages=plan_stages(16, [8, 4, 2]))).eval()
+    for i in range(3):
+        order, gate = adaptor._order(i)
+        assert gate is None
+        assert sorted(order.tolist()) == list(range(adaptor.stages[i][1]))  # no dimension twice
+    x = torch.randn(6, 16)
+    out = adaptor({"sentence_embedding": x.clone()})["sentence_embedding"]
+    assert out.shape == (6, 16)
+    body = adaptor.body().eval()({"sentence_embedding": x.clone()})["sentence_embedding"]
+    # Every trained dim is a prefix: the 4-d prefix is stage 2's output, unchanged (up to rotation) by stage 3.
+    after_two = adaptor.apply_stages(body, upto=2)
+    assert torch.allclose(_cos(out[:, :4]), _cos(after_two[:, :4]), atol=1e-5)
+    assert not torch.allclose(_cos(out[:, :4]), _cos(body[:, :4]), atol=1e-3)
+    features = {"sentence_embedding": x.clone()}
+    for module in smec_to_st_modules(adaptor):
+        features = module(features)
+    assert torch.allclose(features["sentence_embedding"], out, atol=1e-5)
+    matrix = adaptor.stage_matrix()
+    assert torch.allclose(matrix @ matrix.T, torch.eye(16), atol=1e-5)
+
+
+def test_linear_smec_folds_into_normalize_and_dense(minilm, tmp_path):
+    adaptor = _randomised(SMECAdaptor(384, stages=plan_stages(384, [192, 96]), num_layers=0), seed=1).eval()
+    model = SentenceTransformer(modules=[*minilm, adaptor], device="cpu")
+    native = SentenceTransformer(modules=[*minilm, *smec_to_st_modules(adaptor)], device="cpu")
+    native.save(str(tmp_path / "native"))
+    loaded = SentenceTransformer(str(tmp_path / "native"), device="cpu")  # no trust_remote_code needed
+    expected = model.encode(TEXTS, truncate_dim=96)
+    assert np.allclose(loaded.encode(TEXTS, truncate_dim=96), expected, atol=1e-5)
+
+
+def test_gumbel_training_selects_consistently_and_trains_logits():
+    adaptor = SMECAdaptor(16, stages=plan_stages(16, [8])).train()
+    adaptor.temperature = 1.0
+    adaptor.resample_noise(torch.Generator().manual_seed(0))
+    x = torch.randn(5, 16)
+    first = adaptor({"sentence_embedding": x.clone()})["sentence_embedding"]
+    second = adaptor({"sentence_embedding": x.clone()})["sentence_embedding"]
+    assert torch.equal(first, second)  # one noise draw per step: query and document columns agree
+    eval_out = adaptor.eval()({"sentence_embedding": x.clone()})["sentence_embedding"]
+    # Same numbers, other order: noise changed the selection but never duplicates or drops a dimension.
+    assert not torch.equal(first[:, :8], eval_out[:, :8])
+    assert torch.allclose(first.sort(dim=1).values, eval_out.sort(dim=1).values, atol=1e-6)
+    adaptor.train()
+    first = adaptor({"sentence_embedding": x.clone()})["sentence_embedding"]
+    first[:, :8].pow(2).sum().backward()
+    assert adaptor.importance[0].grad is not None and adaptor.importance[0].grad.abs().sum() > 0
+
+
+def test_cross_batch_memory_is_fifo_of_backbone_vectors():
+    memory = SelectableCrossBatchMemory(4, memory_size=5, top_k=2)
+    batches = [torch.full((3, 4), float(i + 1)) for i in range(3)]
+    for batch in batches:
+        memory.enqueue(batch)
+    assert int(memory.filled) == 5
+    # batch 1 filled slots 0-2, batch 2 slots 3, 4, 0, batch 3 slots 1-3: the oldest entries go first
+    assert memory.memory[:, 0].tolist() == [2.0, 3.0, 3.0, 3.0, 2.0]
+    assert int(memory.pointer) == 4
+    with pytest.raises(ValueError, match="memory_size=5 is smaller than the 6 embeddings"):
+        memory.enqueue(torch.randn(6, 4))
+    with pytest.raises(ValueError, match="top_k=6 must not exceed memory_size=5"):
+        SelectableCrossBatchMemory(4, memory_size=5, top_k=6)
+    assert {"memory", "pointer", "filled"} <= {name for name, _ in memory.named_buffers()}
+
+
+def test_memory_loss_stores_reference_not_adapted_vectors():
+    vectors = np.random.default_rng(0).normal(size=(12, 8)).astype("float32")
+    texts = [f"t{i}" for i in range(12)]
+    adaptor = _randomised(SMECAdaptor(8, stages=plan_stages(8, [4])))
+    model = SentenceTransformer(modules=[CachedEmbeddings(texts, vectors), adaptor], device="cpu").train()
+    loss = MatryoshkaUnsupervisedLoss(model, [8, 4], top_k=3, memory_size=20)
+    first = loss([model.preprocess(texts[:6])])
+    assert float(first["topk"]) == 0.0  # the memory was empty
+    second = loss([model.preprocess(texts[6:])])
+    assert float(second["topk"].detach()) > 0.0
+    stored = loss.memory.memory[:12]
+    reference = adaptor.reference(torch.as_tensor(vectors))
+    assert torch.allclose(stored, reference, atol=1e-6)
+
+
+def test_config_rejects_bad_smec_settings():
+    with pytest.raises(ValueError, match="memory_size=1000 is smaller than a batch"):
+        SMECTrainingConfig(memory_size=1000)
+    with pytest.raises(ValueError, match="top_k=6000 must not exceed memory_size=5000"):
+        SMECTrainingConfig(top_k=6000)
+    with pytest.raises(ValueError, match=r"must be two numbers > 0, got \(0.5, 0.0\)"):
+        SMECTrainingConfig(temperature_start=0.5, temperature_end=0.0)
+
+
+@pytest.fixture(scope="module")
+def slice_data(scifact_slice):
+    data = load_beir(str(scifact_slice), "train")
+    cv, qv = load_embeddings_dir(str(scifact_slice / "embeddings"), data, dim=384)
+    return data, cv, qv
+
+
+class _BodyProbe(TrainerCallback):
+    """Records, per step, whether the body trains and a copy of its last weight."""
+
+    def __init__(self):
+        self.steps = []
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        adaptor = next(m for m in model if isinstance(m, SMECAdaptor))
+        weight = adaptor.residual[-1].weight
+        self.steps.append((weight.requires_grad, weight.detach().clone()))
+
+
+@pytest.mark.slow
+def test_smrl_freezes_finished_stages_and_extension_keeps_trained_dims(minilm, slice_data):
+    data, cv, qv = slice_data
+    config = SMECTrainingConfig(dims=[192, 96, 48, 24], **{**_tiny(), "unsupervised_epochs": 2})
+    probe = _BodyProbe()
+    trained, stages = train_smec(minilm, data, cv, qv, config, supervised=True, callbacks=[probe])
+    names = [s.name for s in stages]
+    assert "supervised 384->192" in names and "supervised 48->24" in names
+    # Once the first stage is done the body is frozen: its weights do not move while later stages train.
+    runs, previous = [], True
+    for trains, weight in probe.steps:
+        if not trains:
+            if previous:
+                runs.append([])
+            runs[-1].append(weight)
+        previous = trains
+    assert len(runs) == 2  # the later stages of the unsupervised phase, then of the supervised phase
+    assert all(torch.equal(run[0], w) for run in runs for w in run)
+    adaptor = next(m for m in trained if isinstance(m, SMECAdaptor))
+    assert adaptor.trained_dims == [384, 192, 96, 48, 24]
+    before = {k: v.clone() for k, v in adaptor.state_dict().items()}
+    texts = TEXTS * 2
+    old = torch.as_tensor(trained.encode(texts))
+    extended, _ = extend_smec(trained, data, cv, qv, 12, SMECTrainingConfig(dims=[12], **_tiny()))
+    new = torch.as_tensor(extended.encode(texts))
+    after = adaptor.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # no earlier parameter moved
+    assert not torch.equal(old[:, :12], new[:, :12])
+    assert torch.equal(old[:, 24:], new[:, 24:])  # outside the new stage's block: bit-identical
+    for dim in (192, 96, 48, 24):  # inside it: a rotation, so every similarity is unchanged
+        assert torch.allclose(_cos(old[:, :dim]), _cos(new[:, :dim]), atol=1e-5)
+    # An intermediate dim re-orders only the block between its trained neighbours: smaller dims stay bit-identical.
+    intermediate, _ = extend_smec(
+        extended, data, cv, qv, 64, SMECTrainingConfig(dims=[64], allow_any_dims=True, **_tiny())
+    )
+    newer = torch.as_tensor(intermediate.encode(texts))
+    assert torch.equal(new[:, :48], newer[:, :48]) and torch.equal(new[:, 96:], newer[:, 96:])
+    assert torch.allclose(_cos(new[:, :96]), _cos(newer[:, :96]), atol=1e-5)
+
+
+def _tiny() -> dict:
+    return {
+        "unsupervised_epochs": 1,
+        "supervised_epochs": 2,
+        "unsupervised_batch_size": 256,
+        "supervised_batch_size": 16,
+        "num_negatives": 4,
+        "patience": 1,
+    }
+
+
+def test_extend_rejects_dims_that_do_not_shrink(minilm, slice_data):
+    data, cv, qv = slice_data
+    adaptor = SMECAdaptor(384, stages=plan_stages(384, [192, 96]))
+    model = SentenceTransformer(modules=[*minilm, adaptor], device="cpu")
+    with pytest.raises(ValueError, match="--dims: 100 is not smaller than the smallest trained dim 96"):
+        extend_smec(model, data, cv, qv, 100, SMECTrainingConfig(dims=[100]))
+    with pytest.raises(ValueError, match="--dims: 40 is not half of the smallest trained dim 96"):
+        extend_smec(model, data, cv, qv, 40, SMECTrainingConfig(dims=[40]))
+    with pytest.raises(ValueError, match="--dims: 192 is already trained"):
+        extend_smec(model, data, cv, qv, 192, SMECTrainingConfig(dims=[192], allow_any_dims=True))
+
+
+def test_gradient_variance_callback_windows():
+    param = torch.nn.Parameter(torch.zeros(4, 3))
+    tracker = GradientVarianceCallback(param, rows=(0, 2), window=2)
+    for step, scale in enumerate([1.0, 3.0]):
+        param.grad = torch.full((4, 3), scale)
+        tracker.on_pre_optimizer_step(None, type("S", (), {"global_step": step})(), None)
+    assert tracker.points == [(2, 2.0, 2.0)]  # variance of (1, 3) per entry, mean |grad| 2
+
+
+@pytest.mark.slow
+def test_cli_smec_train_extend_and_errors(scifact_slice, tmp_path, capsys):
+    base = ["train", "--model", "all-MiniLM-L6-v2", "--data", str(scifact_slice)]
+    base += ["--embeddings", str(scifact_slice / "embeddings"), "--method", "smec"]
+    out = tmp_path / "smec"
+    args = [*base, "--dims", "192,96,48,24", "--output", str(out), "--supervised"]
+    args += ["--unsupervised-epochs", "1", "--supervised-epochs", "1", "--unsupervised-batch-size", "256"]
+    args += ["--supervised-batch-size", "16", "--num-negatives", "4"]
+    assert main(args) == 0
+    info = json.loads((out / "st_matryoshka_training.json").read_text())
+    assert info["method"] == "smec" and info["config"]["smrl"] and info["config"]["xbm"]
+    out2 = tmp_path / "smec12"
+    assert main(["extend", "--model", str(out), "--dims", "12", "--output", str(out2)]) == 0
+    assert "trained dims [384, 192, 96, 48, 24, 12]" in capsys.readouterr().out
+    model = load_model(str(out2))
+    assert model.encode(TEXTS, truncate_dim=12).shape == (4, 12)
+    errors = [
+        ([*base, "--dims", "192,100", "--output", str(tmp_path / "a")], "dims: 100 is not half of 192"),
+        ([*base, "--dims", "192,96", "--memory-size", "100", "--output", str(tmp_path / "b")], "memory_size=100"),
+        ([*base, "--dims", "192", "--temperature", "0.5,0", "--output", str(tmp_path / "c")], "--temperature"),
+        (["extend", "--model", str(out), "--dims", "30", "--output", str(tmp_path / "d")], "--dims: 30 is not"),
+        ([*base[:-2], "--dims", "96", "--no-ads", "--output", str(tmp_path / "e")], "need --method smec"),
+    ]
+    for argv, message in errors:
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        assert exc.value.code == 2
+        assert message in capsys.readouterr().err
