@@ -1,7 +1,7 @@
 """Train and score every method on BEIR folders; write a markdown table and a PNG plot (NDCG@10 against dim).
 
 Methods: truncation (the base model), PCA (``--method pca``), Search-Adaptor, Matryoshka-Adaptor unsupervised and
-supervised. A folder without ``qrels/train.tsv`` is split by a hash of the query id (half trains the supervised
+supervised, and SMEC (``--method smec --supervised``; dims need not halve here). A folder without ``qrels/train.tsv`` is split by a hash of the query id (half trains the supervised
 methods, every method is scored on the other half).
 
     HF_HUB_OFFLINE=1 .venv/bin/python recipes/compare_methods.py ../shared/data/scifact ../shared/data/cranfield \
@@ -34,6 +34,7 @@ from st_matryoshka.training import (  # noqa: E402
     search_adaptor_config,
     train_matryoshka_adaptor,
 )
+from st_matryoshka.training_smec import SMECTrainingConfig, train_smec  # noqa: E402
 
 LABELS = {
     "truncation": "truncation",
@@ -41,6 +42,7 @@ LABELS = {
     "search_adaptor": "Search-Adaptor",
     "unsupervised": "Matryoshka-Adaptor (unsup.)",
     "supervised": "Matryoshka-Adaptor (sup.)",
+    "smec": "SMEC",
 }
 
 
@@ -68,6 +70,9 @@ def compare_folder(model, folder: str, dims: list[int], smoke: bool, embeddings_
     rows["search_adaptor"] = score(train_matryoshka_adaptor(model, train, cv, qv, sa, supervised=True)[0])
     rows["unsupervised"] = score(train_matryoshka_adaptor(model, train, cv, qv, config)[0])
     rows["supervised"] = score(train_matryoshka_adaptor(model, train, cv, qv, config, supervised=True)[0])
+    smec_quick = {**quick, "supervised_batch_size": 16, "num_negatives": 4} if smoke else {}
+    smec = SMECTrainingConfig(dims=dims, allow_any_dims=True, **smec_quick)
+    rows["smec"] = score(train_smec(model, train, cv, qv, smec, supervised=True)[0])
     return rows
 
 

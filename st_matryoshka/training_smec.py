@@ -99,9 +99,18 @@ def keyed_data(data: RetrievalData) -> RetrievalData:
     )
 
 
-def _stages(adaptor: SMECAdaptor, indices: list[int], train_body: bool, smrl: bool, metric: str) -> list[SMRLStage]:
-    """SMRL stages for adaptor stages ``indices`` (or one joint stage without ``smrl``)."""
+def _stages(
+    adaptor: SMECAdaptor, indices: list[int], train_body: bool, smrl: bool, metric: str, score_full: bool
+) -> list[SMRLStage]:
+    """SMRL stages for adaptor stages ``indices`` (or one joint stage without ``smrl``).
+
+    A stage is scored by the mean of ``metric`` over its loss dims; the full width only with ``score_full`` (the
+    label-free overlap criterion is 1.0 there at the start and can only fall, so it would veto every change).
+    """
     full = adaptor.embedding_dim
+
+    def keys(dims: list[int]) -> list[str]:
+        return [metric.format(dim=d) for d in dims if score_full or d != full]
 
     def dim_of(i: int) -> int:
         start, _, keep = adaptor.stages[i]
@@ -112,7 +121,7 @@ def _stages(adaptor: SMECAdaptor, indices: list[int], train_body: bool, smrl: bo
         for i in indices:
             params += adaptor.stage_parameters(i)
         dims = sorted({full, *(dim_of(i) for i in indices)}, reverse=True)
-        return [SMRLStage("joint", params, dims, [metric.format(dim=d) for d in dims])]
+        return [SMRLStage("joint", params, dims, keys(dims))]
     stages = []
     for n, i in enumerate(indices):
         params = adaptor.stage_parameters(i)
@@ -121,7 +130,7 @@ def _stages(adaptor: SMECAdaptor, indices: list[int], train_body: bool, smrl: bo
             params = adaptor.body_parameters() + params
             dims = [full, dim_of(i)]
         start, end, _ = adaptor.stages[i]
-        stages.append(SMRLStage(f"{end}->{dim_of(i)}", params, dims, [metric.format(dim=d) for d in dims]))
+        stages.append(SMRLStage(f"{end}->{dim_of(i)}", params, dims, keys(dims)))
     return stages
 
 
@@ -233,7 +242,7 @@ def _train_phases(
                 memory_size=config.memory_size if config.xbm else None,
             )
             metric = f"holdout_overlap@{config.overlap_k}_dim{{dim}}"
-            stages = _stages(adaptor, indices, train_body, config.smrl, metric)
+            stages = _stages(adaptor, indices, train_body, config.smrl, metric, score_full=False)
             steps_per_epoch = len(train) // config.unsupervised_batch_size
             results += _run(
                 "unsupervised",
@@ -274,7 +283,8 @@ def _train_phases(
                 top_k=config.top_k,
                 memory_size=config.memory_size if config.xbm else None,
             )
-            stages = _stages(adaptor, indices, train_body, config.smrl, "validation_dim{dim}_cosine_ndcg@10")
+            metric = "validation_dim{dim}_cosine_ndcg@10"
+            stages = _stages(adaptor, indices, train_body, config.smrl, metric, score_full=True)
             results += _run(
                 "supervised",
                 model,

@@ -26,9 +26,10 @@ def test_compare_methods_smoke(scifact_slice, tmp_path):
     )
     results = json.loads((tmp_path / "compare.json").read_text())
     rows = results[scifact_slice.name]
-    assert set(rows) == {"truncation", "pca", "search_adaptor", "unsupervised", "supervised"}
+    assert set(rows) == {"truncation", "pca", "search_adaptor", "unsupervised", "supervised", "smec"}
     assert all(set(scores) == {"384", "96", "48"} for scores in rows.values())
     # PCA fit on the corpus beats plain truncation at 48 dims on real data
     assert rows["pca"]["48"] > rows["truncation"]["48"]
     assert (tmp_path / "compare.png").stat().st_size > 10_000
     assert "| Search-Adaptor |" in (tmp_path / "compare.md").read_text()
+    assert "| SMEC |" in (tmp_path / "compare.md").read_text()
