@@ -1,7 +1,8 @@
 """Train and score every method on BEIR folders; write a markdown table and a PNG plot (NDCG@10 against dim).
 
 Methods: truncation (the base model), PCA (``--method pca``), Search-Adaptor, Matryoshka-Adaptor unsupervised and
-supervised, and SMEC (``--method smec --supervised``; dims need not halve here). A folder without ``qrels/train.tsv`` is split by a hash of the query id (half trains the supervised
+supervised, and SMEC (``--method smec --supervised``; dims need not halve here). A folder without
+``qrels/train.tsv`` is split by a hash of the query id (half trains the supervised
 methods, every method is scored on the other half).
 
     HF_HUB_OFFLINE=1 .venv/bin/python recipes/compare_methods.py ../shared/data/scifact ../shared/data/cranfield \

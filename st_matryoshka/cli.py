@@ -291,6 +291,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     }
     save_model_atomic(trained, args.output, overwrite=args.overwrite, extra=summary)
     for stage in stages:
+        if stage.best is None:  # a phase total (SMEC): time only
+            print(f"{stage.name}: {stage.seconds:.1f}s")
+            continue
         print(
             f"{stage.name}: best {stage.metric} = {stage.best:.4f} at step {stage.best_step} "
             f"({len(stage.history)} evaluations, {stage.seconds:.1f}s)"

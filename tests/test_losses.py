@@ -69,6 +69,7 @@ def test_rank_loss_terms_and_copy_handling(model):
         "unsupervised_weight": 0.5,
         "top_k": 10,
         "distill_weight": 0.0,
+        "memory_size": None,
     }
     assert "arXiv" in loss.citation or "arxiv" in loss.citation.lower()
 

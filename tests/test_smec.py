@@ -176,20 +176,32 @@ def test_smrl_freezes_finished_stages_and_extension_keeps_trained_dims(minilm, s
     texts = TEXTS * 2
     old = torch.as_tensor(trained.encode(texts))
     extended, _ = extend_smec(trained, data, cv, qv, 12, SMECTrainingConfig(dims=[12], **_tiny()))
-    new = torch.as_tensor(extended.encode(texts))
     after = adaptor.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)  # no earlier parameter moved
+    assert adaptor.trained_dims == [384, 192, 96, 48, 24, 12] and adaptor.stages[-1] == [0, 24, 12]
+    # Whatever the new stage learned (here: random weights, so it surely moved), trained dims keep their outputs.
+    _randomise_stage(adaptor, len(adaptor.stages) - 1)
+    new = torch.as_tensor(extended.encode(texts))
     assert not torch.equal(old[:, :12], new[:, :12])
     assert torch.equal(old[:, 24:], new[:, 24:])  # outside the new stage's block: bit-identical
     for dim in (192, 96, 48, 24):  # inside it: a rotation, so every similarity is unchanged
         assert torch.allclose(_cos(old[:, :dim]), _cos(new[:, :dim]), atol=1e-5)
     # An intermediate dim re-orders only the block between its trained neighbours: smaller dims stay bit-identical.
-    intermediate, _ = extend_smec(
-        extended, data, cv, qv, 64, SMECTrainingConfig(dims=[64], allow_any_dims=True, **_tiny())
-    )
+    config = SMECTrainingConfig(dims=[64], allow_any_dims=True, **_tiny())
+    intermediate, _ = extend_smec(extended, data, cv, qv, 64, config)
+    assert adaptor.stages[-1] == [48, 96, 16]
+    _randomise_stage(adaptor, len(adaptor.stages) - 1)
     newer = torch.as_tensor(intermediate.encode(texts))
+    assert not torch.equal(new[:, 48:64], newer[:, 48:64])
     assert torch.equal(new[:, :48], newer[:, :48]) and torch.equal(new[:, 96:], newer[:, 96:])
     assert torch.allclose(_cos(new[:, :96]), _cos(newer[:, :96]), atol=1e-5)
+
+
+def _randomise_stage(adaptor: SMECAdaptor, index: int) -> None:
+    generator = torch.Generator().manual_seed(index)
+    with torch.no_grad():
+        for p in adaptor.stage_parameters(index):
+            p.copy_(torch.randn(p.shape, generator=generator))
 
 
 def _tiny() -> dict:
