@@ -78,10 +78,14 @@ def main():
             if has_train and unseen.qrels:
                 row[variant]["ndcg_at_10_unseen"] = score(head_of(model), unseen, cv, qv, DIMS)
                 row["unseen_queries"] = len(unseen.qrels)
+            # Re-read before writing, so runs over different sets can share one results file.
             os.makedirs(os.path.dirname(args.out), exist_ok=True)
-            with open(args.out + ".tmp", "w") as f:
-                json.dump(results, f, indent=2)
-            os.replace(args.out + ".tmp", args.out)
+            latest = json.load(open(args.out)) if os.path.exists(args.out) else {}
+            latest.setdefault(name, {}).update(row)
+            tmp = f"{args.out}.{os.getpid()}.tmp"
+            with open(tmp, "w") as f:
+                json.dump(latest, f, indent=2)
+            os.replace(tmp, args.out)
             print(name, variant, json.dumps(row[variant]["ndcg_at_10"]), f"{seconds:.0f}s", flush=True)
 
 

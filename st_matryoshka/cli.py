@@ -117,6 +117,9 @@ def _smec_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--memory-size", type=int, default=None, help="Cross-batch memory entries (default 5000).")
     group.add_argument("--temperature", default=None, help="Gumbel temperature schedule START,END (default 0.5,0.05).")
     group.add_argument("--allow-any-dims", action="store_true", help="Accept dims that are not successive halvings.")
+    group.add_argument(
+        "--stage-lr-multiplier", type=float, default=None, help="Stage learning rate / body learning rate (default 5)."
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -258,10 +261,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         make_config = SMECTrainingConfig
         overrides.update(smec_overrides(args))
         dims = [d for d in dims if d < backbone_dim(model)]
-    elif args.no_smrl or args.no_ads or args.no_xbm or args.memory_size or args.temperature or args.allow_any_dims:
+    elif any((args.no_smrl, args.no_ads, args.no_xbm, args.memory_size, args.temperature, args.allow_any_dims)) or (
+        args.stage_lr_multiplier is not None
+    ):
         raise ValueError(
-            f"--no-smrl/--no-ads/--no-xbm/--memory-size/--temperature/--allow-any-dims need --method "
-            f"smec, got --method {args.method}"
+            "--no-smrl/--no-ads/--no-xbm/--memory-size/--temperature/--allow-any-dims/--stage-lr-multiplier need "
+            f"--method smec, got --method {args.method}"
         )
     config = make_config(
         dims=dims,
@@ -310,6 +315,7 @@ def smec_overrides(args: argparse.Namespace) -> dict:
         "xbm": not args.no_xbm,
         "memory_size": args.memory_size,
         "allow_any_dims": args.allow_any_dims,
+        "stage_lr_multiplier": args.stage_lr_multiplier,
     }
     if args.temperature is not None:
         try:
