@@ -165,6 +165,12 @@ class AdaptorTrainingConfig:
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
 
+    def resolved_distill_weight(self, supervised: bool) -> float:
+        """``distill_weight``, or its default when ``None``: 0.0 before a supervised stage, else 1.0."""
+        if self.distill_weight is not None:
+            return self.distill_weight
+        return 0.0 if supervised else 1.0
+
 
 @dataclass
 class StageResult:
@@ -234,6 +240,33 @@ def _run_stage(
     )
 
 
+def holdout_split(
+    corpus: Sequence[str], corpus_vectors: np.ndarray, dims: Sequence[int], config: AdaptorTrainingConfig
+) -> tuple[Dataset, NeighbourOverlapEvaluator]:
+    """Split the corpus for the unsupervised stage: ``(training texts, neighbour-overlap evaluator on the rest)``.
+
+    A seeded ``holdout_fraction`` of the documents is held out and scored by top-``overlap_k`` neighbour overlap with
+    the backbone at ``dims``.
+    """
+    order = np.random.default_rng(config.seed).permutation(len(corpus))
+    n_hold = max(config.overlap_k + 1, int(round(config.holdout_fraction * len(corpus))))
+    hold, train = order[:n_hold], order[n_hold:]
+    if len(train) < config.unsupervised_batch_size:
+        raise ValueError(
+            f"unsupervised_batch_size={config.unsupervised_batch_size} exceeds the {len(train)} training documents"
+        )
+    evaluator = NeighbourOverlapEvaluator(
+        [corpus[i] for i in hold],
+        list(corpus),
+        corpus_vectors[hold],
+        corpus_vectors,
+        dims=list(dims),
+        k=config.overlap_k,
+        name="holdout",
+    )
+    return Dataset.from_dict({"text": [corpus[i] for i in train]}), evaluator
+
+
 def train_unsupervised(
     adaptor: MatryoshkaAdaptor,
     corpus: Sequence[str],
@@ -245,27 +278,10 @@ def train_unsupervised(
     """Unsupervised stage on the corpus; stops and picks weights by neighbour overlap on a held-out corpus slice."""
     full = adaptor.embedding_dim
     loss_dims = [full, *[d for d in config.dims if d < full]]
-    rng = np.random.default_rng(config.seed)
-    order = rng.permutation(len(corpus))
-    n_hold = max(config.overlap_k + 1, int(round(config.holdout_fraction * len(corpus))))
-    hold, train = order[:n_hold], order[n_hold:]
     model = fast_model(corpus, corpus_vectors, [adaptor])
-    evaluator = NeighbourOverlapEvaluator(
-        [corpus[i] for i in hold],
-        list(corpus),
-        corpus_vectors[hold],
-        corpus_vectors,
-        dims=[d for d in config.dims if d < full],
-        k=config.overlap_k,
-        name="holdout",
-    )
+    dataset, evaluator = holdout_split(corpus, corpus_vectors, [d for d in config.dims if d < full], config)
     loss = MatryoshkaUnsupervisedLoss(model, loss_dims, top_k=config.top_k, distill_weight=distill_weight)
-    dataset = Dataset.from_dict({"text": [corpus[i] for i in train]})
-    if len(train) < config.unsupervised_batch_size:
-        raise ValueError(
-            f"unsupervised_batch_size={config.unsupervised_batch_size} exceeds the {len(train)} training documents"
-        )
-    steps_per_epoch = len(train) // config.unsupervised_batch_size
+    steps_per_epoch = len(dataset) // config.unsupervised_batch_size
     args = _training_args(
         work_dir, config.unsupervised_epochs, config.unsupervised_batch_size, config.unsupervised_lr, config.seed, None
     )
@@ -405,9 +421,7 @@ def train_matryoshka_adaptor(
     stages: list[StageResult] = []
     with tempfile.TemporaryDirectory(prefix="st_matryoshka_") as work:
         if config.unsupervised_epochs > 0:
-            distill = config.distill_weight
-            if distill is None:
-                distill = 0.0 if supervised else 1.0
+            distill = config.resolved_distill_weight(supervised)
             stages.append(
                 train_unsupervised(adaptor, corpus_data.corpus, corpus_vectors, config, work, distill_weight=distill)
             )

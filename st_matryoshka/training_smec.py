@@ -22,7 +22,7 @@ from sentence_transformers.sentence_transformer.trainer import SentenceTransform
 
 from st_matryoshka.callbacks import SMRLCallback, SMRLStage, check_temperature
 from st_matryoshka.data import RetrievalData, split_queries
-from st_matryoshka.evaluation import NeighbourOverlapEvaluator, matryoshka_evaluator
+from st_matryoshka.evaluation import matryoshka_evaluator
 from st_matryoshka.losses import MatryoshkaRankLoss, MatryoshkaUnsupervisedLoss
 from st_matryoshka.models import SMECAdaptor
 from st_matryoshka.models.smec import plan_stages
@@ -35,6 +35,7 @@ from st_matryoshka.training import (
     data_fast_model,
     fast_model,
     head_of,
+    holdout_split,
     split_index,
     with_adaptor,
 )
@@ -225,45 +226,25 @@ def _train_phases(
     results: list[StageResult] = []
     with tempfile.TemporaryDirectory(prefix="st_matryoshka_") as work:
         if config.unsupervised_epochs > 0:
-            rng = np.random.default_rng(config.seed)
-            order = rng.permutation(len(keyed.corpus))
-            n_hold = max(config.overlap_k + 1, int(round(config.holdout_fraction * len(keyed.corpus))))
-            hold, train = order[:n_hold], order[n_hold:]
-            if len(train) < config.unsupervised_batch_size:
-                raise ValueError(
-                    f"unsupervised_batch_size={config.unsupervised_batch_size} exceeds the {len(train)} training "
-                    "documents"
-                )
             model = fast_model(keyed.corpus, corpus_vectors, [adaptor])
-            evaluator = NeighbourOverlapEvaluator(
-                [keyed.corpus[i] for i in hold],
-                list(keyed.corpus),
-                corpus_vectors[hold],
-                corpus_vectors,
-                dims=all_dims,
-                k=config.overlap_k,
-                name="holdout",
-            )
-            distill = config.distill_weight
-            if distill is None:
-                distill = 0.0 if supervised else 1.0
+            dataset, evaluator = holdout_split(keyed.corpus, corpus_vectors, all_dims, config)
             loss = MatryoshkaUnsupervisedLoss(
                 model,
                 all_dims,
                 top_k=config.top_k,
-                distill_weight=distill,
+                distill_weight=config.resolved_distill_weight(supervised),
                 memory_size=config.memory_size if config.xbm else None,
             )
             metric = f"holdout_overlap@{config.overlap_k}_dim{{dim}}"
             stages = _stages(adaptor, indices, train_body, config.smrl, metric, score_full=False)
-            steps_per_epoch = len(train) // config.unsupervised_batch_size
+            steps_per_epoch = len(dataset) // config.unsupervised_batch_size
             results += _run(
                 "unsupervised",
                 model,
                 adaptor,
                 loss,
                 stages,
-                Dataset.from_dict({"text": [keyed.corpus[i] for i in train]}),
+                dataset,
                 evaluator,
                 config,
                 config.unsupervised_epochs * len(stages),
