@@ -81,7 +81,7 @@ def smec_section(core: dict) -> list[str]:
                 if unseen.get(key):
                     out.append(f"| {label} | " + " | ".join(f"{unseen[key][d]:.4f}" for d in DIMS) + " |")
         if "smec" in row:
-            full = base.get("truncation", {}).get("384")
+            full = (base.get("truncation_split") or base.get("truncation", {})).get("384")
             smec = row["smec"]
             if full is not None:
                 out += [
