@@ -255,8 +255,8 @@ class SMRLCallback(TrainerCallback):
             self._finished = True
         if hasattr(self.module, "temperature"):
             self.module.temperature = self.temperature[1]
-        if hasattr(self.module, "_step_cache"):
-            self.module._step_cache = None
+        if hasattr(self.module, "end_steps"):
+            self.module.end_steps()
 
 
 def check_temperature(temperature: tuple[float, float]) -> None:

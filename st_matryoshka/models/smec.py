@@ -204,6 +204,10 @@ class SMECAdaptor(MatryoshkaAdaptor):
                 u = torch.rand(logits.shape, generator=generator).clamp(1e-9, 1 - 1e-9)
                 self._noise[i] = (-torch.log(-torch.log(u))).to(logits.device)
 
+    def end_steps(self) -> None:
+        """Drop the per-step rotation cache started by :meth:`resample_noise` (call when training ends)."""
+        self._step_cache = None
+
     def _rotation(self, index: int) -> torch.Tensor:
         skew = self.stage_skew[index]
         if torch.is_grad_enabled() and skew.requires_grad:
