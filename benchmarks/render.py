@@ -41,7 +41,7 @@ def smec_section(core: dict) -> list[str]:
     out = [
         "## SMEC ablation (Zhang et al. 2025, Table 1)",
         "",
-        "    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/smec.py --data-root ../shared/data "
+        "    OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/smec.py --data-root ../shared/data "
         "--sets scifact cranfield msmarco-5k",
         "",
         "Each row adds one SMEC component to the MRL baseline, which is the supervised Matryoshka-Adaptor of the",
@@ -51,7 +51,8 @@ def smec_section(core: dict) -> list[str]:
         "5,000-entry memory of backbone embeddings. Defaults otherwise (per-stage caps of 30 unsupervised epochs and",
         "40 supervised passes, patience 5, stage rotations and ADS logits at 5x the body's learning rate). Sets",
         "without a train split use the core loop's fixed 50/50 query split, scored on the held-out half. One run per",
-        "cell (seed 42). NDCG@10 on test:",
+        "cell (seed 42). Runs used `OMP_NUM_THREADS=1`, two at a time on this 2-core machine, so the training times",
+        "below are single-thread times. NDCG@10 on test:",
         "",
     ]
     for name, row in res.items():
@@ -118,7 +119,7 @@ def smec_section(core: dict) -> list[str]:
         out += [
             "### Gradient variance, MRL vs SMRL (Fig. 6a/7)",
             "",
-            "    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/smec_gradients.py --data-root ../shared/data",
+            "    OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/smec_gradients.py --data-root ../shared/data",
             "",
             "SciFact train qrels, same body, same steps, no early stopping. MRL: one loss summed over",
             "384/192/96/48/24; SMRL: its first stage, loss over 384→192 only. Variance across each 10-step window",
