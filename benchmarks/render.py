@@ -119,7 +119,8 @@ def smec_section(core: dict) -> list[str]:
         out += [
             "### Gradient variance, MRL vs SMRL (Fig. 6a/7)",
             "",
-            "    OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/smec_gradients.py --data-root ../shared/data",
+            "    OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/smec_gradients.py "
+            "--data-root ../shared/data",
             "",
             "SciFact train qrels, same body, same steps, no early stopping. MRL: one loss summed over",
             "384/192/96/48/24; SMRL: its first stage, loss over 384→192 only. Variance across each 10-step window",
