@@ -32,6 +32,55 @@ SMEC_ROWS = [
 ]
 
 
+def _mean_sd(values: list[float]) -> str:
+    mean = sum(values) / len(values)
+    sd = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5 if len(values) > 1 else 0.0
+    return f"{mean:.4f} ± {sd:.4f}"
+
+
+def seeds_section() -> list[str]:
+    """SMEC against the MRL baseline over several seeds (benchmarks/smec_seeds.py)."""
+    path = "benchmarks/results/smec_seeds.json"
+    if not os.path.exists(path):
+        return []
+    out = [
+        "### SMEC against the MRL baseline over seeds",
+        "",
+        "    OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/smec_seeds.py --data-root ../shared/data "
+        "--sets scifact --methods mrl smec --seeds 42 1 2",
+        "",
+        "Both methods retrained with each seed (weight init, negative sampling, batch order, Gumbel noise); mean ±",
+        "sample standard deviation of NDCG@10 over the seeds, and the SMEC − MRL difference per seed (same seed,",
+        "same queries). Seed 42 is the configuration of the tables above.",
+        "",
+    ]
+    for name, methods in json.load(open(path)).items():
+        seeds = sorted(set.intersection(*(set(runs) for runs in methods.values())), key=int)
+        if not seeds or not {"mrl", "smec"} <= set(methods):
+            continue
+        for key, label in (("ndcg_at_10", "all test queries"), ("ndcg_at_10_unseen", "unseen-document queries")):
+            if key not in methods["smec"][seeds[0]]:
+                continue
+            extra = f", {methods['smec'][seeds[0]]['unseen_queries']}" if key.endswith("unseen") else ""
+            out += [
+                f"{name}, {label}{extra} (seeds {', '.join(seeds)}):",
+                "",
+                "| | " + " | ".join(DIMS) + " |",
+                "|---|" + "---|" * len(DIMS),
+            ]
+            for method in ("mrl", "smec"):
+                cells = [_mean_sd([methods[method][s][key][d] for s in seeds]) for d in DIMS]
+                out.append(f"| {method.upper()} | " + " | ".join(cells) + " |")
+            diffs = {d: [methods["smec"][s][key][d] - methods["mrl"][s][key][d] for s in seeds] for d in DIMS}
+            out.append(
+                "| SMEC − MRL, mean (min … max) | "
+                + " | ".join(f"{sum(v) / len(v):+.4f} ({min(v):+.4f} … {max(v):+.4f})" for v in diffs.values())
+                + " |"
+            )
+            out.append("")
+    return out
+
+
 def smec_section(core: dict) -> list[str]:
     """The SMEC ablation (Table 1), gradient-variance diagnostic and stage timings, from their result files."""
     path = "benchmarks/results/smec.json"
@@ -112,6 +161,7 @@ def smec_section(core: dict) -> list[str]:
             if key in old:
                 out.append(f"| {label} | " + " | ".join(f"{old[key]['ndcg_at_10'][d]:.4f}" for d in DIMS) + " |")
         out.append("")
+    out += seeds_section()
     grad = "benchmarks/results/smec_gradients.json"
     if os.path.exists(grad):
         g = json.load(open(grad))

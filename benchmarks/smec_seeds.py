@@ -1,0 +1,88 @@
+"""SMEC against the supervised Matryoshka-Adaptor (the MRL baseline) over several training seeds.
+
+One seed per cell (benchmarks/smec.py) cannot tell a real gain from the spread of early stopping on a small
+validation slice. This script trains both methods with each seed (the seed drives weight init, negative sampling,
+batch order and Gumbel noise) and scores all test queries and the queries whose relevant documents never appear in
+the train qrels.
+
+Usage (from the repository root, offline):
+    OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/smec_seeds.py --data-root ../shared/data \
+        --sets scifact --methods mrl smec --seeds 42 1 2
+Results go to benchmarks/results/smec_seeds.json; runs already there are skipped, so two processes (one per
+method) can share the file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+
+import torch
+from core_loop import DIMS, SPLIT_SALT, score
+
+from st_matryoshka.cli import load_model
+from st_matryoshka.data import load_beir, load_embeddings_dir
+from st_matryoshka.training import AdaptorTrainingConfig, head_of, train_matryoshka_adaptor
+from st_matryoshka.training_smec import SMECTrainingConfig, train_smec
+
+TARGET_DIMS = [192, 96, 48, 24]
+
+
+def train(method, base, data, cv, qv, seed):
+    if method == "mrl":
+        config = AdaptorTrainingConfig(dims=TARGET_DIMS, seed=seed)
+        return train_matryoshka_adaptor(base, data, cv, qv, config, supervised=True)
+    return train_smec(base, data, cv, qv, SMECTrainingConfig(dims=TARGET_DIMS, seed=seed), supervised=True)
+
+
+def save(path, name, method, seed, entry):
+    """Merge one run into the results file (re-read first: another process may have written since)."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    latest = json.load(open(path)) if os.path.exists(path) else {}
+    latest.setdefault(name, {}).setdefault(method, {})[str(seed)] = entry
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(latest, f, indent=2)
+    os.replace(tmp, path)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--data-root", default=os.environ.get("ST_MATRYOSHKA_DATA", "../shared/data"))
+    parser.add_argument("--sets", nargs="+", default=["scifact"])
+    parser.add_argument("--methods", nargs="+", default=["mrl", "smec"], choices=["mrl", "smec"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[42, 1, 2])
+    parser.add_argument("--out", default="benchmarks/results/smec_seeds.json")
+    args = parser.parse_args()
+    base = load_model("all-MiniLM-L6-v2")
+    for name in args.sets:
+        folder = os.path.join(args.data_root, name)
+        test = load_beir(folder, "test")
+        cv, qv = load_embeddings_dir(os.path.join(folder, "embeddings", "all-MiniLM-L6-v2"), test, dim=384)
+        if os.path.exists(os.path.join(folder, "qrels", "train.tsv")):
+            data = load_beir(folder, "train")
+        else:
+            data, test = test.split_by_query(0.5, salt=SPLIT_SALT)
+        train_docs = {d for docs in data.qrels.values() for d in docs}
+        unseen = test.with_qrels({q: r for q, r in test.qrels.items() if not set(r) & train_docs})
+        for method in args.methods:
+            for seed in args.seeds:
+                done = json.load(open(args.out)) if os.path.exists(args.out) else {}
+                if str(seed) in done.get(name, {}).get(method, {}):
+                    continue
+                torch.manual_seed(0)
+                start = time.perf_counter()
+                model, _ = train(method, base, data, cv, qv, seed)
+                seconds = time.perf_counter() - start
+                entry = {"ndcg_at_10": score(head_of(model), test, cv, qv, DIMS), "train_seconds": seconds}
+                if unseen.qrels and len(unseen.qrels) < len(test.qrels):
+                    entry["ndcg_at_10_unseen"] = score(head_of(model), unseen, cv, qv, DIMS)
+                    entry["unseen_queries"] = len(unseen.qrels)
+                save(args.out, name, method, seed, entry)
+                print(name, method, seed, json.dumps(entry["ndcg_at_10"]), f"{seconds:.0f}s", flush=True)
+
+
+if __name__ == "__main__":
+    main()
