@@ -30,11 +30,11 @@ from st_matryoshka.training_smec import SMECTrainingConfig, train_smec
 TARGET_DIMS = [192, 96, 48, 24]
 
 
-def train(method, base, data, cv, qv, seed):
+def train(method, base, data, cv, qv, seed, patience):
+    settings = {"dims": TARGET_DIMS, "seed": seed} | ({} if patience is None else {"patience": patience})
     if method == "mrl":
-        config = AdaptorTrainingConfig(dims=TARGET_DIMS, seed=seed)
-        return train_matryoshka_adaptor(base, data, cv, qv, config, supervised=True)
-    return train_smec(base, data, cv, qv, SMECTrainingConfig(dims=TARGET_DIMS, seed=seed), supervised=True)
+        return train_matryoshka_adaptor(base, data, cv, qv, AdaptorTrainingConfig(**settings), supervised=True)
+    return train_smec(base, data, cv, qv, SMECTrainingConfig(**settings), supervised=True)
 
 
 def save(path, name, method, seed, entry):
@@ -54,6 +54,7 @@ def main():
     parser.add_argument("--sets", nargs="+", default=["scifact"])
     parser.add_argument("--methods", nargs="+", default=["mrl", "smec"], choices=["mrl", "smec"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[42, 1, 2])
+    parser.add_argument("--patience", type=int, help="Override the default patience (results under METHOD_patienceN).")
     parser.add_argument("--out", default="benchmarks/results/smec_seeds.json")
     args = parser.parse_args()
     base = load_model("all-MiniLM-L6-v2")
@@ -68,20 +69,21 @@ def main():
         train_docs = {d for docs in data.qrels.values() for d in docs}
         unseen = test.with_qrels({q: r for q, r in test.qrels.items() if not set(r) & train_docs})
         for method in args.methods:
+            key = method if args.patience is None else f"{method}_patience{args.patience}"
             for seed in args.seeds:
                 done = json.load(open(args.out)) if os.path.exists(args.out) else {}
-                if str(seed) in done.get(name, {}).get(method, {}):
+                if str(seed) in done.get(name, {}).get(key, {}):
                     continue
                 torch.manual_seed(0)
                 start = time.perf_counter()
-                model, _ = train(method, base, data, cv, qv, seed)
+                model, _ = train(method, base, data, cv, qv, seed, args.patience)
                 seconds = time.perf_counter() - start
                 entry = {"ndcg_at_10": score(head_of(model), test, cv, qv, DIMS), "train_seconds": seconds}
                 if unseen.qrels and len(unseen.qrels) < len(test.qrels):
                     entry["ndcg_at_10_unseen"] = score(head_of(model), unseen, cv, qv, DIMS)
                     entry["unseen_queries"] = len(unseen.qrels)
-                save(args.out, name, method, seed, entry)
-                print(name, method, seed, json.dumps(entry["ndcg_at_10"]), f"{seconds:.0f}s", flush=True)
+                save(args.out, name, key, seed, entry)
+                print(name, key, seed, json.dumps(entry["ndcg_at_10"]), f"{seconds:.0f}s", flush=True)
 
 
 if __name__ == "__main__":
