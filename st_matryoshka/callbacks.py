@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -101,12 +102,14 @@ class SMRLStage:
         loss_dims: Prefix sizes the loss covers during this stage (its transition only).
         metric_keys: Evaluator metric names (without the trainer's ``eval_`` prefix) whose mean picks the stage's
             best weights and stops it.
+        on_start: Called as the stage starts, before its start score (e.g. to initialise its parameters from data).
     """
 
     name: str
     parameters: list[torch.nn.Parameter]
     loss_dims: list[int]
     metric_keys: list[str]
+    on_start: Callable[[], None] | None = None
     history: list[tuple[int, float]] = field(default_factory=list)
     best: float | None = None
     best_step: int | None = None
@@ -195,6 +198,8 @@ class SMRLCallback(TrainerCallback):
     def _activate(self, index: int, step: int) -> None:
         self.current, self._evaluations, self._bad_rounds = index, 0, 0
         stage = self.stages[index]
+        if stage.on_start is not None:
+            stage.on_start()
         for p in self.module.parameters():
             p.requires_grad_(False)
         for p in stage.parameters:

@@ -120,6 +120,11 @@ def _smec_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--stage-lr-multiplier", type=float, default=None, help="Stage learning rate / body learning rate (default 5)."
     )
+    group.add_argument(
+        "--no-stage-pca-init",
+        action="store_true",
+        help="Start each stage from where it was left (the previous embedding's truncation), not from PCA of it.",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -261,12 +266,21 @@ def cmd_train(args: argparse.Namespace) -> int:
         make_config = SMECTrainingConfig
         overrides.update(smec_overrides(args))
         dims = [d for d in dims if d < backbone_dim(model)]
-    elif any((args.no_smrl, args.no_ads, args.no_xbm, args.memory_size, args.temperature, args.allow_any_dims)) or (
-        args.stage_lr_multiplier is not None
+    elif any(
+        (
+            args.no_smrl,
+            args.no_ads,
+            args.no_xbm,
+            args.memory_size,
+            args.temperature,
+            args.allow_any_dims,
+            args.stage_lr_multiplier is not None,
+            args.no_stage_pca_init,
+        )
     ):
         raise ValueError(
-            "--no-smrl/--no-ads/--no-xbm/--memory-size/--temperature/--allow-any-dims/--stage-lr-multiplier need "
-            f"--method smec, got --method {args.method}"
+            "--no-smrl/--no-ads/--no-xbm/--memory-size/--temperature/--allow-any-dims/--stage-lr-multiplier/"
+            f"--no-stage-pca-init need --method smec, got --method {args.method}"
         )
     config = make_config(
         dims=dims,
@@ -316,6 +330,7 @@ def smec_overrides(args: argparse.Namespace) -> dict:
         "memory_size": args.memory_size,
         "allow_any_dims": args.allow_any_dims,
         "stage_lr_multiplier": args.stage_lr_multiplier,
+        "stage_pca_init": not args.no_stage_pca_init,
     }
     if args.temperature is not None:
         try:

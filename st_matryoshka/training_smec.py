@@ -11,6 +11,7 @@ from __future__ import annotations
 import tempfile
 import time
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -60,6 +61,10 @@ class SMECTrainingConfig(AdaptorTrainingConfig):
         stage_lr_multiplier: Learning rate of the stages' rotations and ADS logits relative to the phase's rate
             (the body keeps the phase's rate). On SciFact, 5 against 1 raised full SMEC's NDCG@10 at 48/24 from
             0.698/0.561 to 0.720/0.596 (one run each, BENCHMARKS.md).
+        stage_pca_init: With ``smrl``, start every stage (in both phases) from PCA of its input block over the
+            corpus (:meth:`~st_matryoshka.models.SMECAdaptor.init_stage`) instead of from where the stage was left;
+            the stage then learns a rotation away from PCA. A deviation from the paper, which starts stages from
+            the previous embedding's truncation; BENCHMARKS.md has both over several seeds.
     """
 
     smrl: bool = True
@@ -70,6 +75,7 @@ class SMECTrainingConfig(AdaptorTrainingConfig):
     temperature_end: float = 0.05
     allow_any_dims: bool = False
     stage_lr_multiplier: float = 5.0
+    stage_pca_init: bool = True
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -107,12 +113,19 @@ def keyed_data(data: RetrievalData) -> RetrievalData:
 
 
 def _stages(
-    adaptor: SMECAdaptor, indices: list[int], train_body: bool, smrl: bool, metric: str, score_full: bool
+    adaptor: SMECAdaptor,
+    indices: list[int],
+    train_body: bool,
+    smrl: bool,
+    metric: str,
+    score_full: bool,
+    init_vectors: np.ndarray | None = None,
 ) -> list[SMRLStage]:
     """SMRL stages for adaptor stages ``indices`` (or one joint stage without ``smrl``).
 
     A stage is scored by the mean of ``metric`` over its loss dims; the full width only with ``score_full`` (the
     label-free overlap criterion is 1.0 there at the start and can only fall, so it would veto every change).
+    With ``init_vectors`` (and ``smrl``) each stage starts as PCA of its block over them.
     """
     full = adaptor.embedding_dim
 
@@ -137,7 +150,8 @@ def _stages(
             params = adaptor.body_parameters() + params
             dims = [full, dim_of(i)]
         start, end, _ = adaptor.stages[i]
-        stages.append(SMRLStage(f"{end}->{dim_of(i)}", params, dims, keys(dims)))
+        on_start = None if init_vectors is None else partial(adaptor.init_stage, i, init_vectors)
+        stages.append(SMRLStage(f"{end}->{dim_of(i)}", params, dims, keys(dims), on_start=on_start))
     return stages
 
 
@@ -223,6 +237,7 @@ def _train_phases(
     """The unsupervised phase on the corpus, then (with ``supervised``) the supervised phase on ``data.qrels``."""
     keyed = keyed_data(data)
     all_dims = adaptor.trained_dims
+    init_vectors = corpus_vectors if config.stage_pca_init and adaptor.stage_rotation else None
     results: list[StageResult] = []
     with tempfile.TemporaryDirectory(prefix="st_matryoshka_") as work:
         if config.unsupervised_epochs > 0:
@@ -236,7 +251,7 @@ def _train_phases(
                 memory_size=config.memory_size if config.xbm else None,
             )
             metric = f"holdout_overlap@{config.overlap_k}_dim{{dim}}"
-            stages = _stages(adaptor, indices, train_body, config.smrl, metric, score_full=False)
+            stages = _stages(adaptor, indices, train_body, config.smrl, metric, False, init_vectors)
             steps_per_epoch = len(dataset) // config.unsupervised_batch_size
             results += _run(
                 "unsupervised",
@@ -278,7 +293,7 @@ def _train_phases(
                 memory_size=config.memory_size if config.xbm else None,
             )
             metric = "validation_dim{dim}_cosine_ndcg@10"
-            stages = _stages(adaptor, indices, train_body, config.smrl, metric, score_full=True)
+            stages = _stages(adaptor, indices, train_body, config.smrl, metric, True, init_vectors)
             results += _run(
                 "supervised",
                 model,

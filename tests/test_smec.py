@@ -65,6 +65,41 @@ def test_ads_inference_is_a_prefix_ordered_permutation_and_exports_to_dense():
     assert torch.allclose(matrix @ matrix.T, torch.eye(16), atol=1e-5)
 
 
+def test_init_stage_starts_from_pca_of_its_block_and_saves(tmp_path):
+    adaptor = _randomised(SMECAdaptor(16, stages=plan_stages(16, [8, 4]))).eval()
+    generator = torch.Generator().manual_seed(1)
+    corpus = torch.randn(300, 16, generator=generator) * torch.linspace(3.0, 0.2, 16)
+    before = adaptor({"sentence_embedding": corpus.clone()})["sentence_embedding"].detach()
+    adaptor.init_stage(1, corpus.numpy())
+    after = adaptor({"sentence_embedding": corpus.clone()})["sentence_embedding"].detach()
+    assert torch.equal(after[:, 8:], before[:, 8:])  # only the stage's block [0, 8) changes
+    assert torch.allclose(_cos(after[:, :8]), _cos(before[:, :8]), atol=1e-5)  # ... by a rotation
+    moment = after[:, :8].T @ after[:, :8]
+    diagonal = torch.diagonal(moment)
+    assert torch.all(diagonal[:-1] >= diagonal[1:])  # principal axes, largest first
+    assert torch.allclose(moment, torch.diag(diagonal), atol=1e-3 * float(diagonal[0]))
+    assert float((after[:, :4] ** 2).sum()) > float((before[:, :4] ** 2).sum())
+    features = {"sentence_embedding": corpus.clone()}
+    for module in smec_to_st_modules(adaptor):
+        features = module(features)
+    assert torch.allclose(features["sentence_embedding"], after, atol=1e-5)
+    adaptor.save(str(tmp_path))
+    loaded = SMECAdaptor.load(str(tmp_path)).eval()
+    assert not torch.equal(loaded.stage_basis(1), torch.eye(8))
+    assert torch.equal(loaded({"sentence_embedding": corpus.clone()})["sentence_embedding"], after)
+    # A state saved before stages had a basis loads strictly, with the identity basis it was trained with.
+    fresh = SMECAdaptor(16, stages=plan_stages(16, [8, 4]))
+    old_state = {k: v for k, v in fresh.state_dict().items() if not k.startswith("stage_basis_")}
+    adaptor.load_state_dict(old_state)
+    assert torch.equal(adaptor.stage_basis(1), torch.eye(8))
+    with pytest.raises(ValueError, match="index must name one of the 2 stages, got 2"):
+        adaptor.init_stage(2, corpus)
+    with pytest.raises(ValueError, match=r"embeddings must have shape \(n > 0, 16\), got \(300, 15\)"):
+        adaptor.init_stage(0, corpus[:, :15])
+    with pytest.raises(ValueError, match="init_stage needs stage_rotation=True"):
+        SMECAdaptor(16, stages=plan_stages(16, [8]), stage_rotation=False).init_stage(0, corpus)
+
+
 def test_linear_smec_folds_into_normalize_and_dense(minilm, tmp_path):
     adaptor = _randomised(SMECAdaptor(384, stages=plan_stages(384, [192, 96]), num_layers=0), seed=1).eval()
     model = SentenceTransformer(modules=[*minilm, adaptor], device="cpu")

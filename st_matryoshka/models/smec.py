@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -41,12 +42,18 @@ def plan_stages(embedding_dim: int, dims: Sequence[int], allow_any_dims: bool = 
     return stages
 
 
+def _initial_logits(width: int) -> torch.Tensor:
+    """Descending ADS logits: the untrained selection keeps the first ``keep`` dims of the block, in order."""
+    return torch.linspace(2.0, -2.0, width)
+
+
 class SMECAdaptor(MatryoshkaAdaptor):
     """Matryoshka-Adaptor body plus SMEC reduction stages; every trained dim is a prefix of the output.
 
     The body is :class:`MatryoshkaAdaptor` (``ê = z + f(z)``, full width). Then each stage ``[start, end, keep]``
-    acts on the block ``y[start:end]`` of the running output: an optional learnable orthogonal rotation
-    (``stage_rotation``, ``Q = exp(A − Aᵀ)``, identity at start) and, with ``use_ads``, Adaptive Dimension
+    acts on the block ``y[start:end]`` of the running output: an optional orthogonal rotation (``stage_rotation``,
+    ``Q = exp(A − Aᵀ) · B`` with a learnable generator ``A``, zero at start, and a fixed basis buffer ``B``, identity
+    unless set by :meth:`init_stage`) and, with ``use_ads``, Adaptive Dimension
     Selection: learnable importance logits over the block, the ``keep`` most important dimensions moved to the front
     of the block (most important first), the rest after them. The stage's dim is ``start + keep``, and the output
     stays full width, so ``model.encode(texts, truncate_dim=dim)`` returns exactly that stage's embedding.
@@ -62,6 +69,10 @@ class SMECAdaptor(MatryoshkaAdaptor):
       ``logits + temperature · G``, and passes gradients to the logits with a straight-through sigmoid relaxation of
       that top-k (``sigmoid((score − threshold) / temperature)``). At inference the selection is the deterministic
       top-k of the logits (a permutation: no dimension twice).
+    - **Stages start from PCA.** :meth:`init_stage` sets a stage's basis ``B`` to the principal axes of its input
+      block over the corpus (largest variance first, uncentred like :meth:`init_rotation`), so before training the
+      stage is PCA of the frozen previous embedding, not its truncation; training then rotates from there. The
+      training functions call it as each stage starts (``SMECTrainingConfig.stage_pca_init``).
     - **Continued training** adds a stage with :meth:`add_stage`: a smaller dim acts on the smallest trained
       prefix, an intermediate dim (e.g. D/3) on the block between its trained neighbours, so every smaller trained
       prefix is untouched bit for bit.
@@ -159,11 +170,11 @@ class SMECAdaptor(MatryoshkaAdaptor):
             raise ValueError(f"dim {dim} is already trained (trained dims: {self.trained_dims})")
         width = end - start
         self.stages.append([start, end, keep])
-        # Descending logits: the untrained selection keeps the first ``keep`` dims (plain truncation).
-        logits = torch.linspace(2.0, -2.0, width) if self.use_ads else torch.zeros(0)
-        self.importance.append(nn.Parameter(logits))
+        self.importance.append(nn.Parameter(_initial_logits(width) if self.use_ads else torch.zeros(0)))
         self.stage_skew.append(nn.Parameter(torch.zeros(width, width) if self.stage_rotation else torch.zeros(0)))
-        return len(self.stages) - 1
+        index = len(self.stages) - 1
+        self.register_buffer(f"stage_basis_{index}", torch.eye(width) if self.stage_rotation else torch.zeros(0))
+        return index
 
     @property
     def trained_dims(self) -> list[int]:
@@ -183,6 +194,62 @@ class SMECAdaptor(MatryoshkaAdaptor):
         lo = max([d for d in trained if d < dim], default=0)
         hi = min(d for d in trained if d > dim) if dim not in trained else dim
         return self._append_stage([lo, hi, dim - lo])
+
+    def stage_basis(self, index: int) -> torch.Tensor:
+        """The fixed basis ``B`` of stage ``index``'s rotation (``Q = exp(A − Aᵀ) · B``)."""
+        return getattr(self, f"stage_basis_{index}")
+
+    @torch.no_grad()
+    def init_stage(self, index: int, embeddings: torch.Tensor | np.ndarray, chunk_size: int = 8192) -> None:
+        """Start stage ``index`` as PCA of its input block: the block's principal axes first, largest variance first.
+
+        Runs the body and the stages before ``index`` on ``embeddings`` (in eval mode), takes the uncentred second
+        moment of the stage's block, and sets the stage's basis to its eigenvectors; the rotation generator goes back
+        to zero and the ADS logits to their initial descending ramp, so the stage keeps the top ``keep`` principal
+        directions until training moves it. Nothing outside the stage changes.
+
+        Args:
+            index: The stage to initialise; it needs ``stage_rotation=True``.
+            embeddings: ``(n, embedding_dim)`` backbone embeddings of the corpus, e.g. from the embedding cache.
+            chunk_size: Rows run through the body at a time.
+
+        Raises:
+            ValueError: if the adaptor has no stage rotations, ``index`` is not a stage, or ``embeddings`` has the
+                wrong shape.
+        """
+        if not self.stage_rotation:
+            raise ValueError("init_stage needs stage_rotation=True, got stage_rotation=False")
+        if not isinstance(index, int) or not 0 <= index < len(self.stages):
+            raise ValueError(f"index must name one of the {len(self.stages)} stages, got {index!r}")
+        x = torch.as_tensor(embeddings)
+        if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] != self.embedding_dim:
+            raise ValueError(f"embeddings must have shape (n > 0, {self.embedding_dim}), got {tuple(x.shape)}")
+        start, end, _ = self.stages[index]
+        basis = self.stage_basis(index)
+        was_training = self.training
+        self.eval()
+        try:
+            moment = torch.zeros(end - start, end - start, dtype=torch.float64, device=basis.device)
+            for rows in x.split(chunk_size):
+                z = self.reference(rows.to(device=basis.device, dtype=basis.dtype))
+                y = z + self.residual(z)
+                if self.normalize_output:
+                    y = F.normalize(y, dim=-1)
+                block = self.apply_stages(y, upto=index)[:, start:end].to(torch.float64)
+                moment += block.T @ block
+        finally:
+            self.train(was_training)
+        _, vectors = torch.linalg.eigh(moment)
+        axes = vectors.flip(1).T  # rows: principal axes, largest second moment first
+        # A fixed sign per axis (largest entry positive), so the same data gives the same basis.
+        signs = torch.sign(axes.gather(1, axes.abs().argmax(dim=1, keepdim=True)))
+        basis.copy_((axes * signs).to(basis.dtype))
+        self.stage_skew[index].zero_()
+        if self.use_ads:
+            self.importance[index].copy_(_initial_logits(end - start))
+        self._matrix_cache.pop(index, None)
+        if self._step_cache is not None:
+            self._step_cache.pop(index, None)
 
     def stage_parameters(self, index: int) -> list[nn.Parameter]:
         """The learnable tensors of stage ``index`` (its importance logits and rotation generator, when used)."""
@@ -215,16 +282,17 @@ class SMECAdaptor(MatryoshkaAdaptor):
             if self._step_cache is not None and index in self._step_cache:
                 return self._step_cache[index]
             upper = skew.triu(1)
-            matrix = torch.linalg.matrix_exp(upper - upper.T)
+            matrix = torch.linalg.matrix_exp(upper - upper.T) @ self.stage_basis(index)
             if self._step_cache is not None:
                 self._step_cache[index] = matrix
             return matrix
         # Keyed by the generator's values: fused optimizers update parameters without bumping ``_version``.
+        # (init_stage and load_state_dict, which change the basis, drop the entry.)
         cached = self._matrix_cache.get(index)
         if cached is None or cached[0].device != skew.device or not torch.equal(cached[0], skew.detach()):
             with torch.inference_mode(False), torch.no_grad():  # usable later in autograd, e.g. after evaluation
                 upper = skew.triu(1)
-                cached = (skew.detach().clone(), torch.linalg.matrix_exp(upper - upper.T))
+                cached = (skew.detach().clone(), torch.linalg.matrix_exp(upper - upper.T) @ self.stage_basis(index))
             self._matrix_cache[index] = cached
         return cached[1]
 
@@ -285,4 +353,9 @@ class SMECAdaptor(MatryoshkaAdaptor):
 
     def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
         self._matrix_cache = {}
+        if self.stage_rotation:
+            # Models saved before stages had a basis rotated by exp(A − Aᵀ) alone: their basis is the identity.
+            state_dict = dict(state_dict)
+            for i, (start, end, _) in enumerate(self.stages):
+                state_dict.setdefault(f"stage_basis_{i}", torch.eye(end - start))
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
