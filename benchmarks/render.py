@@ -29,6 +29,8 @@ SMEC_ROWS = [
     ("+ ADS", "ads"),
     ("+ S-XBM", "xbm"),
     ("SMEC (SMRL + ADS + S-XBM)", "smec"),
+    ("+ SMRL, stages start from truncation", "smrl_no_stage_pca"),
+    ("SMEC, stages start from truncation", "smec_no_stage_pca"),
 ]
 
 
@@ -36,6 +38,9 @@ def _mean_sd(values: list[float]) -> str:
     mean = sum(values) / len(values)
     sd = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5 if len(values) > 1 else 0.0
     return f"{mean:.4f} ± {sd:.4f}"
+
+
+SEED_SETTINGS = {"no-stage-pca": "SMEC stages start from truncation (`--no-stage-pca-init`)"}
 
 
 def seeds_section() -> list[str]:
@@ -50,21 +55,28 @@ def seeds_section() -> list[str]:
         "--sets scifact --methods mrl smec --seeds 42 1 2 3 4",
         "    OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/smec_seeds.py --data-root ../shared/data "
         "--sets scifact --methods mrl smec --seeds 42 1 2 --patience 10",
+        "    # the same two with --methods smec --no-stage-pca-init (the runs before stages started from PCA)",
         "",
         "Both methods retrained with each seed (weight init, negative sampling, batch order, Gumbel noise); mean ±",
         "sample standard deviation of NDCG@10 over the seeds, and the SMEC − MRL difference per seed (same seed,",
-        "same queries). Seed 42 with the defaults is the configuration of the tables above. The second command",
-        "gives every stage (both methods) patience 10 evaluations instead of 5.",
+        "same queries). Seed 42 with the defaults is the configuration of the tables above. `patience 10` gives",
+        "every stage (both methods) patience 10 evaluations instead of 5. The MRL baseline has no stages, so the",
+        "`--no-stage-pca-init` rows compare against the same MRL runs.",
         "",
     ]
     for name, methods in json.load(open(path)).items():
         for smec_key in sorted(k for k in methods if k.startswith("smec")):
-            mrl_key = "mrl" + smec_key[len("smec") :]
+            mrl_key = "mrl" + smec_key[len("smec") :].replace("_no_stage_pca", "")
             if mrl_key not in methods:
                 continue
             pair = {"MRL": methods[mrl_key], "SMEC": methods[smec_key]}
             seeds = sorted(set(pair["MRL"]) & set(pair["SMEC"]), key=int)
-            setting = smec_key[len("smec_") :].replace("patience", "patience ") or "defaults"
+            setting = ", ".join(
+                SEED_SETTINGS.get(part, part.replace("patience", "patience "))
+                for part in smec_key[len("smec_") :].replace("no_stage_pca", "no-stage-pca").split("_")
+                if part
+            )
+            setting = setting or "defaults"
             for key, label in (("ndcg_at_10", "all test queries"), ("ndcg_at_10_unseen", "unseen-document queries")):
                 if not seeds or key not in pair["SMEC"][seeds[0]]:
                     continue
@@ -103,14 +115,16 @@ def smec_section(core: dict) -> list[str]:
         "",
         "Each row adds one SMEC component to the MRL baseline, which is the supervised Matryoshka-Adaptor of the",
         "core-loop run (one residual MLP, rank + unsupervised loss summed over every dim). `+ SMRL` trains stage by",
-        "stage (384→192 with the body, then one orthogonal rotation per stage, earlier stages frozen), `+ ADS` adds",
-        "learned dimension selection to joint training, `+ S-XBM` takes the unsupervised top-k neighbours from a",
-        "5,000-entry memory of backbone embeddings. Defaults otherwise (per-stage caps of 30 unsupervised epochs and",
-        "40 supervised passes, patience 5, stage rotations and ADS logits at 5x the body's learning rate). Sets",
-        "without a train split use the core loop's fixed 50/50 query split, scored on the held-out half. One run per",
-        "cell (seed 42): the seed-to-seed spread on SciFact is in the section after the tables, and it is as large",
-        "as most differences here. Runs used `OMP_NUM_THREADS=1`, two at a time on this 2-core machine, so the",
-        "training times below are single-thread times. NDCG@10 on test:",
+        "stage (384→192 with the body, then one orthogonal rotation per stage, earlier stages frozen; each stage",
+        "starts as PCA of its input block), `+ ADS` adds learned dimension selection to joint training, `+ S-XBM`",
+        "takes the unsupervised top-k neighbours from a 5,000-entry memory of backbone embeddings. The rows 'stages",
+        "start from truncation' are `+ SMRL` and SMEC with `--no-stage-pca-init`: each stage starts where it was",
+        "left (the paper's start, and this project's before stage PCA was added). Defaults otherwise (per-stage",
+        "caps of 30 unsupervised epochs and 40 supervised passes, patience 5, stage rotations and ADS logits at 5x",
+        "the body's learning rate). Sets without a train split use the core loop's fixed 50/50 query split, scored",
+        "on the held-out half. One run per cell (seed 42): the seed-to-seed spread on SciFact is in the section",
+        "after the tables, and it is as large as most differences here. Runs used `OMP_NUM_THREADS=1`, two at a",
+        "time on this 2-core machine, so the training times below are single-thread times. NDCG@10 on test:",
         "",
     ]
     for name, row in res.items():
@@ -160,8 +174,9 @@ def smec_section(core: dict) -> list[str]:
         out += [
             "### SciFact with `stage_lr_multiplier=1` (stages at the body's learning rate)",
             "",
-            "The first run of this benchmark, before the stage learning rate was raised: one learning rate for all",
-            "parameters (the trainer's default AdamW), same command, data and seeds otherwise:",
+            "The first run of this benchmark, before the stage learning rate was raised (and before stages started",
+            "from PCA): one learning rate for all parameters (the trainer's default AdamW), same command, data and",
+            "seeds otherwise:",
             "",
             "| method | " + " | ".join(DIMS) + " |",
             "|---|" + "---|" * len(DIMS),

@@ -28,6 +28,9 @@ VARIANTS = {
     "ads": {"smrl": False, "ads": True, "xbm": False},
     "xbm": {"smrl": False, "ads": False, "xbm": True},
     "smec": {"smrl": True, "ads": True, "xbm": True},
+    # The same two with every stage starting from where it was left instead of from PCA of its input block.
+    "smrl_no_stage_pca": {"smrl": True, "ads": False, "xbm": False, "stage_pca_init": False},
+    "smec_no_stage_pca": {"smrl": True, "ads": True, "xbm": True, "stage_pca_init": False},
 }
 
 

@@ -30,11 +30,12 @@ from st_matryoshka.training_smec import SMECTrainingConfig, train_smec
 TARGET_DIMS = [192, 96, 48, 24]
 
 
-def train(method, base, data, cv, qv, seed, patience):
+def train(method, base, data, cv, qv, seed, patience, stage_pca_init):
     settings = {"dims": TARGET_DIMS, "seed": seed} | ({} if patience is None else {"patience": patience})
     if method == "mrl":
         return train_matryoshka_adaptor(base, data, cv, qv, AdaptorTrainingConfig(**settings), supervised=True)
-    return train_smec(base, data, cv, qv, SMECTrainingConfig(**settings), supervised=True)
+    config = SMECTrainingConfig(**settings, stage_pca_init=stage_pca_init)
+    return train_smec(base, data, cv, qv, config, supervised=True)
 
 
 def save(path, name, method, seed, entry):
@@ -55,6 +56,11 @@ def main():
     parser.add_argument("--methods", nargs="+", default=["mrl", "smec"], choices=["mrl", "smec"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[42, 1, 2])
     parser.add_argument("--patience", type=int, help="Override the default patience (results under METHOD_patienceN).")
+    parser.add_argument(
+        "--no-stage-pca-init",
+        action="store_true",
+        help="SMEC stages start where they were left, not from PCA (results under smec_no_stage_pca).",
+    )
     parser.add_argument("--out", default="benchmarks/results/smec_seeds.json")
     args = parser.parse_args()
     base = load_model("all-MiniLM-L6-v2")
@@ -69,14 +75,15 @@ def main():
         train_docs = {d for docs in data.qrels.values() for d in docs}
         unseen = test.with_qrels({q: r for q, r in test.qrels.items() if not set(r) & train_docs})
         for method in args.methods:
-            key = method if args.patience is None else f"{method}_patience{args.patience}"
+            key = method + ("_no_stage_pca" if method == "smec" and args.no_stage_pca_init else "")
+            key += "" if args.patience is None else f"_patience{args.patience}"
             for seed in args.seeds:
                 done = json.load(open(args.out)) if os.path.exists(args.out) else {}
                 if str(seed) in done.get(name, {}).get(key, {}):
                     continue
                 torch.manual_seed(0)
                 start = time.perf_counter()
-                model, _ = train(method, base, data, cv, qv, seed, args.patience)
+                model, _ = train(method, base, data, cv, qv, seed, args.patience, not args.no_stage_pca_init)
                 seconds = time.perf_counter() - start
                 entry = {"ndcg_at_10": score(head_of(model), test, cv, qv, DIMS), "train_seconds": seconds}
                 if unseen.qrels and len(unseen.qrels) < len(test.qrels):
