@@ -197,8 +197,9 @@ def smec_section(core: dict) -> list[str]:
             "--data-root ../shared/data",
             "",
             "SciFact train qrels, same body, same steps, no early stopping. MRL: one loss summed over",
-            "384/192/96/48/24; SMRL: its first stage, loss over 384→192 only. Variance across each 10-step window",
-            "of every gradient entry of the body's last layer, rows 0-191, averaged over entries:",
+            "384/192/96/48/24; SMRL: its first stage, loss over 384→192 only. Both without ADS, S-XBM and stage",
+            "PCA, so the 192-d prefix is the body's rows 0-191. Variance across each 10-step window of every",
+            "gradient entry of the body's last layer, rows 0-191, averaged over entries:",
             f"MRL / SMRL = {r['mean']:.2f} on average over {r['windows']} windows (min {r['min']:.2f}, "
             f"max {r['max']:.2f}).",
             "",

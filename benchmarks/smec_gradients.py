@@ -53,7 +53,8 @@ def main():
     cv, qv = load_embeddings_dir(os.path.join(folder, "embeddings", "all-MiniLM-L6-v2"), train, dim=384)
     base = load_model("all-MiniLM-L6-v2")
     common = {"unsupervised_epochs": 0, "supervised_epochs": args.passes, "patience": args.passes + 1}
-    common.update(ads=False, xbm=False)
+    # No stage PCA: stage 0 then keeps the body's rows 0-191 as the 192-d prefix, the rows tracked here.
+    common.update(ads=False, xbm=False, stage_pca_init=False)
     runs = {
         # MRL: one joint stage, loss summed over 384, 192, 96, 48 and 24.
         "mrl": SMECTrainingConfig(dims=[192, 96, 48, 24], smrl=False, **common),
