@@ -60,7 +60,7 @@ class SMECTrainingConfig(AdaptorTrainingConfig):
         allow_any_dims: Accept dims that are not successive halvings of the width.
         stage_lr_multiplier: Learning rate of the stages' rotations and ADS logits relative to the phase's rate
             (the body keeps the phase's rate). On SciFact, 5 against 1 raised full SMEC's NDCG@10 at 48/24 from
-            0.698/0.561 to 0.720/0.596 (one run each, BENCHMARKS.md).
+            0.698/0.561 to 0.720/0.596 (one run each, stages starting from truncation; BENCHMARKS.md).
         stage_pca_init: With ``smrl``, start every stage (in both phases) from PCA of its input block over the
             corpus (:meth:`~st_matryoshka.models.SMECAdaptor.init_stage`) instead of from where the stage was left;
             the stage then learns a rotation away from PCA. A deviation from the paper, which starts stages from
