@@ -232,10 +232,7 @@ class SMECAdaptor(MatryoshkaAdaptor):
             moment = torch.zeros(end - start, end - start, dtype=torch.float64, device=basis.device)
             for rows in x.split(chunk_size):
                 z = self.reference(rows.to(device=basis.device, dtype=basis.dtype))
-                y = z + self.residual(z)
-                if self.normalize_output:
-                    y = F.normalize(y, dim=-1)
-                block = self.apply_stages(y, upto=index)[:, start:end].to(torch.float64)
+                block = self.head(z + self.residual(z), upto=index)[:, start:end].to(torch.float64)
                 moment += block.T @ block
         finally:
             self.train(was_training)
@@ -327,10 +324,11 @@ class SMECAdaptor(MatryoshkaAdaptor):
             y = torch.cat([y[:, :start], block, y[:, end:]], dim=1)
         return y
 
-    def head(self, y: torch.Tensor) -> torch.Tensor:
+    def head(self, y: torch.Tensor, upto: int | None = None) -> torch.Tensor:
+        """Body output ``y`` → output: normalised (with ``normalize_output``), then stages ``0 .. upto-1``."""
         if self.normalize_output:
             y = F.normalize(y, dim=-1)
-        return self.apply_stages(y)
+        return self.apply_stages(y, upto=upto)
 
     @torch.no_grad()
     def stage_matrix(self) -> torch.Tensor:
