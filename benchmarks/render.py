@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 
 DIMS = ["384", "192", "96", "48", "24"]
 COMMAND = (
@@ -97,6 +98,8 @@ def seeds_section() -> list[str]:
                     + " | ".join(f"{sum(v) / len(v):+.4f} ({min(v):+.4f} … {max(v):+.4f})" for v in diffs.values())
                     + " |"
                 )
+                medians = " | ".join(f"{statistics.median(v):+.4f}" for v in diffs.values())
+                out.append(f"| SMEC − MRL, median | {medians} |")
                 out.append("")
     return out
 
