@@ -104,6 +104,65 @@ def seeds_section() -> list[str]:
     return out
 
 
+def trajectory_section() -> list[str]:
+    """Test scores along SMEC's supervised stages (benchmarks/smec_trajectory.py)."""
+    path = "benchmarks/results/smec_trajectory.json"
+    if not os.path.exists(path):
+        return []
+    runs = json.load(open(path))["scifact"]["smec"]
+    out = [
+        "### What SMEC's small stages learn, on test (SciFact)",
+        "",
+        "    OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/smec_trajectory.py "
+        "--data-root ../shared/data --seeds " + " ".join(sorted(runs)),
+        "",
+        "Default SMEC, scored on test after every evaluation of the supervised phase (the test sets play no part in",
+        "training or selection). For each stage after the first: NDCG@10 at the stage's dim when it starts (PCA of",
+        "the frozen previous embedding, earlier stages at their kept weights) and at the weights the stage keeps",
+        "(chosen by validation NDCG@10 at that dim).",
+        "",
+        "| seed | stage | all: start | all: kept | unseen: start | unseen: kept |",
+        "|---|---|---|---|---|---|",
+    ]
+    jitter, gains = [], {"all": [], "unseen": []}
+    for seed, run in sorted(runs.items()):
+        points, starts = run["points"], run["stage_start_steps"]
+        names = sorted(starts, key=starts.get)
+        for k, name in enumerate(names[1:], start=1):
+            dim = name.split("->")[1]
+            start = next(p for p in points if p["step"] == starts[name])
+            later = [p for p in points if k + 1 < len(names) and p["step"] == starts[names[k + 1]]]
+            kept = later[0] if later else run["final"]
+            for part in gains:
+                gains[part].append(kept[part][dim] - start[part][dim])
+            out.append(
+                f"| {seed} | {name} | {start['all'][dim]:.4f} | {kept['all'][dim]:.4f} | "
+                f"{start['unseen'][dim]:.4f} | {kept['unseen'][dim]:.4f} |"
+            )
+        last = [p["unseen"]["24"] for p in points if p["stage"] == names[-1]]
+        steps = [abs(b - a) for a, b in zip(last, last[1:])]
+        jitter.append(
+            f"seed {seed}: {min(last):.4f} … {max(last):.4f}, median step-to-step change "
+            f"{statistics.median(steps):.4f} over {len(last)} evaluations"
+        )
+    mean = {part: sum(v) / len(v) for part, v in gains.items()}
+    out += [
+        "",
+        f"Training a stage from its PCA start changed NDCG@10 at its dim by {mean['all']:+.4f} on all test queries",
+        f"and {mean['unseen']:+.4f} on the unseen-document ones (mean over the {len(gains['all'])} rows). "
+        "Unseen-document queries (104), NDCG@10 at 24 while the last stage trains: " + "; ".join(jitter) + ".",
+        "",
+        "In the plot the unseen-document curves stay near their level at the first evaluation through the whole",
+        "supervised phase while the all-query curves climb: on SciFact the supervised gains, of both a stage's",
+        "rotation and the body, come from test queries that cite documents the train qrels cite, and the",
+        "unseen-document differences between methods are of the size of one evaluation's jitter.",
+        "",
+        "![SMEC test trajectory](benchmarks/smec_trajectory.png)",
+        "",
+    ]
+    return out
+
+
 def smec_section(core: dict) -> list[str]:
     """The SMEC ablation (Table 1), gradient-variance diagnostic and stage timings, from their result files."""
     path = "benchmarks/results/smec.json"
@@ -189,6 +248,7 @@ def smec_section(core: dict) -> list[str]:
                 out.append(f"| {label} | " + " | ".join(f"{old[key]['ndcg_at_10'][d]:.4f}" for d in DIMS) + " |")
         out.append("")
     out += seeds_section()
+    out += trajectory_section()
     grad = "benchmarks/results/smec_gradients.json"
     if os.path.exists(grad):
         g = json.load(open(grad))
