@@ -44,6 +44,7 @@ def _mean_sd(values: list[float]) -> str:
 SEED_SETTINGS = {
     "no-stage-pca": "SMEC stages start from truncation (`--no-stage-pca-init`)",
     "no-ads": "SMEC without ADS (`--no-ads`)",
+    "no-xbm": "without S-XBM (`--no-xbm`)",
 }
 
 
@@ -62,17 +63,21 @@ def seeds_section() -> list[str]:
         "    # the same two with --methods smec --no-stage-pca-init (the runs before stages started from PCA)",
         "    OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/smec_seeds.py --data-root ../shared/data "
         "--sets scifact --methods smec --no-ads --seeds 42 1 2 3 4",
+        "    OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/smec_seeds.py --data-root ../shared/data "
+        "--sets scifact --methods smec --no-ads --no-xbm --seeds 42 1 2 3 4",
         "",
         "Both methods retrained with each seed (weight init, negative sampling, batch order, Gumbel noise); mean ±",
         "sample standard deviation of NDCG@10 over the seeds, and the SMEC − MRL difference per seed (same seed,",
         "same queries). Seed 42 with the defaults is the configuration of the tables above. `patience 10` gives",
         "every stage (both methods) patience 10 evaluations instead of 5. The MRL baseline has no stages, so the",
-        "`--no-stage-pca-init` and `--no-ads` rows compare against the same MRL runs.",
+        "`--no-stage-pca-init`, `--no-ads` and `--no-xbm` rows compare against the same MRL runs.",
         "",
     ]
     for name, methods in json.load(open(path)).items():
         for smec_key in sorted(k for k in methods if k.startswith("smec")):
-            mrl_key = "mrl" + smec_key[len("smec") :].replace("_no_stage_pca", "").replace("_no_ads", "")
+            mrl_key = "mrl" + smec_key[len("smec") :].replace("_no_stage_pca", "").replace("_no_ads", "").replace(
+                "_no_xbm", ""
+            )
             if mrl_key not in methods:
                 continue
             pair = {"MRL": methods[mrl_key], "SMEC": methods[smec_key]}
@@ -82,6 +87,7 @@ def seeds_section() -> list[str]:
                 for part in smec_key[len("smec_") :]
                 .replace("no_stage_pca", "no-stage-pca")
                 .replace("no_ads", "no-ads")
+                .replace("no_xbm", "no-xbm")
                 .split("_")
                 if part
             )

@@ -30,11 +30,11 @@ from st_matryoshka.training_smec import SMECTrainingConfig, train_smec
 TARGET_DIMS = [192, 96, 48, 24]
 
 
-def train(method, base, data, cv, qv, seed, patience, stage_pca_init, ads=True):
+def train(method, base, data, cv, qv, seed, patience, stage_pca_init, ads=True, xbm=True):
     settings = {"dims": TARGET_DIMS, "seed": seed} | ({} if patience is None else {"patience": patience})
     if method == "mrl":
         return train_matryoshka_adaptor(base, data, cv, qv, AdaptorTrainingConfig(**settings), supervised=True)
-    config = SMECTrainingConfig(**settings, stage_pca_init=stage_pca_init, ads=ads)
+    config = SMECTrainingConfig(**settings, stage_pca_init=stage_pca_init, ads=ads, xbm=xbm)
     return train_smec(base, data, cv, qv, config, supervised=True)
 
 
@@ -64,6 +64,11 @@ def main():
     parser.add_argument(
         "--no-ads", action="store_true", help="SMEC without Adaptive Dimension Selection (results under smec_no_ads)."
     )
+    parser.add_argument(
+        "--no-xbm",
+        action="store_true",
+        help="SMEC without Selectable Cross-Batch Memory (results under smec_no_xbm).",
+    )
     parser.add_argument("--out", default="benchmarks/results/smec_seeds.json")
     args = parser.parse_args()
     base = load_model("all-MiniLM-L6-v2")
@@ -80,6 +85,7 @@ def main():
         for method in args.methods:
             key = method + ("_no_stage_pca" if method == "smec" and args.no_stage_pca_init else "")
             key += "_no_ads" if method == "smec" and args.no_ads else ""
+            key += "_no_xbm" if method == "smec" and args.no_xbm else ""
             key += "" if args.patience is None else f"_patience{args.patience}"
             for seed in args.seeds:
                 done = json.load(open(args.out)) if os.path.exists(args.out) else {}
@@ -88,7 +94,16 @@ def main():
                 torch.manual_seed(0)
                 start = time.perf_counter()
                 model, _ = train(
-                    method, base, data, cv, qv, seed, args.patience, not args.no_stage_pca_init, not args.no_ads
+                    method,
+                    base,
+                    data,
+                    cv,
+                    qv,
+                    seed,
+                    args.patience,
+                    not args.no_stage_pca_init,
+                    not args.no_ads,
+                    not args.no_xbm,
                 )
                 seconds = time.perf_counter() - start
                 entry = {"ndcg_at_10": score(head_of(model), test, cv, qv, DIMS), "train_seconds": seconds}
