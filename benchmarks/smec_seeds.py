@@ -30,11 +30,13 @@ from st_matryoshka.training_smec import SMECTrainingConfig, train_smec
 TARGET_DIMS = [192, 96, 48, 24]
 
 
-def train(method, base, data, cv, qv, seed, patience, stage_pca_init, ads=True, xbm=True):
+def train(method, base, data, cv, qv, seed, patience, stage_pca_init, ads=True, xbm=True, body_early_stop=False):
     settings = {"dims": TARGET_DIMS, "seed": seed} | ({} if patience is None else {"patience": patience})
     if method == "mrl":
         return train_matryoshka_adaptor(base, data, cv, qv, AdaptorTrainingConfig(**settings), supervised=True)
-    config = SMECTrainingConfig(**settings, stage_pca_init=stage_pca_init, ads=ads, xbm=xbm)
+    config = SMECTrainingConfig(
+        **settings, stage_pca_init=stage_pca_init, ads=ads, xbm=xbm, unsupervised_body_early_stop=body_early_stop
+    )
     return train_smec(base, data, cv, qv, config, supervised=True)
 
 
@@ -69,6 +71,12 @@ def main():
         action="store_true",
         help="SMEC without Selectable Cross-Batch Memory (results under smec_no_xbm).",
     )
+    parser.add_argument(
+        "--unsupervised-body-early-stop",
+        action="store_true",
+        help="Early-stop SMEC's unsupervised body stage, the default before it ran to its cap "
+        "(results under smec_..._body_early_stop).",
+    )
     parser.add_argument("--out", default="benchmarks/results/smec_seeds.json")
     args = parser.parse_args()
     base = load_model("all-MiniLM-L6-v2")
@@ -86,6 +94,7 @@ def main():
             key = method + ("_no_stage_pca" if method == "smec" and args.no_stage_pca_init else "")
             key += "_no_ads" if method == "smec" and args.no_ads else ""
             key += "_no_xbm" if method == "smec" and args.no_xbm else ""
+            key += "_body_early_stop" if method == "smec" and args.unsupervised_body_early_stop else ""
             key += "" if args.patience is None else f"_patience{args.patience}"
             for seed in args.seeds:
                 done = json.load(open(args.out)) if os.path.exists(args.out) else {}
@@ -104,6 +113,7 @@ def main():
                     not args.no_stage_pca_init,
                     not args.no_ads,
                     not args.no_xbm,
+                    args.unsupervised_body_early_stop,
                 )
                 seconds = time.perf_counter() - start
                 entry = {"ndcg_at_10": score(head_of(model), test, cv, qv, DIMS), "train_seconds": seconds}

@@ -103,6 +103,7 @@ class SMRLStage:
         metric_keys: Evaluator metric names (without the trainer's ``eval_`` prefix) whose mean picks the stage's
             best weights and stops it.
         on_start: Called as the stage starts, before its start score (e.g. to initialise its parameters from data).
+        patience: This stage's patience, overriding the callback's; ``None`` takes the callback's.
     """
 
     name: str
@@ -110,6 +111,7 @@ class SMRLStage:
     loss_dims: list[int]
     metric_keys: list[str]
     on_start: Callable[[], None] | None = None
+    patience: int | None = None
     history: list[tuple[int, float]] = field(default_factory=list)
     best: float | None = None
     best_step: int | None = None
@@ -135,7 +137,7 @@ class SMRLCallback(TrainerCallback):
         stages: The stages, in training order.
         model: The SentenceTransformer the evaluator scores (the trainer's model).
         evaluator: The evaluator run at each stage's start (the trainer runs it at every evaluation).
-        patience: Evaluations without improvement before a stage ends.
+        patience: Evaluations without improvement before a stage ends (unless the stage sets its own).
         max_evaluations: Evaluations after which a stage ends regardless (the step cap).
         temperature: ``(start, end)`` of the Gumbel temperature schedule; both must be > 0.
         seed: Seed of the Gumbel noise.
@@ -168,6 +170,11 @@ class SMRLCallback(TrainerCallback):
         if not isinstance(max_evaluations, int) or max_evaluations < 1:
             raise ValueError(f"max_evaluations must be a positive int, got {max_evaluations!r}")
         check_temperature(temperature)
+        for stage in stages:
+            if stage.patience is not None and (not isinstance(stage.patience, int) or stage.patience < 1):
+                raise ValueError(
+                    f"stage {stage.name!r}: patience must be a positive int or None, got {stage.patience!r}"
+                )
         self.module, self.loss, self.stages = module, loss, stages
         self.model, self.evaluator = model, evaluator
         self.patience, self.max_evaluations, self.temperature = patience, max_evaluations, temperature
@@ -246,7 +253,8 @@ class SMRLCallback(TrainerCallback):
             return
         self._evaluations += 1
         self._record(state.global_step, self._score(metrics or {}))
-        if self._bad_rounds >= self.patience or self._evaluations >= self.max_evaluations:
+        patience = self.stages[self.current].patience or self.patience
+        if self._bad_rounds >= patience or self._evaluations >= self.max_evaluations:
             self._finish(state.global_step)
             if self.current + 1 < len(self.stages):
                 self._activate(self.current + 1, state.global_step)

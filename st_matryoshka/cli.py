@@ -125,6 +125,11 @@ def _smec_options(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="Start each stage from where it was left (the previous embedding's truncation), not from PCA of it.",
     )
+    group.add_argument(
+        "--unsupervised-body-early-stop",
+        action="store_true",
+        help="Early-stop the body's unsupervised stage with --patience (default: run it to its cap).",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -276,11 +281,12 @@ def cmd_train(args: argparse.Namespace) -> int:
             args.allow_any_dims,
             args.stage_lr_multiplier is not None,
             args.no_stage_pca_init,
+            args.unsupervised_body_early_stop,
         )
     ):
         raise ValueError(
             "--no-smrl/--no-ads/--no-xbm/--memory-size/--temperature/--allow-any-dims/--stage-lr-multiplier/"
-            f"--no-stage-pca-init need --method smec, got --method {args.method}"
+            f"--no-stage-pca-init/--unsupervised-body-early-stop need --method smec, got --method {args.method}"
         )
     config = make_config(
         dims=dims,
@@ -331,6 +337,7 @@ def smec_overrides(args: argparse.Namespace) -> dict:
         "allow_any_dims": args.allow_any_dims,
         "stage_lr_multiplier": args.stage_lr_multiplier,
         "stage_pca_init": not args.no_stage_pca_init,
+        "unsupervised_body_early_stop": args.unsupervised_body_early_stop,
     }
     if args.temperature is not None:
         try:

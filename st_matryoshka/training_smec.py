@@ -65,6 +65,11 @@ class SMECTrainingConfig(AdaptorTrainingConfig):
             corpus (:meth:`~st_matryoshka.models.SMECAdaptor.init_stage`) instead of from where the stage was left;
             the stage then learns a rotation away from PCA. A deviation from the paper, which starts stages from
             the previous embedding's truncation; BENCHMARKS.md has both over several seeds.
+        unsupervised_body_early_stop: With ``smrl``, early-stop the first unsupervised stage (the body and its
+            ``D → D/2`` stage) with ``patience`` like every other stage. Off by default: that stage runs to its cap
+            (``unsupervised_epochs`` evaluations) and keeps its best evaluation. Its label-free criterion (neighbour
+            overlap at ``D/2``) first falls as the stage leaves its PCA start and then climbs past it, so with
+            patience 5 every measured run stopped at step 0 and the body got no unsupervised training at all.
     """
 
     smrl: bool = True
@@ -76,6 +81,7 @@ class SMECTrainingConfig(AdaptorTrainingConfig):
     allow_any_dims: bool = False
     stage_lr_multiplier: float = 5.0
     stage_pca_init: bool = True
+    unsupervised_body_early_stop: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -120,12 +126,14 @@ def _stages(
     metric: str,
     score_full: bool,
     init_vectors: np.ndarray | None = None,
+    body_patience: int | None = None,
 ) -> list[SMRLStage]:
     """SMRL stages for adaptor stages ``indices`` (or one joint stage without ``smrl``).
 
     A stage is scored by the mean of ``metric`` over its loss dims; the full width only with ``score_full`` (the
     label-free overlap criterion is 1.0 there at the start and can only fall, so it would veto every change).
-    With ``init_vectors`` (and ``smrl``) each stage starts as PCA of its block over them.
+    With ``init_vectors`` (and ``smrl``) each stage starts as PCA of its block over them. ``body_patience``
+    overrides the patience of the stage that trains the body.
     """
     full = adaptor.embedding_dim
 
@@ -146,12 +154,14 @@ def _stages(
     for n, i in enumerate(indices):
         params = adaptor.stage_parameters(i)
         dims = [dim_of(i)]
+        patience = None
         if n == 0 and train_body:
             params = adaptor.body_parameters() + params
             dims = [full, dim_of(i)]
+            patience = body_patience
         start, end, _ = adaptor.stages[i]
         on_start = None if init_vectors is None else partial(adaptor.init_stage, i, init_vectors)
-        stages.append(SMRLStage(f"{end}->{dim_of(i)}", params, dims, keys(dims), on_start=on_start))
+        stages.append(SMRLStage(f"{end}->{dim_of(i)}", params, dims, keys(dims), on_start=on_start, patience=patience))
     return stages
 
 
@@ -251,7 +261,8 @@ def _train_phases(
                 memory_size=config.memory_size if config.xbm else None,
             )
             metric = f"holdout_overlap@{config.overlap_k}_dim{{dim}}"
-            stages = _stages(adaptor, indices, train_body, config.smrl, metric, False, init_vectors)
+            body_patience = None if config.unsupervised_body_early_stop else config.unsupervised_epochs
+            stages = _stages(adaptor, indices, train_body, config.smrl, metric, False, init_vectors, body_patience)
             steps_per_epoch = len(dataset) // config.unsupervised_batch_size
             results += _run(
                 "unsupervised",

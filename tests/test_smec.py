@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from sentence_transformers import SentenceTransformer
 from transformers import TrainerCallback
 
-from st_matryoshka.callbacks import GradientVarianceCallback
+from st_matryoshka.callbacks import GradientVarianceCallback, SMRLCallback, SMRLStage
 from st_matryoshka.cli import load_model, main
 from st_matryoshka.data import load_beir, load_embeddings_dir
 from st_matryoshka.export import smec_to_st_modules
@@ -195,6 +195,8 @@ def test_smrl_freezes_finished_stages_and_extension_keeps_trained_dims(minilm, s
     trained, stages = train_smec(minilm, data, cv, qv, config, supervised=True, callbacks=[probe])
     names = [s.name for s in stages]
     assert "supervised 384->192" in names and "supervised 48->24" in names
+    # The body's unsupervised stage runs to its cap (start + 2 evaluations) whatever the patience (here 1).
+    assert stages[0].name == "unsupervised 384->192" and len(stages[0].history) == 3
     # Once the first stage is done the body is frozen: its weights do not move while later stages train.
     runs, previous = [], True
     for trains, weight in probe.steps:
@@ -230,6 +232,41 @@ def test_smrl_freezes_finished_stages_and_extension_keeps_trained_dims(minilm, s
     assert not torch.equal(new[:, 48:64], newer[:, 48:64])
     assert torch.equal(new[:, :48], newer[:, :48]) and torch.equal(new[:, 96:], newer[:, 96:])
     assert torch.allclose(_cos(new[:, :96]), _cos(newer[:, :96]), atol=1e-5)
+
+
+class _Loss:
+    def __init__(self):
+        self.dims = []
+
+    def set_matryoshka_dims(self, dims):
+        self.dims.append(list(dims))
+
+
+class _State:
+    def __init__(self, step):
+        self.global_step = step
+
+
+def test_smrl_stage_patience_overrides_the_callbacks():
+    module = torch.nn.Linear(2, 2)
+    first = SMRLStage("a", [module.weight], [2], ["score"], patience=3)
+    second = SMRLStage("b", [module.bias], [1], ["score"])
+    scores = iter([1.0, 0.5, 0.5, 0.5, 0.5, 0.9])  # each stage's start score, then its evaluations
+    loss = _Loss()
+    callback = SMRLCallback(
+        module, loss, [first, second], module, lambda model: {"score": next(scores)}, patience=1, max_evaluations=10
+    )
+    control = type("Control", (), {"should_training_stop": False})()
+    callback.on_train_begin(None, _State(0), control)
+    for step in (1, 2, 3):
+        assert callback.current == 0
+        callback.on_evaluate(None, _State(step), control, metrics={"eval_score": 0.5})
+    # Stage "a" took its own patience of 3; stage "b" started at step 3 and ends after one bad evaluation.
+    assert callback.current == 1 and first.end_step == 3 and first.best_step == 0 and loss.dims == [[2], [1]]
+    callback.on_evaluate(None, _State(4), control, metrics={"eval_score": 0.1})
+    assert control.should_training_stop and second.end_step == 4
+    with pytest.raises(ValueError, match="stage 'c': patience must be a positive int or None, got 0"):
+        SMRLCallback(module, loss, [SMRLStage("c", [module.bias], [1], ["score"], patience=0)], module, None)
 
 
 def _randomise_stage(adaptor: SMECAdaptor, index: int) -> None:
