@@ -103,7 +103,9 @@ class SMRLStage:
         metric_keys: Evaluator metric names (without the trainer's ``eval_`` prefix) whose mean picks the stage's
             best weights and stops it.
         on_start: Called as the stage starts, before its start score (e.g. to initialise its parameters from data).
-        patience: This stage's patience, overriding the callback's; ``None`` takes the callback's.
+        select_best: Keep the best-scoring weights and stop after ``patience`` evaluations without improvement;
+            ``False`` runs the stage to ``max_evaluations`` and keeps its last weights (a fixed-length stage whose
+            score is only recorded; ``best``/``best_step`` then name the kept, last evaluation).
     """
 
     name: str
@@ -111,7 +113,7 @@ class SMRLStage:
     loss_dims: list[int]
     metric_keys: list[str]
     on_start: Callable[[], None] | None = None
-    patience: int | None = None
+    select_best: bool = True
     history: list[tuple[int, float]] = field(default_factory=list)
     best: float | None = None
     best_step: int | None = None
@@ -137,7 +139,7 @@ class SMRLCallback(TrainerCallback):
         stages: The stages, in training order.
         model: The SentenceTransformer the evaluator scores (the trainer's model).
         evaluator: The evaluator run at each stage's start (the trainer runs it at every evaluation).
-        patience: Evaluations without improvement before a stage ends (unless the stage sets its own).
+        patience: Evaluations without improvement before a stage ends (stages that select their best weights).
         max_evaluations: Evaluations after which a stage ends regardless (the step cap).
         temperature: ``(start, end)`` of the Gumbel temperature schedule; both must be > 0.
         seed: Seed of the Gumbel noise.
@@ -170,11 +172,6 @@ class SMRLCallback(TrainerCallback):
         if not isinstance(max_evaluations, int) or max_evaluations < 1:
             raise ValueError(f"max_evaluations must be a positive int, got {max_evaluations!r}")
         check_temperature(temperature)
-        for stage in stages:
-            if stage.patience is not None and (not isinstance(stage.patience, int) or stage.patience < 1):
-                raise ValueError(
-                    f"stage {stage.name!r}: patience must be a positive int or None, got {stage.patience!r}"
-                )
         self.module, self.loss, self.stages = module, loss, stages
         self.model, self.evaluator = model, evaluator
         self.patience, self.max_evaluations, self.temperature = patience, max_evaluations, temperature
@@ -196,7 +193,7 @@ class SMRLCallback(TrainerCallback):
     def _record(self, step: int, value: float) -> None:
         stage = self.stages[self.current]
         stage.history.append((step, value))
-        if stage.best is None or value > stage.best:
+        if stage.best is None or value > stage.best or not stage.select_best:
             stage.best, stage.best_step, self._bad_rounds = value, step, 0
             self._best_state = {k: v.detach().clone() for k, v in self.module.state_dict().items()}
         else:
@@ -253,8 +250,8 @@ class SMRLCallback(TrainerCallback):
             return
         self._evaluations += 1
         self._record(state.global_step, self._score(metrics or {}))
-        patience = self.stages[self.current].patience or self.patience
-        if self._bad_rounds >= patience or self._evaluations >= self.max_evaluations:
+        stopped = self.stages[self.current].select_best and self._bad_rounds >= self.patience
+        if stopped or self._evaluations >= self.max_evaluations:
             self._finish(state.global_step)
             if self.current + 1 < len(self.stages):
                 self._activate(self.current + 1, state.global_step)

@@ -128,7 +128,8 @@ def _smec_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--unsupervised-body-early-stop",
         action="store_true",
-        help="Early-stop the body's unsupervised stage with --patience (default: run it to its cap).",
+        help="Select the body's unsupervised weights by early stopping (default: train it for the full "
+        "unsupervised epochs and keep the last weights).",
     )
 
 

@@ -65,11 +65,12 @@ class SMECTrainingConfig(AdaptorTrainingConfig):
             corpus (:meth:`~st_matryoshka.models.SMECAdaptor.init_stage`) instead of from where the stage was left;
             the stage then learns a rotation away from PCA. A deviation from the paper, which starts stages from
             the previous embedding's truncation; BENCHMARKS.md has both over several seeds.
-        unsupervised_body_early_stop: With ``smrl``, early-stop the first unsupervised stage (the body and its
-            ``D → D/2`` stage) with ``patience`` like every other stage. Off by default: that stage runs to its cap
-            (``unsupervised_epochs`` evaluations) and keeps its best evaluation. Its label-free criterion (neighbour
-            overlap at ``D/2``) first falls as the stage leaves its PCA start and then climbs past it, so with
-            patience 5 every measured run stopped at step 0 and the body got no unsupervised training at all.
+        unsupervised_body_early_stop: With ``smrl``, select the first unsupervised stage's weights (the body and its
+            ``D → D/2`` stage) by its label-free criterion with early stopping, like every other stage. Off by
+            default: that stage trains for ``unsupervised_epochs`` and keeps its last weights, as the
+            Matryoshka-Adaptor trains for fixed epochs. The criterion (neighbour overlap at ``D/2``, against the
+            backbone) is highest at the stage's PCA start, so selecting by it kept step 0 in every measured run and
+            the body got no unsupervised training at all; BENCHMARKS.md compares both.
     """
 
     smrl: bool = True
@@ -126,14 +127,14 @@ def _stages(
     metric: str,
     score_full: bool,
     init_vectors: np.ndarray | None = None,
-    body_patience: int | None = None,
+    fixed_body: bool = False,
 ) -> list[SMRLStage]:
     """SMRL stages for adaptor stages ``indices`` (or one joint stage without ``smrl``).
 
     A stage is scored by the mean of ``metric`` over its loss dims; the full width only with ``score_full`` (the
     label-free overlap criterion is 1.0 there at the start and can only fall, so it would veto every change).
-    With ``init_vectors`` (and ``smrl``) each stage starts as PCA of its block over them. ``body_patience``
-    overrides the patience of the stage that trains the body.
+    With ``init_vectors`` (and ``smrl``) each stage starts as PCA of its block over them. With
+    ``fixed_body`` the stage that trains the body runs to its cap and keeps its last weights.
     """
     full = adaptor.embedding_dim
 
@@ -154,14 +155,16 @@ def _stages(
     for n, i in enumerate(indices):
         params = adaptor.stage_parameters(i)
         dims = [dim_of(i)]
-        patience = None
+        select_best = True
         if n == 0 and train_body:
             params = adaptor.body_parameters() + params
             dims = [full, dim_of(i)]
-            patience = body_patience
+            select_best = not fixed_body
         start, end, _ = adaptor.stages[i]
         on_start = None if init_vectors is None else partial(adaptor.init_stage, i, init_vectors)
-        stages.append(SMRLStage(f"{end}->{dim_of(i)}", params, dims, keys(dims), on_start=on_start, patience=patience))
+        stages.append(
+            SMRLStage(f"{end}->{dim_of(i)}", params, dims, keys(dims), on_start=on_start, select_best=select_best)
+        )
     return stages
 
 
@@ -261,8 +264,8 @@ def _train_phases(
                 memory_size=config.memory_size if config.xbm else None,
             )
             metric = f"holdout_overlap@{config.overlap_k}_dim{{dim}}"
-            body_patience = None if config.unsupervised_body_early_stop else config.unsupervised_epochs
-            stages = _stages(adaptor, indices, train_body, config.smrl, metric, False, init_vectors, body_patience)
+            fixed_body = not config.unsupervised_body_early_stop
+            stages = _stages(adaptor, indices, train_body, config.smrl, metric, False, init_vectors, fixed_body)
             steps_per_epoch = len(dataset) // config.unsupervised_batch_size
             results += _run(
                 "unsupervised",

@@ -195,8 +195,10 @@ def test_smrl_freezes_finished_stages_and_extension_keeps_trained_dims(minilm, s
     trained, stages = train_smec(minilm, data, cv, qv, config, supervised=True, callbacks=[probe])
     names = [s.name for s in stages]
     assert "supervised 384->192" in names and "supervised 48->24" in names
-    # The body's unsupervised stage runs to its cap (start + 2 evaluations) whatever the patience (here 1).
+    # The body's unsupervised stage runs to its cap (start + 2 evaluations) whatever the patience (here 1) and keeps
+    # its last weights.
     assert stages[0].name == "unsupervised 384->192" and len(stages[0].history) == 3
+    assert stages[0].best_step == stages[0].history[-1][0] > 0
     # Once the first stage is done the body is frozen: its weights do not move while later stages train.
     runs, previous = [], True
     for trains, weight in probe.steps:
@@ -247,26 +249,31 @@ class _State:
         self.global_step = step
 
 
-def test_smrl_stage_patience_overrides_the_callbacks():
+def test_smrl_stage_without_selection_runs_to_its_cap_and_keeps_its_last_weights():
     module = torch.nn.Linear(2, 2)
-    first = SMRLStage("a", [module.weight], [2], ["score"], patience=3)
+    first = SMRLStage("a", [module.weight], [2], ["score"], select_best=False)
     second = SMRLStage("b", [module.bias], [1], ["score"])
-    scores = iter([1.0, 0.5, 0.5, 0.5, 0.5, 0.9])  # each stage's start score, then its evaluations
+    scores = iter([1.0, 0.5])  # each stage's start score (from the evaluator); evaluations come as metrics
     loss = _Loss()
     callback = SMRLCallback(
-        module, loss, [first, second], module, lambda model: {"score": next(scores)}, patience=1, max_evaluations=10
+        module, loss, [first, second], module, lambda model: {"score": next(scores)}, patience=1, max_evaluations=3
     )
     control = type("Control", (), {"should_training_stop": False})()
     callback.on_train_begin(None, _State(0), control)
-    for step in (1, 2, 3):
+    for step in (1, 2, 3):  # every evaluation is below the start score of 1.0
         assert callback.current == 0
-        callback.on_evaluate(None, _State(step), control, metrics={"eval_score": 0.5})
-    # Stage "a" took its own patience of 3; stage "b" started at step 3 and ends after one bad evaluation.
-    assert callback.current == 1 and first.end_step == 3 and first.best_step == 0 and loss.dims == [[2], [1]]
+        with torch.no_grad():
+            module.weight.fill_(float(step))
+        callback.on_evaluate(None, _State(step), control, metrics={"eval_score": 0.5 - step / 10})
+    # Stage "a" ignored patience 1, ran to its cap of 3 evaluations and kept the weights of the last one.
+    assert callback.current == 1 and first.end_step == 3 and first.best_step == 3 and loss.dims == [[2], [1]]
+    assert torch.all(module.weight == 3.0)
+    # Stage "b" selects: one evaluation without improvement ends it, and it restores its start weights.
+    with torch.no_grad():
+        module.weight.fill_(7.0)  # (frozen for "b" in training; moved here to see the restore)
     callback.on_evaluate(None, _State(4), control, metrics={"eval_score": 0.1})
-    assert control.should_training_stop and second.end_step == 4
-    with pytest.raises(ValueError, match="stage 'c': patience must be a positive int or None, got 0"):
-        SMRLCallback(module, loss, [SMRLStage("c", [module.bias], [1], ["score"], patience=0)], module, None)
+    assert control.should_training_stop and second.end_step == 4 and second.best_step == 3
+    assert torch.all(module.weight == 3.0)
 
 
 def _randomise_stage(adaptor: SMECAdaptor, index: int) -> None:
