@@ -32,6 +32,10 @@ SMEC_ROWS = [
     ("SMEC (SMRL + ADS + S-XBM)", "smec"),
     ("+ SMRL, stages start from truncation", "smrl_no_stage_pca"),
     ("SMEC, stages start from truncation", "smec_no_stage_pca"),
+    ("+ SMRL, body early-stopped in the unsupervised phase", "smrl_body_early_stop"),
+    ("SMEC, body early-stopped in the unsupervised phase", "smec_body_early_stop"),
+    ("+ SMRL, early-stopped body, stages start from truncation", "smrl_no_stage_pca_body_early_stop"),
+    ("SMEC, early-stopped body, stages start from truncation", "smec_no_stage_pca_body_early_stop"),
 ]
 
 
@@ -45,6 +49,7 @@ SEED_SETTINGS = {
     "no-stage-pca": "SMEC stages start from truncation (`--no-stage-pca-init`)",
     "no-ads": "SMEC without ADS (`--no-ads`)",
     "no-xbm": "without S-XBM (`--no-xbm`)",
+    "body-early-stop": "body early-stopped in the unsupervised phase (`--unsupervised-body-early-stop`)",
 }
 
 
@@ -59,25 +64,25 @@ def seeds_section() -> list[str]:
         "    OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/smec_seeds.py --data-root ../shared/data "
         "--sets scifact --methods mrl smec --seeds 42 1 2 3 4",
         "    OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/smec_seeds.py --data-root ../shared/data "
-        "--sets scifact --methods mrl smec --seeds 42 1 2 --patience 10",
-        "    # the same two with --methods smec --no-stage-pca-init (the runs before stages started from PCA)",
+        "--sets scifact --methods mrl --seeds 42 1 2 --patience 10",
+        "    # earlier runs, made while the body's unsupervised stage was early-stopped (then the default):",
         "    OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/smec_seeds.py --data-root ../shared/data "
-        "--sets scifact --methods smec --no-ads --seeds 42 1 2 3 4",
-        "    OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/smec_seeds.py --data-root ../shared/data "
-        "--sets scifact --methods smec --no-ads --no-xbm --seeds 42 1 2 3 4",
+        "--sets scifact --methods smec --unsupervised-body-early-stop --seeds 42 1 2 3 4",
+        "    # the same with --no-ads, with --no-ads --no-xbm and with --no-stage-pca-init, and",
+        "    # with --no-stage-pca-init --patience 10 --seeds 42 1 2",
         "",
         "Both methods retrained with each seed (weight init, negative sampling, batch order, Gumbel noise); mean ±",
         "sample standard deviation of NDCG@10 over the seeds, and the SMEC − MRL difference per seed (same seed,",
         "same queries). Seed 42 with the defaults is the configuration of the tables above. `patience 10` gives",
         "every stage (both methods) patience 10 evaluations instead of 5. The MRL baseline has no stages, so the",
-        "`--no-stage-pca-init`, `--no-ads` and `--no-xbm` rows compare against the same MRL runs.",
+        "SMEC variants compare against the same MRL runs.",
         "",
     ]
     for name, methods in json.load(open(path)).items():
         for smec_key in sorted(k for k in methods if k.startswith("smec")):
-            mrl_key = "mrl" + smec_key[len("smec") :].replace("_no_stage_pca", "").replace("_no_ads", "").replace(
-                "_no_xbm", ""
-            )
+            mrl_key = "mrl" + smec_key[len("smec") :]
+            for variant in ("_no_stage_pca", "_no_ads", "_no_xbm", "_body_early_stop"):
+                mrl_key = mrl_key.replace(variant, "")
             if mrl_key not in methods:
                 continue
             pair = {"MRL": methods[mrl_key], "SMEC": methods[smec_key]}
@@ -88,6 +93,7 @@ def seeds_section() -> list[str]:
                 .replace("no_stage_pca", "no-stage-pca")
                 .replace("no_ads", "no-ads")
                 .replace("no_xbm", "no-xbm")
+                .replace("body_early_stop", "body-early-stop")
                 .split("_")
                 if part
             )
@@ -128,12 +134,13 @@ def trajectory_section() -> list[str]:
         "### What SMEC's small stages learn, on test (SciFact)",
         "",
         "    OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/smec_trajectory.py "
-        "--data-root ../shared/data --seeds " + " ".join(sorted(runs)),
+        "--data-root ../shared/data --unsupervised-body-early-stop --seeds " + " ".join(sorted(runs)),
         "",
-        "Default SMEC, scored on test after every evaluation of the supervised phase (the test sets play no part in",
-        "training or selection). For each stage after the first: NDCG@10 at the stage's dim when it starts (PCA of",
-        "the frozen previous embedding, earlier stages at their kept weights) and at the weights the stage keeps",
-        "(chosen by validation NDCG@10 at that dim).",
+        "SMEC as it was before the body's unsupervised stage trained its full epochs",
+        "(`--unsupervised-body-early-stop`), scored on test after every evaluation of the supervised phase (the",
+        "test sets play no part in training or selection). For each stage after the first: NDCG@10 at the",
+        "stage's dim when it starts (PCA of the frozen previous embedding, earlier stages at their kept weights)",
+        "and at the weights the stage keeps (chosen by validation NDCG@10 at that dim).",
         "",
         "| seed | stage | all: start | all: kept | unseen: start | unseen: kept |",
         "|---|---|---|---|---|---|",
@@ -187,15 +194,21 @@ def smec_section(core: dict) -> list[str]:
         "## SMEC ablation (Zhang et al. 2025, Table 1)",
         "",
         "    OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/smec.py --data-root ../shared/data "
-        "--sets scifact cranfield msmarco-5k",
+        "--sets scifact cranfield msmarco-5k --variants smrl ads xbm smec",
+        "    # the earlier rows, run while the body's unsupervised stage was early-stopped (then the default):",
+        "    OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/smec.py --data-root ../shared/data "
+        "--sets scifact cranfield msmarco-5k --variants smrl_body_early_stop smec_body_early_stop \\",
+        "        smrl_no_stage_pca_body_early_stop smec_no_stage_pca_body_early_stop",
         "",
         "Each row adds one SMEC component to the MRL baseline, which is the supervised Matryoshka-Adaptor of the",
         "core-loop run (one residual MLP, rank + unsupervised loss summed over every dim). `+ SMRL` trains stage by",
         "stage (384→192 with the body, then one orthogonal rotation per stage, earlier stages frozen; each stage",
         "starts as PCA of its input block), `+ ADS` adds learned dimension selection to joint training, `+ S-XBM`",
-        "takes the unsupervised top-k neighbours from a 5,000-entry memory of backbone embeddings. The rows 'stages",
-        "start from truncation' are `+ SMRL` and SMEC with `--no-stage-pca-init`: each stage starts where it was",
-        "left (the paper's start, and this project's before stage PCA was added). Defaults otherwise (per-stage",
+        "takes the unsupervised top-k neighbours from a 5,000-entry memory of backbone embeddings. Rows marked",
+        "'body early-stopped' select the body's unsupervised weights by early stopping on neighbour overlap at 192",
+        "(`--unsupervised-body-early-stop`), which kept step 0 in every run: that body got no unsupervised training.",
+        "'stages start from truncation' is `--no-stage-pca-init`: each stage starts where it was left (the paper's",
+        "start, and this project's before stage PCA was added). Defaults otherwise (per-stage",
         "caps of 30 unsupervised epochs and 40 supervised passes, patience 5, stage rotations and ADS logits at 5x",
         "the body's learning rate). Sets without a train split use the core loop's fixed 50/50 query split, scored",
         "on the held-out half. One run per cell (seed 42): the seed-to-seed spread on SciFact is in the section",

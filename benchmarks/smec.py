@@ -32,6 +32,14 @@ VARIANTS = {
     "smrl_no_stage_pca": {"smrl": True, "ads": False, "xbm": False, "stage_pca_init": False},
     "smec_no_stage_pca": {"smrl": True, "ads": True, "xbm": True, "stage_pca_init": False},
 }
+# The SMRL variants as they were run while the body's unsupervised stage was early-stopped (then the default).
+VARIANTS.update(
+    {
+        f"{k}_body_early_stop": {**v, "unsupervised_body_early_stop": True}
+        for k, v in list(VARIANTS.items())
+        if v["smrl"]
+    }
+)
 
 
 def main():

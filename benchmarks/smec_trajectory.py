@@ -54,6 +54,12 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--data-root", default=os.environ.get("ST_MATRYOSHKA_DATA", "../shared/data"))
     parser.add_argument("--seeds", nargs="+", type=int, default=[42, 3])
+    parser.add_argument(
+        "--unsupervised-body-early-stop",
+        action="store_true",
+        help="Select the body's unsupervised weights by early stopping (the default when the committed runs were "
+        "made).",
+    )
     parser.add_argument("--out", default="benchmarks/results/smec_trajectory.json")
     parser.add_argument("--plot", default="benchmarks/smec_trajectory.png")
     args = parser.parse_args()
@@ -69,7 +75,9 @@ def main():
             continue
         tracker = TestScores({"all": test, "unseen": unseen}, cv, qv, [int(d) for d in DIMS[1:]])
         torch.manual_seed(0)
-        config = SMECTrainingConfig(dims=[192, 96, 48, 24], seed=seed)
+        config = SMECTrainingConfig(
+            dims=[192, 96, 48, 24], seed=seed, unsupervised_body_early_stop=args.unsupervised_body_early_stop
+        )
         model, stages = train_smec(load_model("all-MiniLM-L6-v2"), data, cv, qv, config, callbacks=[tracker])
         final = {n: score(head_of(model), d, cv, qv, DIMS) for n, d in (("all", test), ("unseen", unseen))}
         supervised = [s for s in stages if s.name.startswith("supervised ") and s.history]
