@@ -45,6 +45,8 @@ def _mean_sd(values: list[float]) -> str:
     return f"{mean:.4f} ± {sd:.4f}"
 
 
+# SMEC variants of smec_seeds.py: the suffixes of its result keys (MRL runs have none of them).
+SEED_VARIANTS = ("no_stage_pca", "no_ads", "no_xbm", "body_early_stop")
 SEED_SETTINGS = {
     "no-stage-pca": "SMEC stages start from truncation (`--no-stage-pca-init`)",
     "no-ads": "SMEC without ADS (`--no-ads`)",
@@ -81,21 +83,16 @@ def seeds_section() -> list[str]:
     for name, methods in json.load(open(path)).items():
         for smec_key in sorted(k for k in methods if k.startswith("smec")):
             mrl_key = "mrl" + smec_key[len("smec") :]
-            for variant in ("_no_stage_pca", "_no_ads", "_no_xbm", "_body_early_stop"):
-                mrl_key = mrl_key.replace(variant, "")
+            variants = smec_key[len("smec_") :]
+            for variant in SEED_VARIANTS:
+                mrl_key = mrl_key.replace(f"_{variant}", "")
+                variants = variants.replace(variant, variant.replace("_", "-"))
             if mrl_key not in methods:
                 continue
             pair = {"MRL": methods[mrl_key], "SMEC": methods[smec_key]}
             seeds = sorted(set(pair["MRL"]) & set(pair["SMEC"]), key=int)
             setting = ", ".join(
-                SEED_SETTINGS.get(part, part.replace("patience", "patience "))
-                for part in smec_key[len("smec_") :]
-                .replace("no_stage_pca", "no-stage-pca")
-                .replace("no_ads", "no-ads")
-                .replace("no_xbm", "no-xbm")
-                .replace("body_early_stop", "body-early-stop")
-                .split("_")
-                if part
+                SEED_SETTINGS.get(part, part.replace("patience", "patience ")) for part in variants.split("_") if part
             )
             setting = setting or "defaults"
             for key, label in (("ndcg_at_10", "all test queries"), ("ndcg_at_10_unseen", "unseen-document queries")):

@@ -74,8 +74,8 @@ def main():
     parser.add_argument(
         "--unsupervised-body-early-stop",
         action="store_true",
-        help="Early-stop SMEC's unsupervised body stage, the default before it ran to its cap "
-        "(results under smec_..._body_early_stop).",
+        help="Select SMEC's unsupervised body weights by early stopping, the default before they trained for the "
+        "full epochs (results under smec_..._body_early_stop).",
     )
     parser.add_argument("--out", default="benchmarks/results/smec_seeds.json")
     args = parser.parse_args()
