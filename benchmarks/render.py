@@ -64,7 +64,7 @@ def seeds_section() -> list[str]:
         "### SMEC against the MRL baseline over seeds",
         "",
         "    OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/smec_seeds.py --data-root ../shared/data "
-        "--sets scifact --methods mrl smec --seeds 42 1 2 3 4 5 6",
+        "--sets scifact --methods mrl smec --seeds 42 1 2 3 4 5 6 7 8 9",
         "    OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/smec_seeds.py --data-root ../shared/data "
         "--sets scifact --methods mrl --seeds 42 1 2 --patience 10",
         "    # earlier runs, made while the body's unsupervised stage was early-stopped (then the default):",
