@@ -60,11 +60,15 @@ def seeds_section() -> list[str]:
     path = "benchmarks/results/smec_seeds.json"
     if not os.path.exists(path):
         return []
+    results = json.load(open(path))
+    scifact = results.get("scifact", {})
+    # The defaults' command names the seeds its table reports (MRL and SMEC both run).
+    default_seeds = sorted(set(scifact.get("mrl", {})) & set(scifact.get("smec", {})), key=int)
     out = [
         "### SMEC against the MRL baseline over seeds",
         "",
         "    OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/smec_seeds.py --data-root ../shared/data "
-        "--sets scifact --methods mrl smec --seeds 42 1 2 3 4 5 6 7 8 9",
+        "--sets scifact --methods mrl smec --seeds " + " ".join(default_seeds),
         "    OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/smec_seeds.py --data-root ../shared/data "
         "--sets scifact --methods mrl --seeds 42 1 2 --patience 10",
         "    # earlier runs, made while the body's unsupervised stage was early-stopped (then the default):",
@@ -80,7 +84,7 @@ def seeds_section() -> list[str]:
         "SMEC variants compare against the same MRL runs.",
         "",
     ]
-    for name, methods in json.load(open(path)).items():
+    for name, methods in results.items():
         for smec_key in sorted(k for k in methods if k.startswith("smec")):
             mrl_key = "mrl" + smec_key[len("smec") :]
             variants = smec_key[len("smec_") :]
