@@ -16,8 +16,8 @@ import os
 import torch
 from core_loop import score
 
-from st_matryoshka.cli import load_model
 from st_matryoshka.data import load_beir, load_embeddings_dir
+from st_matryoshka.loading import load_model
 from st_matryoshka.training import AdaptorTrainingConfig, head_of, train_matryoshka_adaptor
 
 

@@ -20,8 +20,8 @@ from core_loop import SPLIT_SALT, score
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "recipes"))
 from compare_methods import plot  # noqa: E402
 
-from st_matryoshka.cli import load_model
 from st_matryoshka.data import load_beir, load_embeddings_dir
+from st_matryoshka.loading import load_model
 from st_matryoshka.training import head_of, search_adaptor_config, train_matryoshka_adaptor
 
 METHODS = ["truncation", "pca", "search_adaptor", "unsupervised", "supervised"]

@@ -22,8 +22,8 @@ import time
 import torch
 from core_loop import DIMS, SPLIT_SALT, score
 
-from st_matryoshka.cli import load_model
 from st_matryoshka.data import load_beir, load_embeddings_dir
+from st_matryoshka.loading import load_model
 from st_matryoshka.training import AdaptorTrainingConfig, head_of, train_matryoshka_adaptor
 from st_matryoshka.training_smec import SMECTrainingConfig, train_smec
 

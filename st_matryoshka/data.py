@@ -78,15 +78,39 @@ def _read_jsonl(path: str, required: tuple[str, ...]) -> list[dict]:
                 raise ValueError(f"--data: {path} line {line_no} is not valid JSON ({exc.msg})") from None
             if not isinstance(row, dict) or any(key not in row for key in required):
                 raise ValueError(f"--data: {path} line {line_no} lacks one of the fields {list(required)}")
+            for key in ("_id", "text", "title"):
+                value = row.get(key)
+                allowed = (str, int) if key == "_id" else (str,)
+                wrong = isinstance(value, bool) or not isinstance(value, allowed)
+                if wrong and (key in required or value is not None):
+                    got = f"{type(value).__name__} {value!r:.40}"
+                    raise ValueError(f"--data: {path} line {line_no}: {key!r} must be a string, got {got}")
             rows.append(row)
     if not rows:
         raise ValueError(f"--data: {path} holds no rows")
     return rows
 
 
+def document_text(title: str | None, text: str) -> str:
+    """The one text of a document that every part of st_matryoshka embeds: ``(title + " " + text).strip()``.
+
+    This is MTEB's own join (``mteb._create_dataloaders``), so the loader, the embedding cache and the MTEB task see
+    the same string: a title-only document (empty ``text``, as in CACM-style collections) is its title without a
+    trailing space, and leading or trailing whitespace is dropped.
+
+    Example:
+        ::
+
+            from st_matryoshka.data import document_text
+
+            print(repr(document_text("Orbits", "")), repr(document_text(None, " Moon. ")))
+            # => 'Orbits' 'Moon.'
+    """
+    return f"{title} {text}".strip() if title else text.strip()
+
+
 def _doc_text(row: dict) -> str:
-    title = (row.get("title") or "").strip()
-    return f"{title} {row['text']}" if title else row["text"]
+    return document_text(row.get("title"), row["text"])
 
 
 def _clean_qrels(

@@ -11,7 +11,6 @@ import json
 import logging
 import os
 import random
-import shutil
 import tempfile
 import time
 from collections.abc import Sequence
@@ -27,11 +26,14 @@ from sentence_transformers.sentence_transformer.modules import Normalize, Poolin
 from sentence_transformers.sentence_transformer.trainer import SentenceTransformerTrainer
 from sentence_transformers.sentence_transformer.training_args import SentenceTransformerTrainingArguments
 
+from st_matryoshka._io import atomic_folder
 from st_matryoshka._validation import check_dims
 from st_matryoshka.callbacks import BestStateCallback
 from st_matryoshka.data import RetrievalData, split_queries
 from st_matryoshka.evaluation import NeighbourOverlapEvaluator, matryoshka_evaluator
 from st_matryoshka.losses import MatryoshkaRankLoss, MatryoshkaUnsupervisedLoss
+from st_matryoshka.metadata import TRAINING_FILE, MatryoshkaMetadata
+from st_matryoshka.model_card import MatryoshkaModelCardData, copy_card_data, dataset_key
 from st_matryoshka.models import CachedEmbeddings, MatryoshkaAdaptor
 
 logger = logging.getLogger(__name__)
@@ -80,11 +82,36 @@ def with_adaptor(model: SentenceTransformer, adaptor: Module) -> SentenceTransfo
     modules = list(model)
     index = split_index(model)
     rest = [m for m in modules[index:] if not type(m).__module__.startswith("st_matryoshka.")]
+    return rebuild(model, [*modules[:index], adaptor, *rest], fresh_card_data(model))
+
+
+def rebuild(
+    model: SentenceTransformer, modules: Sequence[torch.nn.Module], card: MatryoshkaModelCardData | None = None
+) -> SentenceTransformer:
+    """A new SentenceTransformer of ``modules`` with ``model``'s prompts, similarity function and ``truncate_dim``.
+
+    Its card data is ``card``, or a copy of ``model``'s st_matryoshka card data (never the same object: saving one
+    model must not change another's card).
+    """
+    if card is None:
+        source = model.model_card_data
+        card = copy_card_data(source) if isinstance(source, MatryoshkaModelCardData) else fresh_card_data(model)
     return SentenceTransformer(
-        modules=[*modules[:index], adaptor, *rest],
+        modules=list(modules),
         device=str(model.device),
-        model_card_data=model.model_card_data,
+        model_card_data=card,
+        prompts=dict(model.prompts),
+        default_prompt_name=model.default_prompt_name,
+        similarity_fn_name=model.similarity_fn_name,
+        truncate_dim=model.truncate_dim,
     )
+
+
+def fresh_card_data(model: SentenceTransformer) -> MatryoshkaModelCardData:
+    """New card data for a model derived from ``model`` (never the base model's own object), keeping its language."""
+    card = MatryoshkaModelCardData(language=list(model.model_card_data.language or []))
+    card.license = model.model_card_data.license
+    return card
 
 
 def fast_model(texts: Sequence[str], vectors: np.ndarray, head: Sequence[torch.nn.Module]) -> SentenceTransformer:
@@ -183,6 +210,8 @@ class StageResult:
     best: float | None
     seconds: float
     epoch_seconds: float
+    losses: dict[str, str] = field(default_factory=dict)
+    """``{loss name: citation}`` as the trainer recorded them in the training model's card data."""
 
 
 def _training_args(out: str, epochs: float, batch_size: int, lr: float, seed: int, eval_steps: int | None) -> Any:
@@ -237,6 +266,7 @@ def _run_stage(
         best=callback.best,
         seconds=seconds,
         epoch_seconds=train_seconds / steps * steps_per_epoch,
+        losses=dict(model.model_card_data.citations),
     )
 
 
@@ -455,40 +485,64 @@ def search_adaptor_config(dims: Sequence[int], **overrides: Any) -> AdaptorTrain
     return AdaptorTrainingConfig(dims=list(dims), **settings)
 
 
-def check_output_free(output: str, overwrite: bool) -> None:
-    """Refuse an existing, non-empty ``output`` unless ``overwrite`` (called before training and again on save)."""
-    if os.path.exists(output) and (not os.path.isdir(output) or os.listdir(output)) and not overwrite:
-        raise ValueError(f"--output: {output!r} already holds files; pass --overwrite to replace it")
+def training_metadata(
+    model: SentenceTransformer, summary: dict[str, Any], stages: Sequence[StageResult] = ()
+) -> MatryoshkaMetadata:
+    """The :class:`MatryoshkaMetadata` of a model trained as ``summary`` (the CLI's training record) describes."""
+    width = backbone_dim(model)
+    trained = [m for m in head_of(model) if hasattr(m, "trained_dims")]
+    dims = trained[0].trained_dims if trained else [width, *summary.get("config", {}).get("dims", [])]
+    losses: dict[str, str] = {}
+    for stage in stages:
+        losses.update(stage.losses)
+    data = summary.get("data")
+    train_data = {"name": dataset_key(data)} if data else {}
+    if summary.get("supervised"):
+        train_data["split"] = summary.get("train_split", "train")
+    config = {k: v for k, v in summary.get("config", {}).items() if k != "dims"}
+    if summary.get("method") == "pca":
+        config = {"center_input": True}  # the classic PCA baseline; no training settings apply
+    return MatryoshkaMetadata(
+        dims=[d for d in dims if d <= width],
+        default_dim=summary.get("default_dim"),
+        method=summary.get("method"),
+        supervised=bool(summary.get("supervised")),
+        base_model=summary.get("base_model"),
+        train_data=train_data,
+        config=config,
+        losses=losses,
+    )
 
 
 def save_model_atomic(
-    model: SentenceTransformer, output: str, overwrite: bool = False, extra: dict | None = None
+    model: SentenceTransformer,
+    output: str,
+    overwrite: bool = False,
+    extra: dict | None = None,
+    metadata: MatryoshkaMetadata | None = None,
 ) -> None:
     """Save to a temporary folder beside ``output``, then move it into place.
 
     An existing non-empty ``output`` is refused unless ``overwrite``; it is replaced only after the new model is
-    completely written, so an interrupted save never leaves a half-written model behind.
+    completely written, so an interrupted save never leaves a half-written model behind. ``extra`` is written as the
+    training record (``st_matryoshka_training.json``), ``metadata`` as ``st_matryoshka.json``, and the model card is
+    rendered from ``metadata``.
     """
-    check_output_free(output, overwrite)
-    output = os.path.abspath(output)
-    parent = os.path.dirname(output)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".tmp-st_matryoshka-", dir=parent)
-    try:
+    if metadata is not None:
+        card = model.model_card_data
+        if not isinstance(card, MatryoshkaModelCardData):
+            card = fresh_card_data(model)
+            model.model_card_data = card
+            card.register_model(model)
+        card.matryoshka = metadata
+        model.truncate_dim = metadata.default_dim
+    with atomic_folder(output, overwrite=overwrite) as tmp:
         model.save(tmp)
         if extra is not None:
-            with open(os.path.join(tmp, "st_matryoshka_training.json"), "w", encoding="utf-8") as f:
+            with open(os.path.join(tmp, TRAINING_FILE), "w", encoding="utf-8") as f:
                 json.dump(extra, f, indent=2, default=str)
-        if os.path.exists(output):
-            old = tempfile.mkdtemp(prefix=".old-st_matryoshka-", dir=parent)
-            os.replace(output, os.path.join(old, "model"))
-            os.replace(tmp, output)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, output)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        if metadata is not None:
+            metadata.save(tmp)
 
 
 def stage_summary(stages: Sequence[StageResult]) -> list[dict[str, Any]]:

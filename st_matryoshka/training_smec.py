@@ -37,6 +37,7 @@ from st_matryoshka.training import (
     fast_model,
     head_of,
     holdout_split,
+    rebuild,
     split_index,
     with_adaptor,
 )
@@ -230,6 +231,7 @@ def _run(
                 best=stage.best,
                 seconds=stage.seconds,
                 epoch_seconds=stage.seconds / steps * eval_steps,
+                losses=dict(model.model_card_data.citations),
             )
         )
     results.append(StageResult(f"{name} total", "", [], None, None, seconds, 0.0))
@@ -385,7 +387,7 @@ def _with_smec(model: SentenceTransformer, adaptor: SMECAdaptor) -> SentenceTran
     if not adaptor.normalize_output:
         return combined
     modules = [m for i, m in enumerate(combined) if i <= split_index(combined) or not isinstance(m, Normalize)]
-    return SentenceTransformer(modules=modules, device=str(model.device), model_card_data=model.model_card_data)
+    return rebuild(combined, modules)
 
 
 def smec_adaptor_of(model: SentenceTransformer) -> SMECAdaptor:

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 
 from st_matryoshka.cache import model_fingerprint
-from st_matryoshka.cli import load_model
 from st_matryoshka.data import load_beir, load_embeddings_dir
 from st_matryoshka.evaluation import evaluate_per_dim
 from st_matryoshka.evaluation.mteb_runner import beir_task, named_tasks, run_mteb_per_dim
+from st_matryoshka.loading import load_model
 from st_matryoshka.training import fast_model, head_of
 
 

@@ -10,9 +10,10 @@ from sentence_transformers import SentenceTransformer
 from transformers import TrainerCallback
 
 from st_matryoshka.callbacks import GradientVarianceCallback, SMRLCallback, SMRLStage
-from st_matryoshka.cli import load_model, main
+from st_matryoshka.cli import main
 from st_matryoshka.data import load_beir, load_embeddings_dir
 from st_matryoshka.export import smec_to_st_modules
+from st_matryoshka.loading import load_model
 from st_matryoshka.losses import MatryoshkaUnsupervisedLoss, SelectableCrossBatchMemory
 from st_matryoshka.models import CachedEmbeddings, SMECAdaptor
 from st_matryoshka.models.smec import plan_stages

