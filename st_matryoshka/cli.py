@@ -212,7 +212,7 @@ def trained_dims_of(model_name: str) -> list[int] | None:
 def cmd_mteb(args: argparse.Namespace) -> int:
     from st_matryoshka.cache import model_fingerprint
     from st_matryoshka.data import load_beir
-    from st_matryoshka.evaluation.mteb_runner import beir_task, named_tasks, run_mteb_per_dim
+    from st_matryoshka.evaluation.mteb_runner import beir_task, mteb_model_meta, named_tasks, run_mteb_per_dim
 
     model, dims = model_and_dims(args)
     default_name = args.model if args.model.count("/") == 1 and not os.path.exists(args.model) else None
@@ -224,14 +224,18 @@ def cmd_mteb(args: argparse.Namespace) -> int:
     else:
         scorer = model
         tasks = named_tasks([t.strip() for t in args.tasks.split(",") if t.strip()])
+    trained_dims = trained_dims_of(args.model)
+    model_meta = mteb_model_meta(args.model, name=name, revision=args.revision, loaded=model) if trained_dims else None
+    revision = model_meta.revision if model_meta else args.revision or model_fingerprint(model)
     scores = run_mteb_per_dim(
         scorer,
         tasks,
         dims,
         args.output,
         model_name=name,
-        revision=args.revision or model_fingerprint(model),
-        trained_dims=trained_dims_of(args.model),
+        revision=revision,
+        trained_dims=trained_dims,
+        model_meta=model_meta,
     )
     for task, by_dim in scores.items():
         print(task + "  " + "  ".join(f"{dim}: {value:.4f}" for dim, value in by_dim.items()))

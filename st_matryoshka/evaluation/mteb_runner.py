@@ -126,6 +126,102 @@ def _check_results_folder(output: str, model_folder: str) -> None:
         raise ValueError(f"--output: {output!r} holds results of another model ({others}); use another folder")
 
 
+def _mteb_loader(
+    model_name: str,
+    revision: str | None = None,
+    device: str | None = None,
+    embed_dim: int | None = None,
+    trust_remote_code: bool = False,
+    **kwargs: Any,
+) -> Any:
+    """The mteb loader of an st_matryoshka model: :func:`st_matryoshka.loading.load_model` wrapped for MTEB."""
+    from mteb.models.sentence_transformer_wrapper import SentenceTransformerEncoderWrapper
+
+    from st_matryoshka.loading import load_model, local_model_folder
+
+    model = load_model(
+        local_model_folder(model_name, argument="model_name", revision=revision),
+        trust_remote_code=trust_remote_code,
+        device=device,
+    )
+    if embed_dim is not None:
+        model.truncate_dim = embed_dim
+    return SentenceTransformerEncoderWrapper(model, **kwargs)
+
+
+def mteb_model_meta(
+    model: str, name: str | None = None, revision: str | None = None, register: bool = False, loaded: Any = None
+) -> Any:
+    """An ``mteb.ModelMeta`` for a trained st_matryoshka model (a folder, or a Hub repo id read from the Hub cache).
+
+    ``embed_dim`` is the list of trained dims, ``adapted_from`` the base model, ``training_datasets`` the MTEB tasks
+    whose data trained the model (the unsupervised corpus counts), so a leaderboard knows where it is not zero-shot.
+    The loader is :func:`st_matryoshka.loading.load_model` (the installed package's classes, no code from the model
+    repository), so it needs no ``trust_remote_code``.
+
+    Args:
+        model: Model folder or ``org/name`` repo id.
+        name: Name recorded in results; default: ``model`` when it is a repo id, else ``st-matryoshka/<folder>``.
+        revision: Revision recorded in results; default: the Hub snapshot's commit, or a hash of a folder's weights.
+        register: Add the meta to mteb's model registry, so that ``mteb.get_model(name)`` finds it (mteb otherwise
+            asks the Hub API about an unknown model, which fails offline).
+        loaded: The model, when the caller has already loaded it (saves a second load).
+
+    Example:
+        ::
+
+            import mteb
+            from st_matryoshka.evaluation import mteb_model_meta
+
+            meta = mteb_model_meta("me/minilm-scifact-matryoshka", register=True)
+            model = mteb.get_model("me/minilm-scifact-matryoshka")
+            print(meta.embed_dim)
+            # => [384, 192, 96, 48, 24]
+    """
+    _require_mteb()
+    from st_matryoshka.cache import model_fingerprint
+    from st_matryoshka.loading import load_model, local_model_folder
+    from st_matryoshka.metadata import MatryoshkaMetadata
+    from st_matryoshka.model_card import base_model_id, mteb_training_tasks
+
+    folder = local_model_folder(model, argument="model")
+    meta = MatryoshkaMetadata.load(folder)
+    loaded = loaded if loaded is not None else load_model(folder, device="cpu")
+    is_repo = not os.path.exists(model) and model.count("/") == 1
+    if revision is None:
+        snapshot = os.path.basename(os.path.normpath(folder))
+        revision = snapshot if is_repo and len(snapshot) == 40 else model_fingerprint(loaded)
+    name = name or (model if is_repo else f"st-matryoshka/{os.path.basename(os.path.normpath(folder))}")
+    from mteb.models.model_meta import ModelMeta
+
+    model_meta = ModelMeta(
+        loader=_mteb_loader,
+        loader_kwargs={},
+        name=name,
+        revision=revision,
+        release_date=None,
+        languages=None,
+        n_parameters=sum(p.numel() for p in loaded.parameters()),
+        memory_usage_mb=None,
+        max_tokens=loaded.max_seq_length,
+        embed_dim=list(meta.dims),
+        license=meta.license,
+        open_weights=True,
+        public_training_code=None,
+        public_training_data=None,
+        framework=["Sentence Transformers", "PyTorch"],
+        similarity_fn_name=loaded.similarity_fn_name or "cosine",
+        use_instructions=False,
+        training_datasets=set(mteb_training_tasks(meta)),
+        adapted_from=base_model_id(meta.base_model),
+    )
+    if register:
+        from mteb.models.model_implementations import MODEL_REGISTRY
+
+        MODEL_REGISTRY[name] = model_meta
+    return model_meta
+
+
 def run_mteb_per_dim(
     model: Any,
     tasks: Sequence[Any],
@@ -134,6 +230,7 @@ def run_mteb_per_dim(
     model_name: str,
     revision: str,
     trained_dims: Sequence[int] | None = None,
+    model_meta: Any | None = None,
 ) -> dict[str, dict[str, float]]:
     """Score ``model`` with MTEB at every dim; results go to ``output`` in MTEB's own layout.
 
@@ -152,6 +249,8 @@ def run_mteb_per_dim(
         model_name: ``org/name`` recorded in the results.
         revision: Weights identity recorded in the results.
         trained_dims: The dims the model was trained for; others get one warning (truncation is still defined).
+        model_meta: The model's ``mteb.ModelMeta`` (:func:`mteb_model_meta`); results are written under it, with
+            ``embed_dim`` set to each scored dim. Default: the meta mteb derives from the model.
 
     Returns:
         ``{task_name: {dim: main_score}}``.
@@ -171,7 +270,7 @@ def run_mteb_per_dim(
         for dim in dims:
             model.truncate_dim = dim
             wrapper = SentenceTransformerEncoderWrapper(model)
-            wrapper.mteb_model_meta = wrapper.mteb_model_meta.model_copy(
+            wrapper.mteb_model_meta = (model_meta or wrapper.mteb_model_meta).model_copy(
                 update={
                     "name": model_name,
                     "revision": revision,
