@@ -4,7 +4,19 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from st_matryoshka.loading import load_model
 from st_matryoshka.losses import MatryoshkaRankLoss, MatryoshkaUnsupervisedLoss
-from st_matryoshka.models import CachedEmbeddings, MatryoshkaAdaptor
+from st_matryoshka.metadata import MatryoshkaMetadata, matryoshka_dims
+from st_matryoshka.models import CachedEmbeddings, MatryoshkaAdaptor, SMECAdaptor
 
-__all__ = ["CachedEmbeddings", "MatryoshkaAdaptor", "MatryoshkaRankLoss", "MatryoshkaUnsupervisedLoss", "__version__"]
+__all__ = [
+    "CachedEmbeddings",
+    "MatryoshkaAdaptor",
+    "MatryoshkaMetadata",
+    "MatryoshkaRankLoss",
+    "MatryoshkaUnsupervisedLoss",
+    "SMECAdaptor",
+    "__version__",
+    "load_model",
+    "matryoshka_dims",
+]

@@ -533,11 +533,23 @@ def cmd_push(args: argparse.Namespace) -> int:
     return 0
 
 
+def quiet_libraries() -> None:
+    """Keep the console to our own progress bars and summaries: no per-file bars or metric dicts from libraries."""
+    import transformers
+    from huggingface_hub.utils import disable_progress_bars
+
+    transformers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
+    disable_progress_bars()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     logger.setLevel(logging.INFO)
+    if not args.verbose:
+        quiet_libraries()
     if getattr(args, "batch_size", 1) < 1:
         parser.exit(2, f"st-matryoshka: error: --batch-size must be a positive int, got {args.batch_size}\n")
     try:

@@ -170,8 +170,13 @@ def check_repo_id(repo_id: str | None, argument: str = "--repo-id") -> None:
         raise ValueError(f"{argument} must look like 'org/name', got {repo_id!r}")
 
 
-def _metadata_of(model: SentenceTransformer, folder: str | None) -> MatryoshkaMetadata:
-    meta = getattr(model.model_card_data, "matryoshka", None)
+def check_default_dim(meta: MatryoshkaMetadata, default_dim: int | None) -> None:
+    if default_dim is not None and default_dim not in meta.dims:
+        raise ValueError(f"--default-dim must be one of the trained dims {meta.dims}, got {default_dim!r}")
+
+
+def _metadata_of(model: SentenceTransformer | None, folder: str | None) -> MatryoshkaMetadata:
+    meta = getattr(getattr(model, "model_card_data", None), "matryoshka", None)
     if isinstance(meta, MatryoshkaMetadata):
         return meta
     if folder and os.path.isfile(os.path.join(folder, METADATA_FILE)):
@@ -221,14 +226,15 @@ def export_model(
     from st_matryoshka.model_card import PLOT_FILE, MatryoshkaModelCardData, plot_scores
 
     check_repo_id(repo_id)
-    folder = None
     if isinstance(model, str):
         folder = local_model_folder(model)
+        meta = _metadata_of(None, folder)
+        check_default_dim(meta, default_dim)
         model = load_model(folder, trust_remote_code=trust_remote_code)
-    meta = _metadata_of(model, folder)
+    else:
+        meta = _metadata_of(model, None)
     if default_dim is not None:
-        if default_dim not in meta.dims:
-            raise ValueError(f"--default-dim must be one of the trained dims {meta.dims}, got {default_dim!r}")
+        check_default_dim(meta, default_dim)
         meta.default_dim = default_dim
     if license:
         meta.license = license
@@ -250,6 +256,8 @@ def export_model(
         if plot_scores(meta, os.path.join(tmp, PLOT_FILE)):
             card.plot_file = PLOT_FILE
         exported.save(tmp, model_name=repo_id)
+        if not os.path.isfile(os.path.join(tmp, "README.md")):  # ST logs card errors and carries on; we do not
+            raise ValueError("export: the model card could not be rendered (the log above says why); nothing written")
         meta.save(tmp)
         if needs_remote_code:
             _point_modules_at_remote_file(tmp)

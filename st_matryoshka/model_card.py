@@ -112,7 +112,7 @@ def base_model_id(name: str | None) -> str | None:
 
 def bytes_per_vector(dim: int) -> dict[str, int]:
     """Bytes one ``dim``-d vector takes as float32, int8 and binary, measured through ST's ``quantize_embeddings``."""
-    from sentence_transformers.quantization import quantize_embeddings
+    from sentence_transformers.util.quantization import quantize_embeddings
 
     sample = np.random.default_rng(0).standard_normal((4, dim)).astype(np.float32)
     out = {"float32": sample[0].nbytes}

@@ -538,6 +538,8 @@ def save_model_atomic(
         model.truncate_dim = metadata.default_dim
     with atomic_folder(output, overwrite=overwrite) as tmp:
         model.save(tmp)
+        if metadata is not None and not os.path.isfile(os.path.join(tmp, "README.md")):
+            raise ValueError("save: the model card could not be rendered (the log above says why); nothing written")
         if extra is not None:
             with open(os.path.join(tmp, TRAINING_FILE), "w", encoding="utf-8") as f:
                 json.dump(extra, f, indent=2, default=str)

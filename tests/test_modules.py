@@ -2,11 +2,13 @@ from __future__ import annotations
 
 import inspect
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from st_matryoshka.models import MatryoshkaAdaptor
+from st_matryoshka.models import CachedEmbeddings, MatryoshkaAdaptor, SMECAdaptor
+from st_matryoshka.models.smec import plan_stages
 
 # One row per module configuration: every contract test runs over the whole table.
 MODULES = {
@@ -16,6 +18,24 @@ MODULES = {
     "raw-input": lambda: MatryoshkaAdaptor(12, normalize_input=False),
     "centred": lambda: MatryoshkaAdaptor(12, center_input=True),
 }
+
+
+def _smec_with_added_stage():
+    adaptor = SMECAdaptor(12, stages=plan_stages(12, [6, 3]))
+    adaptor.add_stage(2)
+    return adaptor
+
+
+# Every module st_matryoshka ships, and every SMEC variant, for the save → load → encode contract.
+SMEC_VARIANTS = {
+    "smec": lambda: SMECAdaptor(12, stages=plan_stages(12, [6, 3])),
+    "smec-no-ads": lambda: SMECAdaptor(12, stages=plan_stages(12, [6, 3]), use_ads=False),
+    "smec-no-rotation": lambda: SMECAdaptor(12, stages=plan_stages(12, [6, 3]), stage_rotation=False),
+    "smec-no-normalize-output": lambda: SMECAdaptor(12, stages=plan_stages(12, [6, 3]), normalize_output=False),
+    "smec-linear-body": lambda: SMECAdaptor(12, stages=plan_stages(12, [6, 3]), num_layers=0),
+    "smec-after-add-stage": _smec_with_added_stage,
+}
+ALL_ADAPTORS = {**MODULES, **SMEC_VARIANTS}
 
 
 def _perturbed(factory):
@@ -110,3 +130,56 @@ def test_centred_rotation_is_pca_of_the_corpus():
 def test_init_rotation_checks_shape():
     with pytest.raises(ValueError, match=r"embeddings must have shape \(n, 8\), got \(3, 5\)"):
         MatryoshkaAdaptor(8).init_rotation(torch.randn(3, 5))
+
+
+def _perturb_any(module):
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+        for name, buffer in module.named_buffers():
+            if name.startswith("stage_basis_") and buffer.numel():
+                q, _ = torch.linalg.qr(torch.randn_like(buffer))
+                buffer.copy_(q)
+    if getattr(module, "use_rotation", False):
+        module.init_rotation(torch.randn(50, 12))
+    return module.eval()
+
+
+@pytest.mark.parametrize("name", [*ALL_ADAPTORS, "cached-embeddings"])
+def test_save_load_encode_contract_through_sentence_transformers(name, tmp_path):
+    """Save a whole model, load it back with the package's loader, and get bit-identical embeddings."""
+    from sentence_transformers import SentenceTransformer
+
+    from st_matryoshka.loading import load_model
+
+    texts = [f"text {i}" for i in range(6)]
+    vectors = torch.randn(6, 12).numpy()
+    modules = [CachedEmbeddings(texts, vectors)]
+    if name != "cached-embeddings":
+        modules.append(_perturb_any(ALL_ADAPTORS[name]()))
+    model = SentenceTransformer(modules=modules, device="cpu")
+    model.save(str(tmp_path / "model"))
+    loaded = load_model(str(tmp_path / "model"), device="cpu")
+    assert [type(m) for m in loaded] == [type(m) for m in model]
+    assert np.array_equal(model.encode(texts), loaded.encode(texts))
+    assert np.array_equal(model.encode(texts, truncate_dim=3), loaded.encode(texts, truncate_dim=3))
+
+
+@pytest.mark.parametrize("cls", [MatryoshkaAdaptor, SMECAdaptor, CachedEmbeddings])
+def test_config_keys_are_the_constructor_arguments_in_order(cls):
+    params = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+    expected = [] if cls is CachedEmbeddings else params  # CachedEmbeddings' table is data, saved as weights
+    assert cls.config_keys == expected
+
+
+def test_unknown_config_key_names_the_key_and_the_writing_version(tmp_path):
+    import json
+
+    module = MatryoshkaAdaptor(12)
+    module.save(str(tmp_path))
+    config = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**config, "quantize": "binary"}))
+    (tmp_path / "st_matryoshka.json").write_text(json.dumps({"dims": [12], "st_matryoshka_version": "9.9.0"}))
+    with pytest.raises(ValueError, match=r"unknown keys \['quantize'\], written by st_matryoshka 9.9.0; upgrade"):
+        MatryoshkaAdaptor.load(str(tmp_path))

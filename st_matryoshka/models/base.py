@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 from typing import Any
 
 from sentence_transformers.base.modules import Module
@@ -10,6 +12,15 @@ try:
     from typing import Self
 except ImportError:  # Python 3.10
     from typing_extensions import Self
+
+
+def _writer_version(model_name_or_path: str) -> str:
+    """The st_matryoshka version recorded in the model's ``st_matryoshka.json``, or ``(unknown version)``."""
+    try:
+        with open(os.path.join(model_name_or_path, "st_matryoshka.json"), encoding="utf-8") as f:
+            return str(json.load(f).get("st_matryoshka_version") or "(unknown version)")
+    except (OSError, ValueError, AttributeError):
+        return "(unknown version)"
 
 
 class StMatryoshkaModule(Module):
@@ -47,7 +58,10 @@ class StMatryoshkaModule(Module):
         config = cls.load_config(model_name_or_path, **hub_kwargs)
         unknown = sorted(set(config) - set(cls.config_keys))
         if unknown:
-            raise ValueError(f"config of {cls.__name__} in {model_name_or_path!r} has unknown keys {unknown}")
+            raise ValueError(
+                f"config of {cls.__name__} in {model_name_or_path!r} has unknown keys {unknown}, written by "
+                f"st_matryoshka {_writer_version(model_name_or_path)}; upgrade st_matryoshka to load it"
+            )
         module = cls(**config)
         if cls.load_file_path(model_name_or_path, filename="model.safetensors", **hub_kwargs) is None:
             raise ValueError(f"{cls.__name__} in {model_name_or_path!r} has no model.safetensors")

@@ -113,11 +113,17 @@ class SMECAdaptor(MatryoshkaAdaptor):
     """
 
     config_keys: list[str] = [
-        *MatryoshkaAdaptor.config_keys,
+        "embedding_dim",
         "stages",
         "use_ads",
         "stage_rotation",
         "normalize_output",
+        "hidden_dim",
+        "num_layers",
+        "activation",
+        "normalize_input",
+        "use_rotation",
+        "center_input",
     ]
 
     def __init__(
