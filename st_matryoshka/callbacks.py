@@ -11,8 +11,35 @@ from typing import Any
 import numpy as np
 import torch
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+from transformers.trainer_callback import ProgressCallback
 
 logger = logging.getLogger(__name__)
+
+
+class MetricsToLogProgressCallback(ProgressCallback):
+    """transformers' progress bar without the metric dicts it prints at every evaluation.
+
+    The per-evaluation metrics go to the ``st_matryoshka.training`` logger (``st-matryoshka -v`` shows them), so the
+    console keeps one progress bar per training phase and the stage summaries.
+
+    Example:
+        ::
+
+            trainer.pop_callback(ProgressCallback)
+            trainer.add_callback(MetricsToLogProgressCallback())
+    """
+
+    def on_log(self, args: Any, state: TrainerState, control: TrainerControl, logs: Any = None, **kwargs: Any) -> None:
+        if state.is_world_process_zero and logs:
+            metrics = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in logs.items())
+            logging.getLogger("st_matryoshka.training").info(f"step {state.global_step}: {metrics}")
+
+
+def quiet_progress(trainer: Any) -> Any:
+    """Swap ``trainer``'s progress callback for :class:`MetricsToLogProgressCallback`; returns the trainer."""
+    if trainer.pop_callback(ProgressCallback) is not None:
+        trainer.add_callback(MetricsToLogProgressCallback())
+    return trainer
 
 
 class BestStateCallback(TrainerCallback):

@@ -548,6 +548,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     logger.setLevel(logging.INFO)
+    # Per-evaluation metrics (MetricsToLogProgressCallback) show with -v only.
+    logging.getLogger("st_matryoshka.training").setLevel(logging.INFO if args.verbose else logging.WARNING)
     if not args.verbose:
         quiet_libraries()
     if getattr(args, "batch_size", 1) < 1:

@@ -162,6 +162,11 @@ class MatryoshkaModelCardData(SentenceTransformerModelCardData):
     generate_widget_examples: bool = False
     template_path: Path = field(default=Path(__file__).parent / "model_card_template.md", init=False, repr=False)
 
+    def set_widget_examples(self, dataset: Any) -> None:
+        """No widget examples unless asked for: the card's usage snippet is fixed text."""
+        if self.generate_widget_examples:
+            super().set_widget_examples(dataset)
+
     def run_usage_snippet(self) -> None:
         """The card shows shapes, not similarities: nothing to compute (keeps the card a function of the metadata)."""
 

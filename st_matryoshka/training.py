@@ -28,7 +28,7 @@ from sentence_transformers.sentence_transformer.training_args import SentenceTra
 
 from st_matryoshka._io import atomic_folder
 from st_matryoshka._validation import check_dims
-from st_matryoshka.callbacks import BestStateCallback
+from st_matryoshka.callbacks import BestStateCallback, quiet_progress
 from st_matryoshka.data import RetrievalData, split_queries
 from st_matryoshka.evaluation import NeighbourOverlapEvaluator, matryoshka_evaluator
 from st_matryoshka.losses import MatryoshkaRankLoss, MatryoshkaUnsupervisedLoss
@@ -116,7 +116,9 @@ def fresh_card_data(model: SentenceTransformer) -> MatryoshkaModelCardData:
 
 def fast_model(texts: Sequence[str], vectors: np.ndarray, head: Sequence[torch.nn.Module]) -> SentenceTransformer:
     """``[CachedEmbeddings(texts, vectors), *head]``: the model's output for known texts, without the transformer."""
-    return SentenceTransformer(modules=[CachedEmbeddings(texts, vectors), *head], device="cpu")
+    # Own card data (no widget examples to compute): the trainer records the losses there, and training copies them.
+    card = MatryoshkaModelCardData()
+    return SentenceTransformer(modules=[CachedEmbeddings(texts, vectors), *head], device="cpu", model_card_data=card)
 
 
 def data_fast_model(
@@ -253,6 +255,7 @@ def _run_stage(
     trainer = SentenceTransformerTrainer(
         model=model, args=args, train_dataset=train_dataset, loss=loss, evaluator=evaluator, callbacks=[callback]
     )
+    quiet_progress(trainer)
     start = time.perf_counter()
     output = trainer.train()
     seconds = time.perf_counter() - start

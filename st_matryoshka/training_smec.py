@@ -21,7 +21,7 @@ from sentence_transformers import SentenceTransformer
 from sentence_transformers.sentence_transformer.modules import Normalize
 from sentence_transformers.sentence_transformer.trainer import SentenceTransformerTrainer
 
-from st_matryoshka.callbacks import SMRLCallback, SMRLStage, check_temperature
+from st_matryoshka.callbacks import SMRLCallback, SMRLStage, check_temperature, quiet_progress
 from st_matryoshka.data import RetrievalData, split_queries
 from st_matryoshka.evaluation import matryoshka_evaluator
 from st_matryoshka.losses import MatryoshkaRankLoss, MatryoshkaUnsupervisedLoss
@@ -214,6 +214,7 @@ def _run(
         callbacks=[callback, *(callbacks or [])],
         optimizers=(optimizer, None),
     )
+    quiet_progress(trainer)
     start = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - start
