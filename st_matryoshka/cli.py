@@ -497,7 +497,7 @@ def record_scores(folder: str, model, data, vectors, scores: dict, dims: list[in
         )
     meta.record_scores(key, args.split, {"model": scores, "truncation": truncation, "pca": pca_scores}, note=note)
     meta.save(folder)
-    write_card_files(folder, meta, repo_id=None, hub_ready=False, needs_remote_code=False)
+    write_card_files(folder, meta)
 
 
 def cmd_export(args: argparse.Namespace) -> int:

@@ -42,6 +42,9 @@ class MatryoshkaMetadata:
         eval_split: ``{data set: qrels split}`` of ``scores``.
         notes: ``{data set: note}`` shown under the data set's table (e.g. overlap between train and test).
         license: The model's licence (Hub identifier), when known.
+        repo_id: The Hub repository the model was exported for.
+        exported: Whether the folder is a Hub-ready export (``st-matryoshka export``) rather than a training output.
+        needs_remote_code: Whether the export ships a module file (loading needs ``trust_remote_code=True``).
         st_matryoshka_version: The version of st_matryoshka that wrote the file.
     """
 
@@ -57,6 +60,9 @@ class MatryoshkaMetadata:
     eval_split: dict[str, str] = field(default_factory=dict)
     notes: dict[str, str] = field(default_factory=dict)
     license: str | None = None
+    repo_id: str | None = None
+    exported: bool = False
+    needs_remote_code: bool = False
     st_matryoshka_version: str = ""
 
     def __post_init__(self) -> None:

@@ -356,13 +356,41 @@ def plot_scores(meta: MatryoshkaMetadata, path: str) -> bool:
     return True
 
 
-def write_card_files(
-    folder: str, meta: MatryoshkaMetadata, repo_id: str | None, hub_ready: bool, needs_remote_code: bool
-) -> None:
+def write_card_files(folder: str, meta: MatryoshkaMetadata) -> None:
     """Write ``README.md`` and the per-dim plot for ``meta`` into ``folder``."""
     plot = plot_scores(meta, os.path.join(folder, PLOT_FILE))
-    text = render_model_card(meta, repo_id, hub_ready=hub_ready, needs_remote_code=needs_remote_code, plot=plot)
+    text = render_model_card(
+        meta, meta.repo_id, hub_ready=meta.exported, needs_remote_code=meta.needs_remote_code, plot=plot
+    )
     tmp = os.path.join(folder, "README.md.tmp")
     with open(tmp, "w", encoding="utf-8") as f:
         f.write(text)
     os.replace(tmp, os.path.join(folder, "README.md"))
+
+
+def render_folder(root: str) -> list[str]:
+    """Regenerate ``README.md`` and the plot of every model folder under ``root`` from its ``st_matryoshka.json``.
+
+    This is how ``model_cards/`` is produced: from stored results, never by hand. Returns the folders rendered.
+
+    Example:
+        ::
+
+            python -m st_matryoshka.model_card model_cards
+    """
+    from st_matryoshka.metadata import METADATA_FILE
+
+    done = []
+    for name in sorted(os.listdir(root)):
+        folder = os.path.join(root, name)
+        if os.path.isfile(os.path.join(folder, METADATA_FILE)):
+            write_card_files(folder, MatryoshkaMetadata.load(folder))
+            done.append(folder)
+    return done
+
+
+if __name__ == "__main__":
+    import sys
+
+    for rendered in render_folder(sys.argv[1] if len(sys.argv) > 1 else "model_cards"):
+        print(f"rendered {rendered}/README.md")
