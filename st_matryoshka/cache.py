@@ -74,16 +74,40 @@ class EmbeddingCache:
         self.fingerprint = model_fingerprint(backbone)
         self.folder = os.path.join(cache_dir or default_cache_dir(), self.fingerprint)
         self.batch_size = batch_size
+        self._stored: dict[str, np.ndarray] | None = None
 
     def _load(self) -> dict[str, np.ndarray]:
+        """Every stored vector, read once per cache object.
+
+        A shard that cannot be read (truncated, not a zip, wrong arrays) is renamed to ``*.corrupt`` with a warning
+        naming it, and the texts it held are simply encoded again; a shard whose keys are all in earlier shards (a
+        duplicate, e.g. from two runs that encoded the same texts at once) is removed.
+        """
+        if self._stored is not None:
+            return self._stored
         stored: dict[str, np.ndarray] = {}
-        if not os.path.isdir(self.folder):
-            return stored
-        for name in sorted(os.listdir(self.folder)):
+        names = sorted(os.listdir(self.folder)) if os.path.isdir(self.folder) else []
+        for name in names:
             if not name.endswith(".npz"):
                 continue
-            with np.load(os.path.join(self.folder, name), allow_pickle=False) as shard:
-                stored.update(zip(shard["keys"].tolist(), shard["vectors"]))
+            path = os.path.join(self.folder, name)
+            try:
+                with np.load(path, allow_pickle=False) as shard:
+                    keys, vectors = shard["keys"].tolist(), np.asarray(shard["vectors"])
+                if vectors.ndim != 2 or len(keys) != len(vectors) or not np.isfinite(vectors).all():
+                    raise ValueError(f"keys {len(keys)} and vectors {vectors.shape} do not match")
+            except Exception as exc:  # BadZipFile, EOFError, KeyError, ValueError, OSError: all mean unreadable
+                logger.warning(
+                    f"embedding cache: shard {path} is damaged ({type(exc).__name__}: {exc}); it is set aside as "
+                    f"{name}.corrupt and its texts are encoded again"
+                )
+                os.replace(path, path + ".corrupt")
+                continue
+            if keys and all(k in stored for k in keys):
+                os.remove(path)  # a duplicate of what earlier shards hold
+                continue
+            stored.update(zip(keys, vectors))
+        self._stored = stored
         return stored
 
     def encode(self, texts: Sequence[str], show_progress_bar: bool = True, **encode_kwargs: Any) -> np.ndarray:
@@ -118,6 +142,9 @@ class EmbeddingCache:
             fd, tmp = tempfile.mkstemp(dir=self.folder, suffix=".tmp")
             with os.fdopen(fd, "wb") as f:
                 np.savez(f, keys=np.array(list(missing)), vectors=vectors)
+            mask = os.umask(0)
+            os.umask(mask)
+            os.chmod(tmp, 0o666 & ~mask)  # like any other new file, not mkstemp's 0600
             os.replace(tmp, os.path.join(self.folder, f"shard-{uuid.uuid4().hex}.npz"))
             stored.update(zip(missing, vectors))
         return np.stack([stored[k] for k in keys]).astype(np.float32, copy=False)

@@ -566,7 +566,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return commands[args.command](args)
     except (ValueError, KeyError, ImportError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-        parser.exit(2, f"st-matryoshka: error: {message}\n")
+        parser.exit(2, f"st-matryoshka: error: {message.splitlines()[0] if message else type(exc).__name__}\n")
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        parser.exit(2, f"st-matryoshka: error: {where}{exc.strerror or exc}\n")
+    except KeyboardInterrupt:
+        parser.exit(130, "st-matryoshka: interrupted; nothing was saved by the unfinished step\n")
 
 
 if __name__ == "__main__":

@@ -85,6 +85,13 @@ def _read_jsonl(path: str, required: tuple[str, ...]) -> list[dict]:
                 if wrong and (key in required or value is not None):
                     got = f"{type(value).__name__} {value!r:.40}"
                     raise ValueError(f"--data: {path} line {line_no}: {key!r} must be a string, got {got}")
+                if isinstance(value, str):
+                    try:
+                        value.encode("utf-8")
+                    except UnicodeEncodeError:
+                        raise ValueError(
+                            f"--data: {path} line {line_no}: {key!r} holds a lone surrogate (invalid Unicode)"
+                        ) from None
             rows.append(row)
     if not rows:
         raise ValueError(f"--data: {path} holds no rows")
@@ -160,7 +167,9 @@ def load_beir(path_or_id: str, split: str | None = "test") -> RetrievalData:
     """
     folder = resolve_data_path(path_or_id)
     if not os.path.isdir(folder):
-        if re.fullmatch(r"[\w-][\w.-]*/[\w.-]+", path_or_id):
+        from st_matryoshka.loading import looks_local
+
+        if re.fullmatch(r"[\w-][\w.-]*/[\w.-]+", path_or_id) and not looks_local(path_or_id):
             return _load_hub(path_or_id, split)
         raise ValueError(
             f"--data: folder {path_or_id!r} does not exist (nor is it a Hub dataset id like 'mteb/scifact')"
@@ -209,9 +218,14 @@ def _load_hub(dataset_id: str, split: str) -> RetrievalData:
     """Load an MTEB-layout retrieval dataset from the Hugging Face Hub (needs network access)."""
     from datasets import load_dataset
 
-    corpus = load_dataset(dataset_id, "corpus", split="corpus")
-    queries = load_dataset(dataset_id, "queries", split="queries")
-    qrels_ds = load_dataset(dataset_id, "default", split=split) if split is not None else []
+    try:
+        corpus = load_dataset(dataset_id, "corpus", split="corpus")
+        queries = load_dataset(dataset_id, "queries", split="queries")
+        qrels_ds = load_dataset(dataset_id, "default", split=split) if split is not None else []
+    except Exception as exc:  # offline, unknown id, missing config: all mean "cannot be had"
+        offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false") or "offline" in str(exc).lower()
+        where = "offline" if offline else type(exc).__name__
+        raise ValueError(f"--data: {dataset_id!r} is not a local folder, and not found on the Hub ({where})") from None
     corpus_ids = [str(i) for i in corpus["_id"]]
     query_ids = [str(i) for i in queries["_id"]]
     raw = [(str(r["query-id"]), str(r["corpus-id"]), int(r["score"])) for r in qrels_ds]
@@ -242,7 +256,7 @@ def load_embeddings_dir(folder: str, data: RetrievalData, dim: int | None = None
         path = os.path.join(folder, name)
         if not os.path.isfile(path):
             raise ValueError(f"--embeddings: {folder!r} has no {name}")
-        array = np.load(path, allow_pickle=False)
+        array = load_npy(path, "--embeddings")
         if array.ndim != 2 or array.shape[0] != n_rows:
             raise ValueError(
                 f"--embeddings: {path} has shape {array.shape}, expected ({n_rows}, dim): one row per line of "
@@ -250,11 +264,38 @@ def load_embeddings_dir(folder: str, data: RetrievalData, dim: int | None = None
             )
         if dim is not None and array.shape[1] != dim:
             raise ValueError(f"--embeddings: {path} has width {array.shape[1]}, but the model's backbone gives {dim}")
-        finite = np.isfinite(array).all(axis=1)
-        if not finite.all():
-            raise ValueError(f"--embeddings: {path} has NaN or inf in {int((~finite).sum())} rows")
-        out.append(array.astype(np.float32, copy=False))
+        out.append(check_vectors(array, path, "--embeddings"))
     return out[0], out[1]
+
+
+def load_npy(path: str, argument: str) -> np.ndarray:
+    """``np.load`` without pickles; a truncated or garbage file is one error naming it."""
+    try:
+        return np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ValueError(f"{argument}: {path} is not a readable .npy array ({reason})") from None
+
+
+def check_vectors(array: np.ndarray, path: str, argument: str) -> np.ndarray:
+    """Float32 embeddings, or an error naming ``path``: a non-float dtype, NaN/inf rows, all-zero or constant rows.
+
+    Integer or boolean arrays are refused rather than converted: they are not embeddings a model produced (an int8
+    quantised index, for example, has lost the scale the adaptor needs), and a model trained on them is meaningless.
+    """
+    if not np.issubdtype(array.dtype, np.floating):
+        raise ValueError(
+            f"{argument}: {path} has dtype {array.dtype}; embeddings must be floating point (not quantised codes)"
+        )
+    finite = np.isfinite(array).all(axis=1)
+    if not finite.all():
+        raise ValueError(f"{argument}: {path} has NaN or inf in {int((~finite).sum())} rows")
+    constant = np.ptp(array, axis=1) == 0 if array.shape[1] else np.ones(len(array), dtype=bool)
+    if constant.any():
+        rows = np.flatnonzero(constant)
+        shown = ", ".join(str(r) for r in rows[:5]) + (", ..." if len(rows) > 5 else "")
+        raise ValueError(f"{argument}: {path} has {len(rows)} all-zero or constant rows (rows {shown})")
+    return array.astype(np.float32, copy=False)
 
 
 def split_queries(query_ids: list[str], fraction: float, salt: str = "st_matryoshka") -> tuple[list[str], list[str]]:

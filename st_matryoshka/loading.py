@@ -102,6 +102,30 @@ def remote_code_in(folder: str) -> list[str]:
     return found
 
 
+def check_weight_files(folder: str, argument: str = "--model") -> None:
+    """Open every ``*.safetensors`` file of the model (header and sizes) so a damaged one is named before loading."""
+    from safetensors import safe_open
+
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for name in files:
+            if not name.endswith(".safetensors"):
+                continue
+            path = os.path.join(root, name)
+            try:
+                with safe_open(path, framework="pt") as f:
+                    keys = list(f.keys())
+                    size = os.path.getsize(path)
+                    for key in keys:  # the data offsets of every tensor must lie inside the file
+                        tensor_slice = f.get_slice(key)
+                        del tensor_slice
+            except Exception as exc:  # SafetensorError, OSError
+                reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                raise ValueError(f"{argument}: {path} is damaged ({reason})") from None
+            if size == 0:
+                raise ValueError(f"{argument}: {path} is empty")
+
+
 def load_model(
     name: str, trust_remote_code: bool = False, device: str | None = None, argument: str = "--model", **kwargs: Any
 ):
@@ -140,6 +164,7 @@ def load_model(
             raise ValueError("expected a list of {idx, name, path, type} objects")
     except ValueError as exc:
         raise ValueError(f"{argument}: {modules_json} is not a valid modules.json ({exc})") from None
+    check_weight_files(folder, argument)
     if not trust_remote_code:
         found = remote_code_in(folder)
         if found:

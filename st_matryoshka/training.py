@@ -371,6 +371,27 @@ def _supervised_rows(
     return Dataset.from_dict(columns)
 
 
+def check_supervised_data(data: RetrievalData, config: AdaptorTrainingConfig) -> None:
+    """Everything the supervised stage needs from ``data``, checked before any training step.
+
+    Raises:
+        ValueError: if the split has no queries with relevant documents, too few to hold out a validation slice, or
+            a corpus too small for ``num_negatives`` negatives per query.
+    """
+    if not data.qrels:
+        raise ValueError("the train split has no queries with a relevant document in the corpus (check --train-split)")
+    fit_ids, val_ids = split_queries(sorted(data.qrels), config.validation_fraction)
+    if not fit_ids or not val_ids:
+        raise ValueError(f"the train split has too few queries ({len(data.qrels)}) to hold out a validation slice")
+    most_relevant = max(len(docs) for docs in data.qrels.values())
+    candidates = min(config.negative_pool, len(data.corpus_ids) - most_relevant)
+    if candidates < config.num_negatives:
+        raise ValueError(
+            f"num_negatives={config.num_negatives} exceeds the {candidates} candidate negatives per query "
+            f"(negative_pool={config.negative_pool}, {len(data.corpus_ids)} documents)"
+        )
+
+
 def train_supervised(
     adaptor: MatryoshkaAdaptor,
     data: RetrievalData,
@@ -445,6 +466,8 @@ def train_matryoshka_adaptor(
         raise ValueError(
             f"corpus embeddings have shape {corpus_vectors.shape}, expected ({len(corpus_data.corpus)}, {width})"
         )
+    if supervised:
+        check_supervised_data(corpus_data, config)
     torch.manual_seed(config.seed)
     adaptor = MatryoshkaAdaptor(
         width, hidden_dim=config.hidden_dim, num_layers=config.num_layers, center_input=config.center_input

@@ -33,6 +33,7 @@ from st_matryoshka.training import (
     _supervised_rows,
     _training_args,
     backbone_dim,
+    check_supervised_data,
     data_fast_model,
     fast_model,
     head_of,
@@ -93,15 +94,25 @@ class SMECTrainingConfig(AdaptorTrainingConfig):
         if self.xbm:
             if not isinstance(self.memory_size, int) or self.memory_size < 1:
                 raise ValueError(f"memory_size must be a positive int, got {self.memory_size!r}")
-            largest_batch = max(self.unsupervised_batch_size, self.supervised_batch_size * (self.num_negatives + 2))
-            if self.memory_size < largest_batch:
-                raise ValueError(
-                    f"memory_size={self.memory_size} is smaller than a batch ({largest_batch} embeddings: "
-                    f"unsupervised_batch_size={self.unsupervised_batch_size}, or supervised_batch_size="
-                    f"{self.supervised_batch_size} x {self.num_negatives + 2} texts)"
-                )
+            self.check_memory(supervised=False)
             if self.top_k > self.memory_size:
                 raise ValueError(f"top_k={self.top_k} must not exceed memory_size={self.memory_size}")
+
+    def check_memory(self, supervised: bool) -> None:
+        """The memory must hold one batch of every phase that runs (the supervised one only when ``supervised``)."""
+        if not self.xbm:
+            return
+        batches = {}
+        if self.unsupervised_epochs > 0:
+            batches[self.unsupervised_batch_size] = f"unsupervised_batch_size={self.unsupervised_batch_size}"
+        if supervised:
+            texts = self.supervised_batch_size * (self.num_negatives + 2)
+            batches[texts] = f"supervised_batch_size={self.supervised_batch_size} x {self.num_negatives + 2} texts"
+        largest = max(batches, default=0)
+        if self.memory_size < largest:
+            raise ValueError(
+                f"memory_size={self.memory_size} is smaller than a batch ({largest} embeddings: {batches[largest]})"
+            )
 
 
 def keyed_data(data: RetrievalData) -> RetrievalData:
@@ -361,6 +372,9 @@ def train_smec(
     """
     width = backbone_dim(model)
     stages = plan_stages(width, config.dims, allow_any_dims=config.allow_any_dims)
+    config.check_memory(supervised)
+    if supervised:
+        check_supervised_data(data, config)
     if corpus_vectors.shape != (len(data.corpus), width):
         raise ValueError(
             f"corpus embeddings have shape {corpus_vectors.shape}, expected ({len(data.corpus)}, {width})"
@@ -443,6 +457,9 @@ def extend_smec(
         raise ValueError(f"--dims: {dim} must be below the width {adaptor.embedding_dim}")
     # One new stage, trained alone with its own transition loss; ADS as the saved adaptor has it.
     config = replace(config, ads=adaptor.use_ads, smrl=True)
+    config.check_memory(supervised)
+    if supervised:
+        check_supervised_data(data, config)
     index = adaptor.add_stage(dim)
     if not adaptor.stage_parameters(index):
         raise ValueError(

@@ -367,3 +367,21 @@ def test_title_only_corpus_joins_like_mteb(tmp_path, scifact_tiny, capsys):
     args = ["mteb", "--model", "all-MiniLM-L6-v2", "--data", str(folder), "--dims", "384,48"]
     assert main([*args, "--output", str(tmp_path / "mteb"), "--cache-dir", str(tmp_path / "cache")]) == 0
     assert re.search(r"LocalCacm  384: [0-9.]+  48: [0-9.]+", capsys.readouterr().out)
+
+
+MODEL_CARDS = Path(__file__).resolve().parents[1] / "model_cards"
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in MODEL_CARDS.iterdir() if (p / "st_matryoshka.json").is_file()))
+def test_model_cards_are_generated_from_stored_results(name):
+    """Golden test: each card in model_cards/ is exactly what its st_matryoshka.json renders to (never hand-edited)."""
+    from st_matryoshka.model_card import render_model_card
+
+    folder = MODEL_CARDS / name
+    meta = MatryoshkaMetadata.load(str(folder))
+    assert meta.exported and meta.scores, "model_cards/ holds exported, evaluated models"
+    rendered = render_model_card(
+        meta, meta.repo_id, hub_ready=True, needs_remote_code=meta.needs_remote_code, plot=True
+    )
+    assert rendered == (folder / "README.md").read_text(encoding="utf-8")
+    assert (folder / "matryoshka_dims.png").is_file()

@@ -161,8 +161,13 @@ def test_memory_loss_stores_reference_not_adapted_vectors():
 
 
 def test_config_rejects_bad_smec_settings():
-    with pytest.raises(ValueError, match="memory_size=1000 is smaller than a batch"):
-        SMECTrainingConfig(memory_size=1000)
+    with pytest.raises(ValueError, match="memory_size=300 is smaller than a batch .*unsupervised_batch_size=512"):
+        SMECTrainingConfig(memory_size=300)
+    # the supervised batch (64 x 18 texts) counts only for a supervised run
+    config = SMECTrainingConfig(memory_size=1000)
+    config.check_memory(supervised=False)
+    with pytest.raises(ValueError, match=r"memory_size=1000 is smaller than a batch \(1152 embeddings"):
+        config.check_memory(supervised=True)
     with pytest.raises(ValueError, match="top_k=6000 must not exceed memory_size=5000"):
         SMECTrainingConfig(top_k=6000)
     with pytest.raises(ValueError, match=r"must be two numbers > 0, got \(0.5, 0.0\)"):

@@ -1,0 +1,209 @@
+"""Hostile and careless input: one line naming the argument, file or row, exit code 2, no traceback, no code run."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+
+import numpy as np
+import pytest
+
+from st_matryoshka.cli import main
+
+
+def _fails(argv, capsys) -> str:
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err
+    lines = [line for line in captured.err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("st-matryoshka: error:"), lines
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def pca_model(tmp_path_factory, scifact_tiny):
+    out = tmp_path_factory.mktemp("models") / "pca"
+    args = ["train", "--model", "all-MiniLM-L6-v2", "--data", str(scifact_tiny)]
+    args += ["--embeddings", str(scifact_tiny / "embeddings"), "--method", "pca", "--dims", "96,48"]
+    args += ["--output", str(out)]
+    assert main(args) == 0
+    return out
+
+
+PAYLOAD = "import pathlib\npathlib.Path({marker!r}).write_text('code from the model folder ran')\n"
+
+
+@pytest.fixture()
+def planted(pca_model, tmp_path):
+    """Copies of a real model carrying a payload that would write a marker file if imported."""
+    marker = tmp_path / "PAYLOAD_RAN"
+    folders = {}
+    auto_map = tmp_path / "auto_map"
+    shutil.copytree(pca_model, auto_map)
+    config = json.loads((auto_map / "config.json").read_text())
+    config["auto_map"] = {"AutoModel": "evil_model.EvilModel", "AutoConfig": "evil_model.EvilConfig"}
+    (auto_map / "config.json").write_text(json.dumps(config))
+    (auto_map / "evil_model.py").write_text(PAYLOAD.format(marker=str(marker)))
+    folders["auto_map"] = (auto_map, "config.json: auto_map")
+    module_type = tmp_path / "module_type"
+    shutil.copytree(pca_model, module_type)
+    entries = json.loads((module_type / "modules.json").read_text())
+    entries[2]["type"] = "evil_module.Evil"
+    (module_type / "modules.json").write_text(json.dumps(entries))
+    (module_type / "evil_module.py").write_text(PAYLOAD.format(marker=str(marker)))
+    folders["module_type"] = (module_type, "modules.json: module type 'evil_module.Evil'")
+    for folder, _ in folders.values():  # extend reads the training record first: make it an SMEC one
+        record = json.loads((folder / "st_matryoshka_training.json").read_text())
+        (folder / "st_matryoshka_training.json").write_text(json.dumps({**record, "method": "smec"}))
+    return folders, marker
+
+
+@pytest.mark.parametrize("kind", ["auto_map", "module_type"])
+def test_no_command_runs_code_planted_in_a_model_folder(planted, kind, scifact_tiny, tmp_path, capsys, monkeypatch):
+    folders, marker = planted
+    folder, where = folders[kind]
+    monkeypatch.setenv("HF_TOKEN", "hf_test_token")
+    data = ["--data", str(scifact_tiny), "--embeddings", str(scifact_tiny / "embeddings")]
+    commands = {
+        "evaluate": ["evaluate", "--model", str(folder), *data, "--dims", "48"],
+        "train": ["train", "--model", str(folder), *data, "--dims", "48", "--output", str(tmp_path / "t")],
+        "mteb": ["mteb", "--model", str(folder), *data, "--dims", "48", "--output", str(tmp_path / "m")],
+        "extend": ["extend", "--model", str(folder), "--dims", "24", "--output", str(tmp_path / "e")],
+        "export": ["export", "--model", str(folder), "--output", str(tmp_path / "x")],
+        "push": ["push", "--model", str(folder), "--repo-id", "org/name"],
+    }
+    for name, argv in commands.items():
+        line = _fails(argv, capsys)
+        assert where in line and "refused" in line and "--trust-remote-code" in line, (name, line)
+        assert not marker.exists(), f"{name} ran code from the model folder"
+
+
+def _corrupt(path, data: bytes) -> None:
+    path.write_bytes(data)
+
+
+def test_bad_input_table(pca_model, scifact_tiny, tmp_path, capsys, monkeypatch):
+    """Every case: exit 2, one line naming the argument, file or row, before any training."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "models").mkdir()
+    (tmp_path / "a_file").write_text("x")
+    emb = ["--embeddings", str(scifact_tiny / "embeddings")]
+    train = ["train", "--model", "all-MiniLM-L6-v2", "--data", str(scifact_tiny), *emb, "--dims", "48"]
+    evaluate = ["evaluate", "--model", "all-MiniLM-L6-v2", "--data", str(scifact_tiny), *emb, "--dims", "48"]
+
+    def data_copy(name: str, corpus_line: dict | None = None, raw_line: str | None = None):
+        folder = tmp_path / name
+        shutil.copytree(scifact_tiny, folder)
+        lines = (folder / "corpus.jsonl").read_text().splitlines()
+        lines[3] = raw_line if raw_line is not None else json.dumps(corpus_line)
+        (folder / "corpus.jsonl").write_text("\n".join(lines) + "\n")
+        return folder
+
+    def embeddings_copy(name: str, corpus: np.ndarray | bytes):
+        folder = tmp_path / name
+        shutil.copytree(scifact_tiny / "embeddings", folder)
+        if isinstance(corpus, bytes):
+            (folder / "corpus.npy").write_bytes(corpus)
+        else:
+            np.save(folder / "corpus.npy", corpus)
+        return folder
+
+    def model_copy(name: str, damage) -> str:
+        folder = tmp_path / name
+        shutil.copytree(pca_model, folder)
+        damage(folder)
+        return str(folder)
+
+    good = np.load(scifact_tiny / "embeddings" / "corpus.npy")
+    zeros = good.copy()
+    zeros[[4, 9]] = 0.0
+    npy_bytes = (scifact_tiny / "embeddings" / "corpus.npy").read_bytes()
+    cases = [
+        # where the output cannot go: found before any work
+        ([*train, "--output", str(tmp_path / "a_file" / "model")], "a_file' is a file"),
+        ([*train, "--output", str(tmp_path / "a_file")], "a_file' already holds files"),
+        ([*evaluate, "--json", str(tmp_path / "a_file" / "s.json")], "--json: cannot create"),
+        # mistyped paths are local paths, not Hub ids
+        (["evaluate", "--model", "all-MiniLM-L6-v2", "--data", "data/scifcat", "--dims", "48"], "data/scifcat"),
+        (["evaluate", "--model", "models/nope", "--data", str(scifact_tiny), "--dims", "48"], "models/nope"),
+        (
+            ["evaluate", "--model", "nobody/nothing", "--data", str(scifact_tiny), "--dims", "48"],
+            "not a local folder, and not found on the Hub (offline)",
+        ),
+        # damaged model files
+        ([*evaluate[:2], model_copy("trunc", lambda f: _corrupt(f / "model.safetensors", b"\x08\x00")),
+          *evaluate[3:]], "model.safetensors is damaged"),
+        ([*evaluate[:2], model_copy("modjson", lambda f: _corrupt(f / "modules.json", b"{not json")),
+          *evaluate[3:]], "modules.json is not a valid modules.json"),
+        # damaged or meaningless embeddings
+        ([*train[:-4], "--embeddings", str(embeddings_copy("e1", npy_bytes[:200])), "--dims", "48", "--output", "o"],
+         "corpus.npy is not a readable .npy array"),
+        ([*train[:-4], "--embeddings", str(embeddings_copy("e2", b"garbage" * 40)), "--dims", "48", "--output", "o"],
+         "corpus.npy is not a readable .npy array"),
+        ([*train[:-4], "--embeddings", str(embeddings_copy("e3", (good * 100).astype(np.int64))), "--dims", "48",
+          "--output", "o"], "has dtype int64; embeddings must be floating point"),
+        ([*train[:-4], "--embeddings", str(embeddings_copy("e4", zeros)), "--dims", "48", "--output", "o"],
+         "has 2 all-zero or constant rows (rows 4, 9)"),
+        # wrong types in the data, named by line
+        ([*train[:4], str(data_copy("d1", {"_id": "x1", "title": "", "text": None})), *emb, "--dims", "48",
+          "--output", "o"], "corpus.jsonl line 4: 'text' must be a string, got NoneType"),
+        ([*train[:4], str(data_copy("d2", {"_id": "x2", "title": "", "text": 12})), *emb, "--dims", "48",
+          "--output", "o"], "corpus.jsonl line 4: 'text' must be a string, got int 12"),
+        ([*train[:4], str(data_copy("d3", raw_line='{"_id": "x3", "title": "", "text": "bad \\ud800 text"}')), *emb,
+          "--dims", "48", "--output", "o"], "corpus.jsonl line 4: 'text' holds a lone surrogate"),
+        # a supervised run that cannot run fails before the unsupervised stage, not after it
+        ([*train, "--supervised", "--train-split", "test", "--num-negatives", "60", "--output", "o"],
+         "num_negatives=60 exceeds the 50 candidate negatives"),
+        # already handled before this issue, kept handled
+        ([*train[:-2], "--dims", "48,96", "--output", "o"], "--dims must be strictly descending"),
+        ([*train[:-4], "--embeddings", str(tmp_path / "missing"), "--dims", "48", "--output", "o"], "--embeddings"),
+    ]  # fmt: skip
+    for argv, message in cases:
+        line = _fails(argv, capsys)
+        assert message in line, (argv, line)
+    assert not (tmp_path / "o").exists()
+
+
+def test_corrupted_cache_shard_is_named_set_aside_and_re_encoded(minilm, tmp_path, caplog):
+    from st_matryoshka.cache import EmbeddingCache
+    from st_matryoshka.training import backbone_of
+
+    texts = ["Aspirin and heart attacks.", "Orbital mechanics of the moon.", "Bone density and vitamin D."]
+    cache = EmbeddingCache(backbone_of(minilm), cache_dir=str(tmp_path))
+    first = cache.encode(texts, show_progress_bar=False)
+    (shard,) = [p for p in os.listdir(cache.folder) if p.endswith(".npz")]
+    mode = stat.S_IMODE(os.stat(os.path.join(cache.folder, shard)).st_mode)
+    mask = os.umask(0)
+    os.umask(mask)
+    assert mode == 0o666 & ~mask  # the user's umask, not mkstemp's 0600
+    path = os.path.join(cache.folder, shard)
+    with open(path, "r+b") as f:
+        f.truncate(os.path.getsize(path) // 2)
+    again = EmbeddingCache(backbone_of(minilm), cache_dir=str(tmp_path)).encode(texts, show_progress_bar=False)
+    assert np.allclose(first, again, atol=1e-5)
+    assert f"shard {path} is damaged" in caplog.text
+    assert os.path.exists(path + ".corrupt")
+    # a third run reads the new shard and encodes nothing
+    third = EmbeddingCache(backbone_of(minilm), cache_dir=str(tmp_path))
+    third.backbone = None  # would fail if it tried to encode
+    assert np.allclose(third.encode(texts, show_progress_bar=False), first, atol=1e-6)
+
+
+def test_saved_models_use_the_umask_and_killed_saves_are_cleaned_up(pca_model, tmp_path):
+    from st_matryoshka.loading import load_model
+    from st_matryoshka.training import save_model_atomic
+
+    stale = tmp_path / ".tmp-st_matryoshka-999999999-abc"  # a save whose process is gone
+    stale.mkdir()
+    (stale / "half.bin").write_bytes(b"x")
+    model = load_model(str(pca_model))
+    save_model_atomic(model, str(tmp_path / "saved"))
+    assert not stale.exists()
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(os.stat(tmp_path / "saved").st_mode) == 0o777 & ~mask
