@@ -22,17 +22,22 @@ def check_output_free(output: str, overwrite: bool, argument: str = "--output") 
         raise ValueError(f"{argument}: {output!r} already holds files; pass --overwrite to replace it")
     if os.path.exists(output) and not os.path.isdir(output):
         raise ValueError(f"{argument}: {output!r} is a file, not a folder")
-    parent = os.path.dirname(os.path.abspath(output))
-    existing = parent
+    check_creatable(output, argument)
+
+
+def check_creatable(path: str, argument: str) -> None:
+    """Refuse a path whose nearest existing ancestor is a file or not writable (so ``path`` could not be made)."""
+    existing = os.path.dirname(os.path.abspath(path))
     while not os.path.exists(existing):
         existing = os.path.dirname(existing)
     if not os.path.isdir(existing):
-        raise ValueError(f"{argument}: cannot create {output!r}: {existing!r} is a file")
+        raise ValueError(f"{argument}: cannot create {path!r}: {existing!r} is a file")
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise ValueError(f"{argument}: cannot create {output!r}: {existing!r} is not writable")
+        raise ValueError(f"{argument}: cannot create {path!r}: {existing!r} is not writable")
 
 
-def _umask() -> int:
+def umask() -> int:
+    """The process' umask (``os.umask`` can only read it by setting it, so it is set back at once)."""
     mask = os.umask(0)
     os.umask(mask)
     return mask
@@ -77,7 +82,7 @@ def atomic_folder(output: str, overwrite: bool = False, argument: str = "--outpu
         os.makedirs(parent, exist_ok=True)
         clean_stale_temp(parent)
         tmp = tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{os.getpid()}-", dir=parent)
-        os.chmod(tmp, 0o777 & ~_umask())
+        os.chmod(tmp, 0o777 & ~umask())
     except OSError as exc:
         raise ValueError(f"{argument}: cannot write {output!r}: {exc.strerror or exc}") from None
     try:

@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from st_matryoshka._io import umask
+
 logger = logging.getLogger(__name__)
 
 CACHE_ENV = "ST_MATRYOSHKA_CACHE"
@@ -142,9 +144,7 @@ class EmbeddingCache:
             fd, tmp = tempfile.mkstemp(dir=self.folder, suffix=".tmp")
             with os.fdopen(fd, "wb") as f:
                 np.savez(f, keys=np.array(list(missing)), vectors=vectors)
-            mask = os.umask(0)
-            os.umask(mask)
-            os.chmod(tmp, 0o666 & ~mask)  # like any other new file, not mkstemp's 0600
+            os.chmod(tmp, 0o666 & ~umask())  # like any other new file, not mkstemp's 0600
             os.replace(tmp, os.path.join(self.folder, f"shard-{uuid.uuid4().hex}.npz"))
             stored.update(zip(missing, vectors))
         return np.stack([stored[k] for k in keys]).astype(np.float32, copy=False)

@@ -10,7 +10,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from st_matryoshka._io import check_output_free
+from st_matryoshka._io import check_creatable, check_output_free
 from st_matryoshka._validation import parse_dims
 from st_matryoshka.loading import load_model, resolve_model_path
 from st_matryoshka.metadata import METADATA_FILE, TRAINING_FILE, MatryoshkaMetadata
@@ -445,17 +445,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def check_writable_file(path: str, argument: str) -> None:
-    """Refuse, before any work, a file path whose folder cannot be created or written."""
-    parent = os.path.dirname(os.path.abspath(path))
-    existing = parent
-    while not os.path.exists(existing):
-        existing = os.path.dirname(existing)
+    """Refuse, before any work, a file path that is a folder or whose folder cannot be created or written."""
     if os.path.isdir(path):
         raise ValueError(f"{argument}: {path!r} is a folder")
-    if not os.path.isdir(existing):
-        raise ValueError(f"{argument}: cannot create {path!r}: {existing!r} is a file")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ValueError(f"{argument}: cannot write {path!r}: {existing!r} is not writable")
+    check_creatable(path, argument)
 
 
 def write_json_atomic(path: str, value: object, argument: str) -> None:

@@ -132,10 +132,9 @@ def export_to_st_modules(model: SentenceTransformer) -> SentenceTransformer:
             native.save("runs/pca-native")
             SentenceTransformer("runs/pca-native").encode(["text"], truncate_dim=48)
     """
-    modules = to_hub_modules(model, keep_non_linear=False)
     from st_matryoshka.training import rebuild
 
-    return rebuild(model, modules)
+    return rebuild(model, to_hub_modules(model, keep_non_linear=False))
 
 
 def remote_module_source() -> str:
@@ -224,6 +223,7 @@ def export_model(
             export_model("runs/scifact", "runs/scifact-hub", repo_id="me/minilm-scifact-matryoshka", default_dim=96)
     """
     from st_matryoshka.model_card import PLOT_FILE, MatryoshkaModelCardData, plot_scores
+    from st_matryoshka.training import rebuild
 
     check_repo_id(repo_id)
     if isinstance(model, str):
@@ -244,15 +244,8 @@ def export_model(
     card = MatryoshkaModelCardData(
         model_id=repo_id, matryoshka=meta, hub_ready=True, needs_remote_code=needs_remote_code
     )
-    exported = SentenceTransformer(
-        modules=modules,
-        device=str(model.device),
-        model_card_data=card,
-        prompts=dict(model.prompts),
-        default_prompt_name=model.default_prompt_name,
-        similarity_fn_name=model.similarity_fn_name,
-        truncate_dim=meta.default_dim,
-    )
+    exported = rebuild(model, modules, card)
+    exported.truncate_dim = meta.default_dim
     with atomic_folder(output, overwrite=overwrite) as tmp:
         if plot_scores(meta, os.path.join(tmp, PLOT_FILE)):
             card.plot_file = PLOT_FILE

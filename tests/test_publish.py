@@ -245,6 +245,11 @@ MTEB_RUNNER = textwrap.dedent(
     task = beir_task(load_beir(sys.argv[1], "test"))
     result = mteb.evaluate(model, task, cache=None, show_progress_bar=False)
     print("SCORE", result.task_results[0].get_score())
+
+    from st_matryoshka.cli import main
+
+    argv = ["mteb", "--model", "st-test/mlp", "--data", sys.argv[1], "--embeddings", sys.argv[1] + "/embeddings"]
+    assert main([*argv, "--dims", "96,48", "--output", sys.argv[2]]) == 0
     """
 )
 
@@ -253,10 +258,16 @@ def test_mteb_get_model_and_evaluate_from_the_hub_cache(published, scifact_tiny,
     script = tmp_path / "mteb_runner.py"
     script.write_text(MTEB_RUNNER)
     env = {**os.environ, "HF_HUB_CACHE": str(published["cache"]), "HF_HUB_OFFLINE": "1"}
-    result = subprocess.run(
-        [sys.executable, str(script), str(scifact_tiny)], env=env, capture_output=True, text=True, timeout=600
-    )
+    out = tmp_path / "mteb-results"
+    argv = [sys.executable, str(script), str(scifact_tiny), str(out)]
+    result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
+    # st-matryoshka mteb --model ORG/NAME: from the Hub cache, results under the model's meta and Hub revision
+    experiments = out / "results" / "st-test__mlp" / REVISION / "experiments"
+    assert sorted(p.name for p in experiments.iterdir()) == ["embed_dim_48", "embed_dim_96"]
+    meta_files = list((out / "results" / "st-test__mlp" / REVISION).rglob("model_meta.json"))
+    assert meta_files
+    assert json.loads(meta_files[0].read_text())["adapted_from"] == "sentence-transformers/all-MiniLM-L6-v2"
     meta_line = next(line for line in result.stdout.splitlines() if line.startswith("META"))
     assert f"[384, 96, 48, 24] ['SciFact'] sentence-transformers/all-MiniLM-L6-v2 {REVISION}" in meta_line
     score = float(next(line for line in result.stdout.splitlines() if line.startswith("SCORE")).split()[1])
@@ -385,3 +396,17 @@ def test_model_cards_are_generated_from_stored_results(name):
     )
     assert rendered == (folder / "README.md").read_text(encoding="utf-8")
     assert (folder / "matryoshka_dims.png").is_file()
+
+
+def test_derived_models_get_their_own_card_data(minilm):
+    from st_matryoshka.export import export_to_st_modules
+    from st_matryoshka.models import MatryoshkaAdaptor
+    from st_matryoshka.training import with_adaptor
+
+    tags = list(minilm.model_card_data.tags)
+    adapted = with_adaptor(minilm, MatryoshkaAdaptor(384, num_layers=0))
+    exported = export_to_st_modules(adapted)
+    cards = [minilm.model_card_data, adapted.model_card_data, exported.model_card_data]
+    assert len({id(c) for c in cards}) == 3
+    adapted.model_card_data.add_tags("changed")
+    assert minilm.model_card_data.tags == tags and "changed" not in exported.model_card_data.tags

@@ -33,3 +33,17 @@ def test_compare_methods_smoke(scifact_slice, tmp_path):
     assert (tmp_path / "compare.png").stat().st_size > 10_000
     assert "| Search-Adaptor |" in (tmp_path / "compare.md").read_text()
     assert "| SMEC |" in (tmp_path / "compare.md").read_text()
+
+
+def test_publish_scifact_smoke(scifact_slice, tmp_path):
+    data = tmp_path / "scifact"  # the slice under SciFact's name, as the cards name their training data
+    data.symlink_to(scifact_slice)
+    recipe = _recipe("publish_scifact")
+    args = ["--data", str(data), "--embeddings", str(scifact_slice / "embeddings"), "--out", str(tmp_path / "runs")]
+    recipe.main([*args, "--cards", str(tmp_path / "cards"), "--smoke"])
+    for name in recipe.MODELS:
+        card = (tmp_path / "cards" / name / "README.md").read_text()
+        exported = (tmp_path / "runs" / f"{name}-hub" / "README.md").read_text()
+        assert card == exported  # the card in cards/ is the one the Hub folder carries
+        assert "### SciFact (test)" in card and "| 24 | **" in card
+        assert f"st-matryoshka/{name}" in card
