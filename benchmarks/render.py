@@ -215,8 +215,8 @@ def published_section() -> list[str]:
         "--out runs/publish",
         "",
         "2 threads, seed 42, defaults (`--default-dim 96` for the adaptors); scored by "
-        "`st-matryoshka evaluate --record` on SciFact test, NDCG@10, with the base model's truncation and PCA on the same queries. The cards are "
-        "rendered from these `st_matryoshka.json` files.",
+        "`st-matryoshka evaluate --record` on SciFact test, NDCG@10, with the base model's truncation and PCA "
+        "on the same queries. The cards are rendered from these `st_matryoshka.json` files.",
         "",
     ]
     for name in sorted(os.listdir("model_cards")):
