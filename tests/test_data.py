@@ -56,7 +56,7 @@ def test_embeddings_are_checked(tmp_path):
     np.save(emb / "queries.npy", np.ones((1, 4), dtype="float32"))
     with pytest.raises(ValueError, match=r"corpus.npy has shape \(3, 4\), expected \(2, dim\)"):
         load_embeddings_dir(str(emb), data)
-    np.save(emb / "corpus.npy", np.ones((2, 4), dtype="float32"))
+    np.save(emb / "corpus.npy", np.arange(8, dtype="float32").reshape(2, 4))  # rows must not be constant
     with pytest.raises(ValueError, match="has width 4, but the model's backbone gives 8"):
         load_embeddings_dir(str(emb), data, dim=8)
     np.save(emb / "queries.npy", np.array([[1.0, np.inf, 0, 0]], dtype="float32"))

@@ -140,7 +140,7 @@ def test_without_the_flag_a_non_linear_export_is_refused_by_sentence_transformer
 
 
 def test_the_cards_first_python_block_runs_as_written(published, tmp_path):
-    for name in ("pca", "mlp"):
+    for name in ("pca", "mlp", "smec"):
         card = (published["root"] / f"{name}-hub" / "README.md").read_text()
         block = re.search(r"```python\n(.*?)```", card, re.S).group(1)
         assert f'SentenceTransformer("st-test/{name}"' in block
