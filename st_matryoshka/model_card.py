@@ -31,14 +31,20 @@ class KnownDataset:
     name: str
     hub_id: str | None = None
     mteb_task: str | None = None
+    license: str | None = None
 
 
 KNOWN_DATASETS: dict[str, KnownDataset] = {
-    "scifact": KnownDataset("SciFact", "mteb/scifact", "SciFact"),
+    "scifact": KnownDataset("SciFact", "mteb/scifact", "SciFact", "CC BY-NC 2.0"),
     "nfcorpus": KnownDataset("NFCorpus", "mteb/nfcorpus", "NFCorpus"),
     "fiqa": KnownDataset("FiQA-2018", "mteb/fiqa", "FiQA2018"),
-    "msmarco": KnownDataset("MS MARCO", "mteb/msmarco", "MSMARCO"),
-    "msmarco-5k": KnownDataset("MS MARCO passages (5,000-passage subset, TREC-DL-2019 queries)", None, "MSMARCO"),
+    "msmarco": KnownDataset("MS MARCO", "mteb/msmarco", "MSMARCO", "MS MARCO terms (non-commercial research)"),
+    "msmarco-5k": KnownDataset(
+        "MS MARCO passages (5,000-passage subset, TREC-DL-2019 queries)",
+        None,
+        "MSMARCO",
+        "MS MARCO terms (non-commercial research)",
+    ),
     "cranfield": KnownDataset("Cranfield"),
     "cisi": KnownDataset("CISI"),
 }
@@ -218,6 +224,8 @@ class MatryoshkaModelCardData(SentenceTransformerModelCardData):
         self.add_tags(["matryoshka", "st-matryoshka", "embedding-compression"])
         if meta.method:
             self.add_tags(meta.method)
+        for names in meta.losses:  # the trainer's keys: "A" or "A and B" for losses sharing a citation
+            self.add_tags([f"loss:{n}" for n in names.replace(", ", " and ").split(" and ") if n.endswith("Loss")])
         if not self.model_name:
             trained = meta.train_data.get("name")
             on = f" on {known_dataset(trained).name}" if trained else ""
