@@ -541,8 +541,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     logger.setLevel(logging.INFO)
-    # Per-evaluation metrics (MetricsToLogProgressCallback) show with -v only.
-    logging.getLogger("st_matryoshka.training").setLevel(logging.INFO if args.verbose else logging.WARNING)
+    # Per-evaluation metrics (MetricsToLogProgressCallback) and the callbacks' per-stage lines show with -v only: the
+    # command prints every stage's summary when it ends.
+    for name in ("st_matryoshka.training", "st_matryoshka.callbacks"):
+        logging.getLogger(name).setLevel(logging.INFO if args.verbose else logging.WARNING)
     if not args.verbose:
         quiet_libraries()
     if getattr(args, "batch_size", 1) < 1:
