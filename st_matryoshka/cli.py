@@ -66,6 +66,31 @@ def _common(parser: argparse.ArgumentParser) -> None:
     _trust(parser)
 
 
+def _training_options(parser: argparse.ArgumentParser) -> None:
+    """Method and hyper-parameter flags shared by ``train`` and ``fit-vectors``."""
+    parser.add_argument(
+        "--method",
+        default="matryoshka-adaptor",
+        choices=["matryoshka-adaptor", "pca", "search-adaptor", "smec"],
+        help="pca: the centred-PCA baseline as a linear module (nothing trained); search-adaptor: one linear map "
+        "trained with the rank loss over every prefix (supervised only); smec: SMEC (SMRL + ADS + S-XBM).",
+    )
+    parser.add_argument("--output", required=True, help="Folder for the trained model.")
+    parser.add_argument("--overwrite", action="store_true", help="Replace a model already in --output.")
+    parser.add_argument("--no-pca-init", action="store_true", help="Start from the identity, not the PCA rotation.")
+    parser.add_argument("--center", action="store_true", help="Centre inputs on the corpus mean (classic PCA start).")
+    parser.add_argument("--unsupervised-epochs", type=int, default=None)
+    parser.add_argument("--supervised-epochs", type=int, default=None)
+    parser.add_argument("--hidden-dim", type=int, default=None)
+    parser.add_argument("--num-layers", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--distill-weight", type=float, default=None, help="L_distill weight (0: the paper's loss).")
+    parser.add_argument("--unsupervised-batch-size", type=int, default=None)
+    parser.add_argument("--supervised-batch-size", type=int, default=None)
+    parser.add_argument("--num-negatives", type=int, default=None, help="Hard negatives per query row (default 16).")
+    _smec_options(parser)
+
+
 def _trust(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--trust-remote-code",
@@ -110,28 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", help="Train an adaptor and save the model with it.")
     _common(train)
-    train.add_argument(
-        "--method",
-        default="matryoshka-adaptor",
-        choices=["matryoshka-adaptor", "pca", "search-adaptor", "smec"],
-        help="pca: the centred-PCA baseline as a linear module (nothing trained); search-adaptor: one linear map "
-        "trained with the rank loss over every prefix (supervised only); smec: SMEC (SMRL + ADS + S-XBM).",
-    )
     train.add_argument("--supervised", action="store_true", help="Add the supervised stage on --train-split.")
     train.add_argument("--train-split", default="train", help="qrels split for the supervised stage.")
-    train.add_argument("--output", required=True, help="Folder for the trained model.")
-    train.add_argument("--overwrite", action="store_true", help="Replace a model already in --output.")
-    train.add_argument("--no-pca-init", action="store_true", help="Start from the identity, not the PCA rotation.")
-    train.add_argument("--center", action="store_true", help="Centre inputs on the corpus mean (classic PCA start).")
-    train.add_argument("--unsupervised-epochs", type=int, default=None)
-    train.add_argument("--supervised-epochs", type=int, default=None)
-    train.add_argument("--hidden-dim", type=int, default=None)
-    train.add_argument("--num-layers", type=int, default=None)
-    train.add_argument("--seed", type=int, default=None)
-    train.add_argument("--distill-weight", type=float, default=None, help="L_distill weight (0: the paper's loss).")
-    train.add_argument("--unsupervised-batch-size", type=int, default=None)
-    train.add_argument("--supervised-batch-size", type=int, default=None)
-    train.add_argument("--num-negatives", type=int, default=None, help="Hard negatives per query row (default 16).")
+    _training_options(train)
     train.add_argument(
         "--default-dim",
         type=int,
@@ -139,7 +145,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="One of --dims (or the full width), saved as ST's truncate_dim: SentenceTransformer(OUT).encode returns "
         "that many dims unless told otherwise.",
     )
-    _smec_options(train)
+
+    fit = sub.add_parser("fit-vectors", help="Fit an adaptor on embedding matrices (.npy), no model needed.")
+    fit.add_argument("--corpus", required=True, help="(n, D) corpus vectors, .npy (memory-mapped).")
+    fit.add_argument("--queries", help="(m, D) query vectors, .npy: with --qrels, adds the supervised stage.")
+    fit.add_argument("--qrels", help="BEIR qrels .tsv (query-id, corpus-id, score) naming rows by their ids.")
+    fit.add_argument("--corpus-ids", help="One id per corpus row (default: row numbers).")
+    fit.add_argument("--query-ids", help="One id per query row (default: row numbers).")
+    fit.add_argument("--dims", required=True, help="Comma-separated dims, strictly descending, e.g. 192,96,48,24.")
+    _training_options(fit)
+
+    apply = sub.add_parser("apply-vectors", help="Map vectors through a fit-vectors adaptor to one dim, in chunks.")
+    apply.add_argument("--model", required=True, help="Folder written by fit-vectors.")
+    apply.add_argument("--input", required=True, help="(n, D) vectors, .npy (memory-mapped).")
+    apply.add_argument("--dim", required=True, type=int, help="Output dims (a trained dim is best).")
+    apply.add_argument("--output", required=True, help="Output .npy, written chunk by chunk.")
+    apply.add_argument("--precision", default="float32", help="float32, int8 or binary (ST's quantize_embeddings).")
+    apply.add_argument("--overwrite", action="store_true", help="Replace an existing --output.")
 
     extend = sub.add_parser("extend", help="Add a dim to a trained SMEC model, training only the new stage.")
     extend.add_argument("--model", required=True, help="Folder of a model trained with --method smec.")
@@ -242,32 +264,8 @@ def cmd_mteb(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    from st_matryoshka.data import load_beir
-    from st_matryoshka.training import (
-        AdaptorTrainingConfig,
-        backbone_dim,
-        fit_pca_adaptor,
-        save_model_atomic,
-        search_adaptor_config,
-        stage_summary,
-        train_matryoshka_adaptor,
-        training_metadata,
-    )
-    from st_matryoshka.training_smec import SMECTrainingConfig, train_smec
-
-    parse_dims(args.dims)  # a malformed --dims fails before anything is loaded
-    check_output_free(args.output, args.overwrite)
-    if args.method == "pca" and args.supervised:
-        raise ValueError("--supervised does not apply to --method pca")
-    if args.method == "search-adaptor" and not args.supervised:
-        raise ValueError("--method search-adaptor is supervised: pass --supervised (and --train-split)")
-    model, dims = model_and_dims(args)
-    width = backbone_dim(model)
-    if args.default_dim is not None and args.default_dim not in {width, *dims}:
-        raise ValueError(f"--default-dim must be one of --dims or the width {width}, got {args.default_dim}")
-    data = load_beir(args.data, split=args.train_split if args.supervised else None)
-    corpus_vectors, query_vectors = backbone_vectors(model, data, args.embeddings, args.cache_dir, args.batch_size)
+def training_overrides(args: argparse.Namespace) -> dict:
+    """Training-config keyword arguments from the flags ``train`` and ``fit-vectors`` share (set ones only)."""
     overrides = {
         "unsupervised_epochs": args.unsupervised_epochs,
         "supervised_epochs": args.supervised_epochs,
@@ -278,12 +276,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         "unsupervised_batch_size": args.unsupervised_batch_size,
         "supervised_batch_size": args.supervised_batch_size,
         "num_negatives": args.num_negatives,
+        "pca_init": False if args.no_pca_init else None,
+        "center_input": True if args.center else None,
     }
-    make_config = search_adaptor_config if args.method == "search-adaptor" else AdaptorTrainingConfig
     if args.method == "smec":
-        make_config = SMECTrainingConfig
         overrides.update(smec_overrides(args))
-        dims = [d for d in dims if d < backbone_dim(model)]
     elif any(
         (
             args.no_smrl,
@@ -301,21 +298,54 @@ def cmd_train(args: argparse.Namespace) -> int:
             "--no-smrl/--no-ads/--no-xbm/--memory-size/--temperature/--allow-any-dims/--stage-lr-multiplier/"
             f"--no-stage-pca-init/--unsupervised-body-early-stop need --method smec, got --method {args.method}"
         )
-    config = make_config(
-        dims=dims,
-        pca_init=not args.no_pca_init,
-        center_input=args.center,
-        **{k: v for k, v in overrides.items() if v is not None},
-    )
-    start = time.perf_counter()
-    if args.method == "pca":
-        trained, stages = fit_pca_adaptor(model, corpus_vectors), []
-    elif args.method == "smec":
-        trained, stages = train_smec(model, data, corpus_vectors, query_vectors, config, supervised=args.supervised)
-    else:
-        trained, stages = train_matryoshka_adaptor(
-            model, data, corpus_vectors, query_vectors, config, supervised=args.supervised
+    return {k: v for k, v in overrides.items() if v is not None}
+
+
+def print_stages(stages) -> None:
+    for stage in stages:
+        if stage.best is None:  # a phase total (SMEC): time only
+            print(f"{stage.name}: {stage.seconds:.1f}s")
+            continue
+        print(
+            f"{stage.name}: best {stage.metric} = {stage.best:.4f} at step {stage.best_step} "
+            f"({len(stage.history)} evaluations, {stage.seconds:.1f}s)"
         )
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from st_matryoshka.data import load_beir
+    from st_matryoshka.training import (
+        AdaptorTrainingConfig,
+        backbone_dim,
+        save_model_atomic,
+        search_adaptor_config,
+        stage_summary,
+        training_metadata,
+    )
+    from st_matryoshka.training_smec import SMECTrainingConfig
+    from st_matryoshka.vectors import append_to, fit_adaptor
+
+    parse_dims(args.dims)  # a malformed --dims fails before anything is loaded
+    check_output_free(args.output, args.overwrite)
+    if args.method == "pca" and args.supervised:
+        raise ValueError("--supervised does not apply to --method pca")
+    if args.method == "search-adaptor" and not args.supervised:
+        raise ValueError("--method search-adaptor is supervised: pass --supervised (and --train-split)")
+    overrides = training_overrides(args)
+    model, dims = model_and_dims(args)
+    width = backbone_dim(model)
+    if args.default_dim is not None and args.default_dim not in {width, *dims}:
+        raise ValueError(f"--default-dim must be one of --dims or the width {width}, got {args.default_dim}")
+    data = load_beir(args.data, split=args.train_split if args.supervised else None)
+    corpus_vectors, query_vectors = backbone_vectors(model, data, args.embeddings, args.cache_dir, args.batch_size)
+    make_config = search_adaptor_config if args.method == "search-adaptor" else AdaptorTrainingConfig
+    if args.method == "smec":
+        make_config = SMECTrainingConfig
+        dims = [d for d in dims if d < width]
+    config = make_config(dims=dims, **overrides)
+    start = time.perf_counter()
+    adaptor, stages = fit_adaptor(args.method, width, data, corpus_vectors, query_vectors, config, args.supervised)
+    trained = append_to(model, adaptor)
     summary = {
         "method": args.method,
         "supervised": args.supervised,
@@ -330,15 +360,61 @@ def cmd_train(args: argparse.Namespace) -> int:
     }
     metadata = training_metadata(trained, summary, stages)
     save_model_atomic(trained, args.output, overwrite=args.overwrite, extra=summary, metadata=metadata)
-    for stage in stages:
-        if stage.best is None:  # a phase total (SMEC): time only
-            print(f"{stage.name}: {stage.seconds:.1f}s")
-            continue
-        print(
-            f"{stage.name}: best {stage.metric} = {stage.best:.4f} at step {stage.best_step} "
-            f"({len(stage.history)} evaluations, {stage.seconds:.1f}s)"
-        )
+    print_stages(stages)
     print(f"saved to {args.output}")
+    return 0
+
+
+def cmd_fit_vectors(args: argparse.Namespace) -> int:
+    from st_matryoshka.vectors import fit_vectors, read_ids, read_vectors, save_adaptor
+
+    dims = parse_dims(args.dims)
+    check_output_free(args.output, args.overwrite)
+    overrides = training_overrides(args)
+    corpus = read_vectors(args.corpus, "--corpus")
+    if dims[0] >= corpus.shape[1] and args.method != "smec":
+        raise ValueError(f"--dims must be below the vectors' width {corpus.shape[1]}, got {args.dims!r}")
+    corpus_ids = read_ids(args.corpus_ids, len(corpus), "--corpus-ids", "--corpus")
+    queries = query_ids = None
+    if args.qrels or args.queries:
+        if not (args.qrels and args.queries):
+            raise ValueError("--queries and --qrels go together (the supervised stage needs both)")
+        queries = read_vectors(args.queries, "--queries", width=corpus.shape[1])
+        query_ids = read_ids(args.query_ids, len(queries), "--query-ids", "--queries")
+    elif args.method == "search-adaptor":
+        raise ValueError("--method search-adaptor is supervised: pass --queries and --qrels")
+    adaptor, meta, stages = fit_vectors(
+        corpus,
+        dims,
+        method=args.method,
+        queries=queries,
+        qrels=args.qrels,
+        corpus_ids=corpus_ids,
+        query_ids=query_ids,
+        **overrides,
+    )
+    save_adaptor(adaptor, args.output, meta, overwrite=args.overwrite)
+    print_stages(stages)
+    print(f"trained dims {meta.dims}; saved to {args.output}")
+    return 0
+
+
+def cmd_apply_vectors(args: argparse.Namespace) -> int:
+    from st_matryoshka.vectors import apply_vectors, load_adaptor, read_vectors
+
+    check_writable_file(args.output, "--output")
+    if os.path.exists(args.output) and not args.overwrite:
+        raise ValueError(f"--output: {args.output!r} exists; pass --overwrite to replace it")
+    adaptor = load_adaptor(args.model)
+    vectors = read_vectors(args.input, "--input", width=adaptor.get_embedding_dimension())
+    tmp = args.output + ".tmp.npy"
+    try:
+        apply_vectors(adaptor, vectors, args.dim, precision=args.precision, output=tmp)
+        os.replace(tmp, args.output)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    print(f"wrote {len(vectors)} x {args.dim}-d {args.precision} vectors to {args.output}")
     return 0
 
 
@@ -557,6 +633,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "extend": cmd_extend,
             "export": cmd_export,
             "push": cmd_push,
+            "fit-vectors": cmd_fit_vectors,
+            "apply-vectors": cmd_apply_vectors,
         }
         return commands[args.command](args)
     except (ValueError, KeyError, ImportError) as exc:

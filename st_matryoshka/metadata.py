@@ -45,6 +45,7 @@ class MatryoshkaMetadata:
         repo_id: The Hub repository the model was exported for.
         exported: Whether the folder is a Hub-ready export (``st-matryoshka export``) rather than a training output.
         needs_remote_code: Whether the export ships a module file (loading needs ``trust_remote_code=True``).
+        adaptor_class: For a standalone adaptor (``fit-vectors``): the module class saved in the folder.
         st_matryoshka_version: The version of st_matryoshka that wrote the file.
     """
 
@@ -63,6 +64,7 @@ class MatryoshkaMetadata:
     repo_id: str | None = None
     exported: bool = False
     needs_remote_code: bool = False
+    adaptor_class: str | None = None
     st_matryoshka_version: str = ""
 
     def __post_init__(self) -> None:

@@ -147,6 +147,9 @@ class AdaptorTrainingConfig:
         unsupervised_lr: Learning rate of the unsupervised stage.
         unsupervised_batch_size: Batch size of the unsupervised stage.
         holdout_fraction: Corpus fraction held out for the label-free validation criterion.
+        holdout_max: At most this many held-out documents (a fixed-size criterion sample on a large corpus).
+        criterion_corpus_max: The criterion searches neighbours among at most this many documents (the held-out
+            ones plus a seeded sample); every shared data set is below it, so there the whole corpus is searched.
         overlap_k: ``k`` of the neighbour-overlap criterion.
         supervised_epochs: Maximum passes over the train qrels in the supervised stage.
         supervised_lr: Learning rate of the supervised stage.
@@ -170,6 +173,8 @@ class AdaptorTrainingConfig:
     unsupervised_lr: float = 1e-3
     unsupervised_batch_size: int = 512
     holdout_fraction: float = 0.1
+    holdout_max: int = 1000
+    criterion_corpus_max: int = 20000
     overlap_k: int = 10
     supervised_epochs: int = 40
     supervised_lr: float = 2e-3
@@ -189,7 +194,12 @@ class AdaptorTrainingConfig:
             value = getattr(self, name)
             if not 0.0 < value < 1.0:
                 raise ValueError(f"{name} must be in (0, 1), got {value!r}")
-        for name in ("unsupervised_batch_size", "supervised_batch_size", "num_negatives", "negative_pool", "top_k"):
+        if self.criterion_corpus_max <= self.holdout_max:
+            raise ValueError(
+                f"criterion_corpus_max={self.criterion_corpus_max} must exceed holdout_max={self.holdout_max}"
+            )
+        names = ("unsupervised_batch_size", "supervised_batch_size", "num_negatives", "negative_pool", "top_k")
+        for name in (*names, "holdout_max", "criterion_corpus_max"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
@@ -281,18 +291,27 @@ def holdout_split(
     A seeded ``holdout_fraction`` of the documents is held out and scored by top-``overlap_k`` neighbour overlap with
     the backbone at ``dims``.
     """
-    order = np.random.default_rng(config.seed).permutation(len(corpus))
+    rng = np.random.default_rng(config.seed)
+    order = rng.permutation(len(corpus))
     n_hold = max(config.overlap_k + 1, int(round(config.holdout_fraction * len(corpus))))
+    n_hold = min(n_hold, config.holdout_max)
     hold, train = order[:n_hold], order[n_hold:]
     if len(train) < config.unsupervised_batch_size:
         raise ValueError(
             f"unsupervised_batch_size={config.unsupervised_batch_size} exceeds the {len(train)} training documents"
         )
+    # The criterion searches a fixed-size sample of the corpus (all of it up to criterion_corpus_max documents,
+    # which covers every shared data set), so its cost does not grow with the corpus.
+    if len(corpus) <= config.criterion_corpus_max:
+        search = np.arange(len(corpus))
+    else:
+        others = rng.choice(train, size=config.criterion_corpus_max - n_hold, replace=False)
+        search = np.sort(np.concatenate([hold, others]))
     evaluator = NeighbourOverlapEvaluator(
         [corpus[i] for i in hold],
-        list(corpus),
-        corpus_vectors[hold],
-        corpus_vectors,
+        [corpus[i] for i in search],
+        corpus_vectors[np.sort(hold)][np.argsort(np.argsort(hold))],
+        corpus_vectors[search],
         dims=list(dims),
         k=config.overlap_k,
         name="holdout",
@@ -332,6 +351,23 @@ def train_unsupervised(
     )
 
 
+def chunked_top_k(queries: torch.Tensor, corpus_vectors: Any, k: int, chunk_size: int = 65536) -> torch.Tensor:
+    """Indices of the ``k`` corpus rows most cosine-similar to each (normalised) query, best first.
+
+    The corpus (an array, tensor or memory-mapped ``.npy``) is read ``chunk_size`` rows at a time, so memory is set by
+    the chunk, not the corpus size.
+    """
+    best_scores = torch.empty(len(queries), 0)
+    best_index = torch.empty(len(queries), 0, dtype=torch.long)
+    for start in range(0, len(corpus_vectors), chunk_size):
+        rows = torch.nn.functional.normalize(torch.as_tensor(np.asarray(corpus_vectors[start : start + chunk_size])))
+        scores = torch.cat([best_scores, queries @ rows.T.to(queries.dtype)], dim=1)
+        index = torch.cat([best_index, torch.arange(start, start + len(rows)).expand(len(queries), -1)], dim=1)
+        best_scores, order = scores.topk(min(k, scores.shape[1]), dim=1)
+        best_index = index.gather(1, order)
+    return best_index
+
+
 def _supervised_rows(
     data: RetrievalData,
     query_ids: Sequence[str],
@@ -342,11 +378,10 @@ def _supervised_rows(
     """Rows ``(query, positive, negative_1..n)`` with label ``[grade, 0, ..., 0]``, re-drawn for every pass."""
     rng = random.Random(config.seed)
     doc_index = {cid: i for i, cid in enumerate(data.corpus_ids)}
-    corpus_t = torch.nn.functional.normalize(torch.as_tensor(corpus_vectors), dim=-1)
     q_t = torch.nn.functional.normalize(torch.as_tensor(np.stack([query_vectors[q] for q in query_ids])), dim=-1)
     most_relevant = max(len(data.qrels[q]) for q in query_ids)
     pool_size = min(config.negative_pool + most_relevant, len(data.corpus_ids))
-    ranked = (q_t @ corpus_t.T).topk(pool_size, dim=1).indices.tolist()
+    ranked = chunked_top_k(q_t, corpus_vectors, pool_size).tolist()
     queries = data.query_dict()
     pools = {}
     for qid, top in zip(query_ids, ranked):
@@ -458,13 +493,32 @@ def train_matryoshka_adaptor(
             trained, stages = train_matryoshka_adaptor(model, load_beir(path, "train"), cv, qv, config)
             trained.encode(["a query"], truncate_dim=48)
     """
-    width = backbone_dim(model)
+    adaptor, stages = fit_matryoshka_adaptor(
+        backbone_dim(model), corpus_data, corpus_vectors, query_vectors, config, supervised=supervised
+    )
+    return with_adaptor(model, adaptor), stages
+
+
+def fit_matryoshka_adaptor(
+    width: int,
+    corpus_data: RetrievalData,
+    corpus_vectors: Any,
+    query_vectors: Any,
+    config: AdaptorTrainingConfig,
+    supervised: bool = False,
+) -> tuple[MatryoshkaAdaptor, list[StageResult]]:
+    """Train a :class:`MatryoshkaAdaptor` of ``width`` on backbone vectors alone: ``(adaptor, stage results)``.
+
+    The engine behind :func:`train_matryoshka_adaptor` and :func:`st_matryoshka.vectors.fit_vectors`: no
+    SentenceTransformer is needed, only the vectors and the texts or keys that name their rows.
+    """
     check_dims(config.dims, name="dims", max_dim=width)
     if config.dims[-1] >= width:
         raise ValueError(f"dims must include a dim below the model's width {width}, got {config.dims!r}")
-    if corpus_vectors.shape != (len(corpus_data.corpus), width):
+    if tuple(corpus_vectors.shape) != (len(corpus_data.corpus), width):
         raise ValueError(
-            f"corpus embeddings have shape {corpus_vectors.shape}, expected ({len(corpus_data.corpus)}, {width})"
+            f"corpus embeddings have shape {tuple(corpus_vectors.shape)}, expected ({len(corpus_data.corpus)}, "
+            f"{width})"
         )
     if supervised:
         check_supervised_data(corpus_data, config)
@@ -473,7 +527,7 @@ def train_matryoshka_adaptor(
         width, hidden_dim=config.hidden_dim, num_layers=config.num_layers, center_input=config.center_input
     )
     if config.pca_init:
-        adaptor.init_rotation(torch.as_tensor(corpus_vectors))
+        adaptor.init_rotation(corpus_vectors)
     stages: list[StageResult] = []
     with tempfile.TemporaryDirectory(prefix="st_matryoshka_") as work:
         if config.unsupervised_epochs > 0:
@@ -484,19 +538,23 @@ def train_matryoshka_adaptor(
         if supervised:
             stages.append(train_supervised(adaptor, corpus_data, corpus_vectors, query_vectors, config, work))
     adaptor.eval()
-    return with_adaptor(model, adaptor), stages
+    return adaptor, stages
 
 
 def fit_pca_adaptor(model: SentenceTransformer, corpus_vectors: np.ndarray) -> SentenceTransformer:
+    """The PCA baseline as a module of ``model``: see :func:`pca_adaptor`."""
+    return with_adaptor(model, pca_adaptor(backbone_dim(model), corpus_vectors))
+
+
+def pca_adaptor(width: int, corpus_vectors: Any) -> MatryoshkaAdaptor:
     """The PCA baseline as a module: a linear MatryoshkaAdaptor holding the corpus mean and principal axes.
 
     Its prefixes are the classic (centred) PCA projections fit on ``corpus_vectors``; nothing is trained, and
     :func:`st_matryoshka.export.export_to_st_modules` folds it into ST's ``Normalize`` + ``Dense``.
     """
-    width = backbone_dim(model)
     adaptor = MatryoshkaAdaptor(width, num_layers=0, center_input=True)
-    adaptor.init_rotation(torch.as_tensor(corpus_vectors))
-    return with_adaptor(model, adaptor.eval())
+    adaptor.init_rotation(corpus_vectors)
+    return adaptor.eval()
 
 
 def search_adaptor_config(dims: Sequence[int], **overrides: Any) -> AdaptorTrainingConfig:

@@ -370,14 +370,32 @@ def train_smec(
             trained, stages = train_smec(model, load_beir(path, "train"), cv, qv, config)
             trained.encode(["a query"], truncate_dim=24)
     """
-    width = backbone_dim(model)
+    adaptor, results = fit_smec(
+        backbone_dim(model), data, corpus_vectors, query_vectors, config, supervised=supervised, callbacks=callbacks
+    )
+    return _with_smec(model, adaptor), results
+
+
+def fit_smec(
+    width: int,
+    data: RetrievalData,
+    corpus_vectors: Any,
+    query_vectors: Any,
+    config: SMECTrainingConfig,
+    supervised: bool = True,
+    callbacks: list[Any] | None = None,
+) -> tuple[SMECAdaptor, list[StageResult]]:
+    """Train an :class:`SMECAdaptor` of ``width`` on backbone vectors alone: ``(adaptor, stage results)``.
+
+    The engine behind :func:`train_smec` and :func:`st_matryoshka.vectors.fit_vectors`.
+    """
     stages = plan_stages(width, config.dims, allow_any_dims=config.allow_any_dims)
     config.check_memory(supervised)
     if supervised:
         check_supervised_data(data, config)
-    if corpus_vectors.shape != (len(data.corpus), width):
+    if tuple(corpus_vectors.shape) != (len(data.corpus), width):
         raise ValueError(
-            f"corpus embeddings have shape {corpus_vectors.shape}, expected ({len(data.corpus)}, {width})"
+            f"corpus embeddings have shape {tuple(corpus_vectors.shape)}, expected ({len(data.corpus)}, {width})"
         )
     torch.manual_seed(config.seed)
     adaptor = SMECAdaptor(
@@ -390,10 +408,10 @@ def train_smec(
         center_input=config.center_input,
     )
     if config.pca_init:
-        adaptor.init_rotation(torch.as_tensor(corpus_vectors))
+        adaptor.init_rotation(corpus_vectors)
     indices = list(range(len(stages)))
     results = _train_phases(adaptor, data, corpus_vectors, query_vectors, config, indices, True, supervised, callbacks)
-    return _with_smec(model, adaptor), results
+    return adaptor, results
 
 
 def _with_smec(model: SentenceTransformer, adaptor: SMECAdaptor) -> SentenceTransformer:

@@ -19,6 +19,17 @@ RESIDUAL_KEY = "st_matryoshka.residual"
 ACTIVATIONS: dict[str, type[nn.Module]] = {"gelu": nn.GELU, "relu": nn.ReLU, "silu": nn.SiLU, "tanh": nn.Tanh}
 
 
+def principal_axes(moment: torch.Tensor) -> torch.Tensor:
+    """The principal axes of a symmetric second-moment matrix, as rows, largest eigenvalue first.
+
+    Each axis has its largest entry positive, so the same data always gives the same axes.
+    """
+    _, vectors = torch.linalg.eigh(moment)
+    axes = vectors.flip(1).T
+    signs = torch.sign(axes.gather(1, axes.abs().argmax(dim=1, keepdim=True)))
+    return axes * signs
+
+
 class MatryoshkaAdaptor(StMatryoshkaModule):
     """Residual adaptor ``ê = z + f(z)`` that makes every prefix ``ê[:m]`` a good ``m``-d embedding.
 
@@ -113,28 +124,36 @@ class MatryoshkaAdaptor(StMatryoshkaModule):
         self.register_buffer("center", torch.zeros(embedding_dim))
 
     @torch.no_grad()
-    def init_rotation(self, embeddings: torch.Tensor) -> None:
+    def init_rotation(self, embeddings: torch.Tensor | Any, chunk_size: int = 65536) -> None:
         """Set ``rotation`` to the principal axes of ``embeddings`` (largest variance first).
 
         With ``center_input`` the corpus mean is stored in ``center`` and subtracted first (classic PCA); otherwise
-        the axes are uncentred and full-width cosine similarities stay exactly those of the backbone.
+        the axes are uncentred and full-width cosine similarities stay exactly those of the backbone. Only the
+        ``(D, D)`` second-moment matrix is built, accumulated over ``chunk_size`` rows at a time, so memory does not
+        grow with the number of rows (a memory-mapped ``.npy`` works).
 
         Args:
-            embeddings: ``(n, embedding_dim)`` backbone embeddings of the corpus, e.g. from the embedding cache.
+            embeddings: ``(n, embedding_dim)`` backbone embeddings of the corpus (tensor or array).
+            chunk_size: Rows read at a time.
         """
         if not self.use_rotation:
             raise ValueError("init_rotation needs use_rotation=True, got use_rotation=False")
-        if embeddings.ndim != 2 or embeddings.shape[1] != self.embedding_dim:
+        if len(embeddings.shape) != 2 or embeddings.shape[1] != self.embedding_dim or embeddings.shape[0] == 0:
             raise ValueError(f"embeddings must have shape (n, {self.embedding_dim}), got {tuple(embeddings.shape)}")
-        x = embeddings.to(torch.float64)
-        if self.normalize_input:
-            x = F.normalize(x, dim=-1)
+        n, dim = embeddings.shape
+        moment = torch.zeros(dim, dim, dtype=torch.float64)
+        total = torch.zeros(dim, dtype=torch.float64)
+        for start in range(0, n, chunk_size):
+            x = torch.as_tensor(embeddings[start : start + chunk_size]).to(torch.float64)
+            if self.normalize_input:
+                x = F.normalize(x, dim=-1)
+            moment += x.T @ x
+            total += x.sum(dim=0)
         if self.center_input:
-            mean = x.mean(dim=0)
+            mean = total / n
             self.center.copy_(mean.to(self.center.dtype))
-            x = x - mean
-        _, _, vh = torch.linalg.svd(x, full_matrices=True)
-        self.rotation.copy_(vh.to(self.rotation.dtype))
+            moment -= n * torch.outer(mean, mean)
+        self.rotation.copy_(principal_axes(moment).to(self.rotation.dtype))
 
     def reference(self, x: torch.Tensor) -> torch.Tensor:
         """The fixed part of the map, ``z = R · (normalize(x) − center)``: backbone geometry, nothing trainable."""

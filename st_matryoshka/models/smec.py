@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from st_matryoshka.models.matryoshka_adaptor import MatryoshkaAdaptor
+from st_matryoshka.models.matryoshka_adaptor import MatryoshkaAdaptor, principal_axes
 
 
 def plan_stages(embedding_dim: int, dims: Sequence[int], allow_any_dims: bool = False) -> list[list[int]]:
@@ -242,11 +242,7 @@ class SMECAdaptor(MatryoshkaAdaptor):
                 moment += block.T @ block
         finally:
             self.train(was_training)
-        _, vectors = torch.linalg.eigh(moment)
-        axes = vectors.flip(1).T  # rows: principal axes, largest second moment first
-        # A fixed sign per axis (largest entry positive), so the same data gives the same basis.
-        signs = torch.sign(axes.gather(1, axes.abs().argmax(dim=1, keepdim=True)))
-        basis.copy_((axes * signs).to(basis.dtype))
+        basis.copy_(principal_axes(moment).to(basis.dtype))
         self.stage_skew[index].zero_()
         if self.use_ads:
             self.importance[index].copy_(_initial_logits(end - start))

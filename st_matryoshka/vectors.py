@@ -1,0 +1,333 @@
+"""Adaptors for raw embedding matrices: fit on vectors from any provider, apply to new vectors, save and load alone.
+
+The Matryoshka-Adaptor paper's main use: a team has only vectors (OpenAI, Gemini, Cohere, Voyage, or its own model),
+in a ``.npy`` file. :func:`fit_vectors` trains any method on them through the same modules, losses, trainer and
+criteria as ``st-matryoshka train`` (:func:`fit_adaptor` is the one entry point both use), :func:`apply_vectors`
+maps new vectors to any trained dim in chunks, and :func:`save_adaptor` / :func:`load_adaptor` keep the adaptor as
+``config.json`` + ``model.safetensors`` + ``st_matryoshka.json``, no SentenceTransformer involved.
+:func:`append_to` puts the same module after Pooling in the SentenceTransformer whose backbone produced the vectors.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from st_matryoshka._io import atomic_folder
+from st_matryoshka.data import RetrievalData, _clean_qrels
+from st_matryoshka.metadata import METADATA_FILE, MatryoshkaMetadata
+from st_matryoshka.models import MatryoshkaAdaptor, SMECAdaptor
+
+logger = logging.getLogger(__name__)
+
+METHODS = ("matryoshka-adaptor", "pca", "search-adaptor", "smec")
+ADAPTOR_CLASSES = {cls.__name__: cls for cls in (MatryoshkaAdaptor, SMECAdaptor)}
+PRECISIONS = ("float32", "int8", "binary")
+
+
+def fit_adaptor(
+    method: str,
+    width: int,
+    data: RetrievalData,
+    corpus_vectors: Any,
+    query_vectors: Any,
+    config: Any,
+    supervised: bool,
+) -> tuple[MatryoshkaAdaptor, list[Any]]:
+    """Fit ``method``'s adaptor on backbone vectors: the one training entry point of the CLI, recipes and this module.
+
+    Args:
+        method: ``matryoshka-adaptor``, ``pca``, ``search-adaptor`` or ``smec``.
+        width: The vectors' width.
+        data: Corpus and queries (texts, or keys naming the rows) with the training qrels.
+        corpus_vectors: ``(len(data.corpus), width)`` array, tensor or memory-mapped ``.npy``.
+        query_vectors: ``(len(data.queries), width)``, or ``None`` without queries.
+        config: ``AdaptorTrainingConfig`` (``SMECTrainingConfig`` for SMEC).
+        supervised: Run the supervised stage on ``data.qrels``.
+
+    Returns:
+        ``(adaptor, stage results)``; PCA has no stages.
+    """
+    from st_matryoshka.training import fit_matryoshka_adaptor, pca_adaptor
+    from st_matryoshka.training_smec import fit_smec
+
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {list(METHODS)}, got {method!r}")
+    if method == "pca":
+        if supervised:
+            raise ValueError("--supervised does not apply to --method pca")
+        return pca_adaptor(width, corpus_vectors), []
+    if method == "search-adaptor" and not supervised:
+        raise ValueError("--method search-adaptor is supervised: it needs queries and qrels")
+    if method == "smec":
+        return fit_smec(width, data, corpus_vectors, query_vectors, config, supervised=supervised)
+    return fit_matryoshka_adaptor(width, data, corpus_vectors, query_vectors, config, supervised=supervised)
+
+
+def read_vectors(path: str, argument: str, width: int | None = None) -> np.ndarray:
+    """A ``.npy`` matrix, memory-mapped, checked: 2-d, non-empty, float (float16 converted with a notice), finite.
+
+    Raises:
+        ValueError: naming ``argument`` and the file: another dtype (integer or int8 codes are refused: they lost
+            the scale the adaptor needs), a wrong width, no rows, non-finite values (with the first row numbers).
+    """
+    from st_matryoshka.data import load_npy
+
+    if not os.path.isfile(path):
+        raise ValueError(f"{argument}: file {path!r} does not exist")
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError):
+        array = load_npy(path, argument)  # names what is wrong
+    if array.ndim != 2 or array.shape[0] == 0 or array.shape[1] == 0:
+        raise ValueError(f"{argument}: {path} must be a non-empty (rows, dim) matrix, got shape {array.shape}")
+    if width is not None and array.shape[1] != width:
+        raise ValueError(f"{argument}: {path} has width {array.shape[1]}, but the adaptor takes {width}")
+    if array.dtype == np.float16:
+        logger.warning(f"{argument}: {path} is float16; converted to float32")
+        array = np.asarray(array, dtype=np.float32)
+    elif not np.issubdtype(array.dtype, np.floating):
+        raise ValueError(
+            f"{argument}: {path} has dtype {array.dtype}; give float vectors (quantised codes lost the scale the "
+            "adaptor needs)"
+        )
+    bad: list[int] = []
+    for start in range(0, len(array), 65536):
+        rows = np.asarray(array[start : start + 65536])
+        bad += (np.flatnonzero(~np.isfinite(rows).all(axis=1)) + start).tolist()
+    if bad:
+        shown = ", ".join(str(r) for r in bad[:5]) + (", ..." if len(bad) > 5 else "")
+        raise ValueError(f"{argument}: {path} has NaN or inf in {len(bad)} rows (rows {shown})")
+    return array
+
+
+def read_ids(path: str | None, n_rows: int, argument: str, matrix_argument: str) -> list[str]:
+    """One id per line of ``path`` (row numbers ``"0", "1", ...`` without a file); the count must match the matrix."""
+    if path is None:
+        return [str(i) for i in range(n_rows)]
+    if not os.path.isfile(path):
+        raise ValueError(f"{argument}: file {path!r} does not exist")
+    with open(path, encoding="utf-8") as f:
+        ids = [line.rstrip("\n") for line in f if line.strip()]
+    if len(ids) != n_rows:
+        raise ValueError(f"{argument}: {path} has {len(ids)} ids, but {matrix_argument} has {n_rows} rows")
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"{argument}: {path} has {len(ids) - len(set(ids))} duplicate ids")
+    return ids
+
+
+def read_qrels(path: str, query_ids: Sequence[str], corpus_ids: Sequence[str]) -> dict[str, dict[str, int]]:
+    """BEIR qrels (``query-id<TAB>corpus-id<TAB>score``, optional header); unknown ids are counted and reported."""
+    if not os.path.isfile(path):
+        raise ValueError(f"--qrels: file {path!r} does not exist")
+    raw = []
+    with open(path, encoding="utf-8", newline="") as f:
+        for line_no, row in enumerate(csv.reader(f, delimiter="\t"), start=1):
+            if not row or (line_no == 1 and not row[-1].strip().lstrip("-").isdigit()):
+                continue
+            if len(row) < 3 or not row[2].strip().lstrip("-").isdigit():
+                raise ValueError(f"--qrels: {path} line {line_no} is not 'query-id<TAB>corpus-id<TAB>score'")
+            raw.append((row[0], row[1], int(row[2])))
+    qrels = _clean_qrels(raw, set(query_ids), set(corpus_ids), f"--qrels {path}")
+    if not qrels:
+        raise ValueError(f"--qrels: no row of {path} names a known query and corpus id (see --query-ids/--corpus-ids)")
+    return qrels
+
+
+def vector_data(
+    corpus_ids: Sequence[str], query_ids: Sequence[str] = (), qrels: dict[str, dict[str, int]] | None = None
+) -> RetrievalData:
+    """Retrieval data whose "texts" are row keys (``c:<id>``, ``q:<id>``): vectors are all there is."""
+    return RetrievalData(
+        list(corpus_ids),
+        [f"c:{i}" for i in corpus_ids],
+        list(query_ids),
+        [f"q:{i}" for i in query_ids],
+        qrels or {},
+        name="vectors",
+    )
+
+
+def fit_vectors(
+    corpus: np.ndarray | str,
+    dims: Sequence[int],
+    method: str = "matryoshka-adaptor",
+    queries: np.ndarray | str | None = None,
+    qrels: dict[str, dict[str, int]] | str | None = None,
+    corpus_ids: Sequence[str] | None = None,
+    query_ids: Sequence[str] | None = None,
+    **config: Any,
+) -> tuple[MatryoshkaAdaptor, MatryoshkaMetadata, list[Any]]:
+    """Fit an adaptor on an embedding matrix; queries and qrels add the supervised stage.
+
+    Args:
+        corpus: ``(n, D)`` corpus vectors, or a ``.npy`` path (memory-mapped).
+        dims: Dims to train, strictly descending, below ``D``.
+        method: ``matryoshka-adaptor``, ``pca``, ``search-adaptor`` or ``smec``.
+        queries: ``(m, D)`` query vectors or a ``.npy`` path (with ``qrels``).
+        qrels: ``{query id: {corpus id: relevance}}`` or a BEIR ``.tsv`` path; ids are rows' ids.
+        corpus_ids: Ids of the corpus rows (default: row numbers as strings).
+        query_ids: Ids of the query rows (default: row numbers as strings).
+        **config: ``AdaptorTrainingConfig`` / ``SMECTrainingConfig`` fields (``unsupervised_epochs``, ``seed``, ...).
+
+    Returns:
+        ``(adaptor, metadata, stage results)``.
+
+    Example:
+        ::
+
+            import numpy as np
+            from st_matryoshka.vectors import apply_vectors, fit_vectors
+
+            corpus = np.load("corpus.npy", mmap_mode="r")
+            adaptor, meta, _ = fit_vectors(corpus, dims=[192, 96, 48])
+            apply_vectors(adaptor, corpus[:4], dim=48).shape
+            # => (4, 48)
+    """
+    from st_matryoshka.training import AdaptorTrainingConfig, search_adaptor_config
+    from st_matryoshka.training_smec import SMECTrainingConfig
+
+    corpus = read_vectors(corpus, "--corpus") if isinstance(corpus, str) else _checked(corpus, "corpus")
+    width = int(corpus.shape[1])
+    corpus_ids = list(corpus_ids) if corpus_ids is not None else [str(i) for i in range(len(corpus))]
+    if len(corpus_ids) != len(corpus):
+        raise ValueError(f"corpus_ids has {len(corpus_ids)} ids, but corpus has {len(corpus)} rows")
+    supervised = qrels is not None
+    query_vectors = np.zeros((0, width), dtype=np.float32)
+    if supervised:
+        if queries is None:
+            raise ValueError("qrels need the query vectors (queries / --queries)")
+        query_vectors = read_vectors(queries, "--queries", width) if isinstance(queries, str) else queries
+        query_vectors = _checked(query_vectors, "queries", width)
+        query_ids = list(query_ids) if query_ids is not None else [str(i) for i in range(len(query_vectors))]
+        if len(query_ids) != len(query_vectors):
+            raise ValueError(f"query_ids has {len(query_ids)} ids, but queries has {len(query_vectors)} rows")
+        if isinstance(qrels, str):
+            qrels = read_qrels(qrels, query_ids, corpus_ids)
+    data = vector_data(corpus_ids, query_ids or [], qrels if supervised else None)
+    dims = [d for d in dims if d < width] if method == "smec" else list(dims)
+    if method == "search-adaptor":
+        settings = search_adaptor_config(dims, **config)
+    elif method == "smec":
+        settings = SMECTrainingConfig(dims=dims, **config)
+    else:
+        settings = AdaptorTrainingConfig(dims=dims, **config)
+    adaptor, stages = fit_adaptor(method, width, data, corpus, query_vectors, settings, supervised)
+    losses: dict[str, str] = {}
+    for stage in stages:
+        losses.update(stage.losses)
+    summary = {k: v for k, v in settings.__dict__.items() if k != "dims"}
+    meta = MatryoshkaMetadata(
+        dims=adaptor.trained_dims if isinstance(adaptor, SMECAdaptor) else [width, *dims],
+        method=method,
+        supervised=supervised,
+        base_model="vectors",
+        config={"center_input": True} if method == "pca" else summary,
+        losses=losses,
+        adaptor_class=type(adaptor).__name__,
+    )
+    return adaptor, meta, stages
+
+
+def _checked(array: Any, name: str, width: int | None = None) -> Any:
+    array = np.asarray(array) if not isinstance(array, np.memmap) else array
+    if array.ndim != 2 or array.shape[0] == 0:
+        raise ValueError(f"{name} must be a non-empty (rows, dim) matrix, got shape {array.shape}")
+    if width is not None and array.shape[1] != width:
+        raise ValueError(f"{name} has width {array.shape[1]}, expected {width}")
+    if not np.issubdtype(array.dtype, np.floating):
+        raise ValueError(f"{name} has dtype {array.dtype}; give float vectors")
+    return array
+
+
+def save_adaptor(adaptor: MatryoshkaAdaptor, folder: str, metadata: MatryoshkaMetadata, overwrite: bool = False):
+    """Write ``config.json``, ``model.safetensors`` and ``st_matryoshka.json`` to ``folder`` (atomically)."""
+    metadata.adaptor_class = type(adaptor).__name__
+    with atomic_folder(folder, overwrite=overwrite) as tmp:
+        adaptor.save(tmp)
+        metadata.save(tmp)
+
+
+def load_adaptor(folder: str, argument: str = "--model") -> MatryoshkaAdaptor:
+    """The adaptor saved by :func:`save_adaptor` (or a model folder's adaptor module), in eval mode."""
+    if not os.path.isfile(os.path.join(folder, METADATA_FILE)):
+        raise ValueError(f"{argument}: {folder!r} has no {METADATA_FILE}; save it with fit-vectors / save_adaptor")
+    meta = MatryoshkaMetadata.load(folder)
+    cls = ADAPTOR_CLASSES.get(meta.adaptor_class or "")
+    if cls is None:
+        raise ValueError(f"{argument}: {folder!r} holds no standalone adaptor (adaptor_class={meta.adaptor_class!r})")
+    from st_matryoshka.loading import check_weight_files
+
+    check_weight_files(folder, argument)
+    return cls.load(folder).eval()
+
+
+def append_to(model: Any, adaptor: MatryoshkaAdaptor) -> Any:
+    """``model`` (the SentenceTransformer whose backbone produced the vectors) with ``adaptor`` after Pooling."""
+    from st_matryoshka.training import with_adaptor
+    from st_matryoshka.training_smec import _with_smec
+
+    return _with_smec(model, adaptor) if isinstance(adaptor, SMECAdaptor) else with_adaptor(model, adaptor)
+
+
+@torch.inference_mode()
+def apply_vectors(
+    adaptor: MatryoshkaAdaptor,
+    vectors: Any,
+    dim: int,
+    precision: str = "float32",
+    output: str | None = None,
+    chunk_size: int = 65536,
+) -> np.ndarray:
+    """Map vectors through ``adaptor`` and keep the first ``dim`` coordinates, chunk by chunk.
+
+    Args:
+        adaptor: A trained adaptor (:func:`load_adaptor`).
+        vectors: ``(n, D)`` array or memory-mapped ``.npy``.
+        dim: Output size (a trained dim is best; any ``1 <= dim <= D`` works).
+        precision: ``float32``, ``int8`` (ranges calibrated on the outputs themselves, a first pass) or ``binary``
+            (``dim`` divisible by 8), through ST's ``quantize_embeddings``.
+        output: Write to this ``.npy`` as the chunks come (and return the memory map); otherwise return an array.
+        chunk_size: Rows per chunk.
+    """
+    from sentence_transformers.util.quantization import quantize_embeddings
+
+    if precision not in PRECISIONS:
+        raise ValueError(f"--precision must be one of {list(PRECISIONS)}, got {precision!r}")
+    width = adaptor.get_embedding_dimension()
+    if not isinstance(dim, int) or not 1 <= dim <= width:
+        raise ValueError(f"--dim must be an int in [1, {width}], got {dim!r}")
+    if precision == "binary" and dim % 8:
+        raise ValueError(f"--dim must be divisible by 8 for binary codes (8 dims a byte), got {dim}")
+    adaptor = adaptor.eval()
+
+    def chunks():
+        for start in range(0, len(vectors), chunk_size):
+            x = torch.from_numpy(np.array(vectors[start : start + chunk_size], dtype=np.float32))
+            yield adaptor({"sentence_embedding": x})["sentence_embedding"][:, :dim].numpy()
+
+    ranges = None
+    if precision == "int8":
+        lows, highs = zip(*((c.min(axis=0), c.max(axis=0)) for c in chunks()))
+        ranges = np.stack([np.min(lows, axis=0), np.max(highs, axis=0)])
+    out_dim = dim // 8 if precision == "binary" else dim
+    dtype = {"float32": np.float32, "int8": np.int8, "binary": np.int8}[precision]
+    if output is not None:
+        result = np.lib.format.open_memmap(output, mode="w+", dtype=dtype, shape=(len(vectors), out_dim))
+    else:
+        result = np.empty((len(vectors), out_dim), dtype=dtype)
+    row = 0
+    for chunk in chunks():
+        if precision != "float32":
+            chunk = quantize_embeddings(chunk, precision=precision, ranges=ranges)
+        result[row : row + len(chunk)] = chunk
+        row += len(chunk)
+    if output is not None:
+        result.flush()
+    return result

@@ -1,0 +1,180 @@
+"""fit-vectors / apply-vectors: adaptors on raw embedding matrices, through the same engine as ``train``."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from st_matryoshka.cli import main
+from st_matryoshka.data import load_beir, load_embeddings_dir
+from st_matryoshka.evaluation import evaluate_per_dim
+from st_matryoshka.training import fast_model
+from st_matryoshka.vectors import apply_vectors, load_adaptor
+
+DIMS = [384, 96, 48, 24]
+
+
+@pytest.fixture(scope="module")
+def vectors(tmp_path_factory, scifact_slice):
+    """The slice's provided vectors as plain files: matrices, id files and qrels, as a provider user has them."""
+    root = tmp_path_factory.mktemp("vectors")
+    data = load_beir(str(scifact_slice), "train")
+    cv, qv = load_embeddings_dir(str(scifact_slice / "embeddings"), data, dim=384)
+    np.save(root / "corpus.npy", cv)
+    np.save(root / "queries.npy", qv)
+    (root / "corpus_ids.txt").write_text("\n".join(data.corpus_ids) + "\n")
+    (root / "query_ids.txt").write_text("\n".join(data.query_ids) + "\n")
+    (root / "qrels.tsv").write_text(
+        "query-id\tcorpus-id\tscore\n"
+        + "".join(f"{q}\t{d}\t{s}\n" for q, docs in data.qrels.items() for d, s in docs.items())
+    )
+    return root
+
+
+def _scores(vector_folder, model_folder, data) -> dict[str, float]:
+    """NDCG@10 of the adaptor's outputs on ``data`` (test), computed from vectors alone."""
+    adaptor = load_adaptor(str(model_folder))
+    corpus = apply_vectors(adaptor, np.load(vector_folder / "corpus.npy"), dim=384)
+    queries = apply_vectors(adaptor, np.load(vector_folder / "queries.npy"), dim=384)
+    scorer = fast_model(list(data.corpus) + list(data.queries), np.concatenate([corpus, queries]), [])
+    return evaluate_per_dim(scorer, data, DIMS)["ndcg_at_10"]
+
+
+def test_fit_vectors_matches_train_and_beats_truncation(vectors, scifact_slice, tmp_path, capsys):
+    test = load_beir(str(scifact_slice), "test")
+    quick = ["--unsupervised-epochs", "3", "--dims", "96,48,24"]
+    assert main(["fit-vectors", "--corpus", str(vectors / "corpus.npy"), *quick, "--output", str(tmp_path / "v")]) == 0
+    ours = _scores(vectors, tmp_path / "v", test)
+    # the same run through `train --embeddings` (one engine): the same scores
+    args = ["train", "--model", "all-MiniLM-L6-v2", "--data", str(scifact_slice)]
+    args += ["--embeddings", str(scifact_slice / "embeddings")]
+    assert main([*args, *quick, "--output", str(tmp_path / "m")]) == 0
+    evaluated = tmp_path / "m.json"
+    args = ["evaluate", "--model", str(tmp_path / "m"), "--data", str(scifact_slice), "--split", "test"]
+    args += ["--embeddings", str(scifact_slice / "embeddings"), "--dims", "384,96,48,24", "--json", str(evaluated)]
+    assert main(args) == 0
+    trained = json.loads(evaluated.read_text())["ndcg_at_10"]
+    for dim in map(str, DIMS):
+        assert ours[dim] == pytest.approx(trained[dim], abs=0.002), dim
+    # raw vectors only: truncation and PCA of the same vectors
+    assert main(["fit-vectors", "--corpus", str(vectors / "corpus.npy"), "--method", "pca", "--dims", "96,48,24",
+                 "--output", str(tmp_path / "pca")]) == 0  # fmt: skip
+    pca = _scores(vectors, tmp_path / "pca", test)
+    cv, qv = np.load(vectors / "corpus.npy"), np.load(vectors / "queries.npy")
+    truncation = evaluate_per_dim(fast_model(list(test.corpus) + list(test.queries), np.concatenate([cv, qv]), []),
+                                  test, DIMS)["ndcg_at_10"]  # fmt: skip
+    for dim in ("48", "24"):
+        assert ours[dim] > truncation[dim]
+        assert ours[dim] >= pca[dim] - 0.01
+
+
+def test_supervised_fit_vectors_with_ids_and_qrels_and_appending_to_the_model(vectors, minilm, tmp_path):
+    out = tmp_path / "sup"
+    args = ["fit-vectors", "--corpus", str(vectors / "corpus.npy"), "--queries", str(vectors / "queries.npy")]
+    args += ["--qrels", str(vectors / "qrels.tsv"), "--corpus-ids", str(vectors / "corpus_ids.txt")]
+    args += ["--query-ids", str(vectors / "query_ids.txt"), "--dims", "96,48", "--unsupervised-epochs", "1"]
+    assert main([*args, "--supervised-epochs", "2", "--output", str(out)]) == 0
+    meta = json.loads((out / "st_matryoshka.json").read_text())
+    assert meta["supervised"] and meta["adaptor_class"] == "MatryoshkaAdaptor" and meta["dims"] == [384, 96, 48]
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors", "st_matryoshka.json"]
+    # the same module after Pooling in the model whose backbone produced the vectors
+    from st_matryoshka.training import backbone_of
+    from st_matryoshka.vectors import append_to
+
+    adaptor = load_adaptor(str(out))
+    model = append_to(minilm, adaptor)
+    texts = ["Vitamin D and bone density.", "Aspirin after a heart attack."]
+    expected = apply_vectors(adaptor, backbone_of(minilm).encode(texts), dim=48)
+    expected /= np.linalg.norm(expected, axis=1, keepdims=True)
+    assert np.allclose(model.encode(texts, truncate_dim=48, normalize_embeddings=True), expected, atol=1e-5)
+
+
+def test_apply_vectors_streams_precisions(vectors, tmp_path):
+    assert main(["fit-vectors", "--corpus", str(vectors / "corpus.npy"), "--method", "pca", "--dims", "96,48",
+                 "--output", str(tmp_path / "pca")]) == 0  # fmt: skip
+    adaptor = load_adaptor(str(tmp_path / "pca"))
+    x = np.load(vectors / "corpus.npy")
+    whole = apply_vectors(adaptor, x, dim=48)
+    chunked = apply_vectors(adaptor, x, dim=48, chunk_size=100)
+    assert np.allclose(whole, chunked, atol=1e-6)
+    for precision, shape, dtype in (("float32", (len(x), 48), np.float32), ("int8", (len(x), 48), np.int8),
+                                    ("binary", (len(x), 6), np.int8)):  # fmt: skip
+        out = tmp_path / f"{precision}.npy"
+        argv = ["apply-vectors", "--model", str(tmp_path / "pca"), "--input", str(vectors / "corpus.npy")]
+        assert main([*argv, "--dim", "48", "--output", str(out), "--precision", precision]) == 0
+        result = np.load(out)
+        assert result.shape == shape and result.dtype == dtype
+    assert np.allclose(np.load(tmp_path / "float32.npy"), whole, atol=1e-6)
+
+
+def test_large_corpus_fits_without_an_n_by_n_matrix(tmp_path, scifact_slice):
+    """100k vectors (real ones tiled with small noise): PCA's axes come from the D x D moment, not an n x n SVD."""
+    base = np.load(scifact_slice / "embeddings" / "corpus.npy")
+    rng = np.random.default_rng(0)
+    big = np.concatenate([base + 0.01 * rng.standard_normal(base.shape).astype(np.float32) for _ in range(67)])
+    np.save(tmp_path / "big.npy", big[:100_000])
+    argv = ["fit-vectors", "--corpus", str(tmp_path / "big.npy"), "--dims", "96,48", "--method"]
+    assert main([*argv, "pca", "--output", str(tmp_path / "pca")]) == 0
+    small = tmp_path / "small.npy"
+    np.save(small, big[:30_000])
+    argv = ["fit-vectors", "--corpus", str(small), "--dims", "96,48", "--unsupervised-epochs", "1"]
+    assert main([*argv, "--output", str(tmp_path / "ma")]) == 0
+    assert apply_vectors(load_adaptor(str(tmp_path / "ma")), big[:10], dim=48).shape == (10, 48)
+
+
+def _fails(argv, capsys) -> str:
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("st-matryoshka: error:"), lines
+    return lines[0]
+
+
+def test_vectors_bad_input(vectors, tmp_path, capsys, caplog):
+    good = np.load(vectors / "corpus.npy")
+    assert main(["fit-vectors", "--corpus", str(vectors / "corpus.npy"), "--method", "pca", "--dims", "96,48",
+                 "--output", str(tmp_path / "pca")]) == 0  # fmt: skip
+    nan = good.copy()
+    nan[[3, 7]] = np.nan
+    files = {
+        "narrow.npy": good[:, :256],
+        "nan.npy": nan,
+        "empty.npy": good[:0],
+        "int8.npy": (good * 100).astype(np.int8),
+        "half.npy": good.astype(np.float16),
+    }
+    for name, array in files.items():
+        np.save(tmp_path / name, array)
+    (tmp_path / "short_ids.txt").write_text("a\nb\n")
+    fit = ["fit-vectors", "--dims", "96,48", "--method", "pca"]
+    apply = ["apply-vectors", "--model", str(tmp_path / "pca"), "--dim", "48"]
+    cases = [
+        ([*apply, "--input", str(tmp_path / "narrow.npy"), "--output", str(tmp_path / "o.npy")],
+         "has width 256, but the adaptor takes 384"),
+        ([*fit, "--corpus", str(tmp_path / "nan.npy"), "--output", str(tmp_path / "x")],
+         "has NaN or inf in 2 rows (rows 3, 7)"),
+        ([*fit, "--corpus", str(tmp_path / "empty.npy"), "--output", str(tmp_path / "x")], "non-empty (rows, dim)"),
+        ([*fit, "--corpus", str(tmp_path / "int8.npy"), "--output", str(tmp_path / "x")], "has dtype int8"),
+        ([*fit, "--corpus", str(vectors / "corpus.npy"), "--corpus-ids", str(tmp_path / "short_ids.txt"),
+          "--output", str(tmp_path / "x")], "short_ids.txt has 2 ids, but --corpus has"),
+        ([*fit, "--corpus", str(vectors / "corpus.npy"), "--output", str(tmp_path / "pca")], "already holds files"),
+        ([*apply, "--input", str(vectors / "corpus.npy"), "--output", str(vectors / "corpus.npy")], "exists"),
+        ([*apply[:-1], "20", "--input", str(vectors / "corpus.npy"), "--output", str(tmp_path / "b.npy"),
+          "--precision", "binary"], "divisible by 8"),
+        ([*apply, "--input", str(vectors / "corpus.npy"), "--output", str(tmp_path / "b.npy"), "--precision", "int4"],
+         "--precision must be one of"),
+    ]  # fmt: skip
+    for argv, message in cases:
+        assert message in _fails(argv, capsys), argv
+    # float16 is converted with a notice; qrels naming unknown ids are counted and reported
+    assert main([*fit, "--corpus", str(tmp_path / "half.npy"), "--output", str(tmp_path / "h")]) == 0
+    assert "is float16; converted to float32" in caplog.text
+    (tmp_path / "qrels.tsv").write_text((vectors / "qrels.tsv").read_text() + "nobody\tnothing\t1\n")
+    argv = ["fit-vectors", "--corpus", str(vectors / "corpus.npy"), "--queries", str(vectors / "queries.npy")]
+    argv += ["--qrels", str(tmp_path / "qrels.tsv"), "--corpus-ids", str(vectors / "corpus_ids.txt")]
+    argv += ["--query-ids", str(vectors / "query_ids.txt"), "--dims", "48", "--unsupervised-epochs", "0"]
+    assert main([*argv, "--supervised-epochs", "1", "--output", str(tmp_path / "q")]) == 0
+    assert "skipped 1 qrels rows with an unknown query id" in caplog.text
