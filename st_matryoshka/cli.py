@@ -88,6 +88,12 @@ def _training_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--unsupervised-batch-size", type=int, default=None)
     parser.add_argument("--supervised-batch-size", type=int, default=None)
     parser.add_argument("--num-negatives", type=int, default=None, help="Hard negatives per query row (default 16).")
+    parser.add_argument(
+        "--max-samples",
+        type=int,
+        default=None,
+        help="Training samples per phase at most (default: no cap): a large corpus trains on a seeded sample.",
+    )
     _smec_options(parser)
 
 
@@ -276,6 +282,7 @@ def training_overrides(args: argparse.Namespace) -> dict:
         "unsupervised_batch_size": args.unsupervised_batch_size,
         "supervised_batch_size": args.supervised_batch_size,
         "num_negatives": args.num_negatives,
+        "max_samples": args.max_samples,
         "pca_init": False if args.no_pca_init else None,
         "center_input": True if args.center else None,
     }

@@ -121,6 +121,15 @@ def fast_model(texts: Sequence[str], vectors: np.ndarray, head: Sequence[torch.n
     return SentenceTransformer(modules=[CachedEmbeddings(texts, vectors), *head], device="cpu", model_card_data=card)
 
 
+def fast_model_of_rows(
+    texts: Sequence[str], vectors: Any, rows: np.ndarray, head: Sequence[torch.nn.Module]
+) -> SentenceTransformer:
+    """:func:`fast_model` over the given rows only (sorted indices), so a large memory-mapped corpus is not loaded."""
+    if len(rows) == len(texts):
+        return fast_model(texts, vectors, head)
+    return fast_model([texts[i] for i in rows], np.asarray(vectors[rows]), head)
+
+
 def data_fast_model(
     data: RetrievalData, corpus_vectors: np.ndarray, query_vectors: np.ndarray, head: Sequence[torch.nn.Module]
 ) -> SentenceTransformer:
@@ -150,6 +159,9 @@ class AdaptorTrainingConfig:
         holdout_max: At most this many held-out documents (a fixed-size criterion sample on a large corpus).
         criterion_corpus_max: The criterion searches neighbours among at most this many documents (the held-out
             ones plus a seeded sample); every shared data set is below it, so there the whole corpus is searched.
+        max_samples: Training samples per phase at most (``None``: no cap): the unsupervised phase trains on a seeded
+            sample of the corpus of ``max_samples / epochs`` documents, the supervised phase on the first
+            ``max_samples`` rows of its passes. With a cap, a 1M-vector corpus costs about what 100k cost.
         overlap_k: ``k`` of the neighbour-overlap criterion.
         supervised_epochs: Maximum passes over the train qrels in the supervised stage.
         supervised_lr: Learning rate of the supervised stage.
@@ -175,6 +187,7 @@ class AdaptorTrainingConfig:
     holdout_fraction: float = 0.1
     holdout_max: int = 1000
     criterion_corpus_max: int = 20000
+    max_samples: int | None = None
     overlap_k: int = 10
     supervised_epochs: int = 40
     supervised_lr: float = 2e-3
@@ -198,6 +211,8 @@ class AdaptorTrainingConfig:
             raise ValueError(
                 f"criterion_corpus_max={self.criterion_corpus_max} must exceed holdout_max={self.holdout_max}"
             )
+        if self.max_samples is not None and (not isinstance(self.max_samples, int) or self.max_samples < 1):
+            raise ValueError(f"max_samples must be a positive int or None, got {self.max_samples!r}")
         names = ("unsupervised_batch_size", "supervised_batch_size", "num_negatives", "negative_pool", "top_k")
         for name in (*names, "holdout_max", "criterion_corpus_max"):
             value = getattr(self, name)
@@ -284,18 +299,29 @@ def _run_stage(
 
 
 def holdout_split(
-    corpus: Sequence[str], corpus_vectors: np.ndarray, dims: Sequence[int], config: AdaptorTrainingConfig
-) -> tuple[Dataset, NeighbourOverlapEvaluator]:
-    """Split the corpus for the unsupervised stage: ``(training texts, neighbour-overlap evaluator on the rest)``.
+    corpus: Sequence[str],
+    corpus_vectors: np.ndarray,
+    dims: Sequence[int],
+    config: AdaptorTrainingConfig,
+    epochs: float | None = None,
+) -> tuple[Dataset, NeighbourOverlapEvaluator, np.ndarray]:
+    """Split the corpus for the unsupervised stage: ``(training texts, criterion, rows served)``.
 
-    A seeded ``holdout_fraction`` of the documents is held out and scored by top-``overlap_k`` neighbour overlap with
-    the backbone at ``dims``.
+    A seeded ``holdout_fraction`` of the documents (at most ``holdout_max``) is held out and scored by
+    top-``overlap_k`` neighbour overlap with the backbone at ``dims``. With ``config.max_samples``, the training
+    documents are a seeded sample of ``max_samples / epochs`` (``epochs``: the phase's passes, default
+    ``unsupervised_epochs``), so the phase sees at most ``max_samples`` samples whatever the corpus size. The third
+    value lists the corpus rows the phase touches (training, held-out and searched documents), sorted: the training
+    model needs only those rows.
     """
     rng = np.random.default_rng(config.seed)
     order = rng.permutation(len(corpus))
     n_hold = max(config.overlap_k + 1, int(round(config.holdout_fraction * len(corpus))))
     n_hold = min(n_hold, config.holdout_max)
     hold, train = order[:n_hold], order[n_hold:]
+    passes = epochs if epochs is not None else config.unsupervised_epochs
+    if config.max_samples is not None and passes > 0 and len(train) * passes > config.max_samples:
+        train = train[: max(config.unsupervised_batch_size, int(config.max_samples // passes))]
     if len(train) < config.unsupervised_batch_size:
         raise ValueError(
             f"unsupervised_batch_size={config.unsupervised_batch_size} exceeds the {len(train)} training documents"
@@ -305,7 +331,7 @@ def holdout_split(
     if len(corpus) <= config.criterion_corpus_max:
         search = np.arange(len(corpus))
     else:
-        others = rng.choice(train, size=config.criterion_corpus_max - n_hold, replace=False)
+        others = rng.choice(order[n_hold:], size=config.criterion_corpus_max - n_hold, replace=False)
         search = np.sort(np.concatenate([hold, others]))
     evaluator = NeighbourOverlapEvaluator(
         [corpus[i] for i in hold],
@@ -316,7 +342,8 @@ def holdout_split(
         k=config.overlap_k,
         name="holdout",
     )
-    return Dataset.from_dict({"text": [corpus[i] for i in train]}), evaluator
+    used = np.unique(np.concatenate([train, hold, search]))
+    return Dataset.from_dict({"text": [corpus[i] for i in train]}), evaluator, used
 
 
 def train_unsupervised(
@@ -330,8 +357,8 @@ def train_unsupervised(
     """Unsupervised stage on the corpus; stops and picks weights by neighbour overlap on a held-out corpus slice."""
     full = adaptor.embedding_dim
     loss_dims = [full, *[d for d in config.dims if d < full]]
-    model = fast_model(corpus, corpus_vectors, [adaptor])
-    dataset, evaluator = holdout_split(corpus, corpus_vectors, [d for d in config.dims if d < full], config)
+    dataset, evaluator, used = holdout_split(corpus, corpus_vectors, [d for d in config.dims if d < full], config)
+    model = fast_model_of_rows(corpus, corpus_vectors, used, [adaptor])
     loss = MatryoshkaUnsupervisedLoss(model, loss_dims, top_k=config.top_k, distill_weight=distill_weight)
     steps_per_epoch = len(dataset) // config.unsupervised_batch_size
     args = _training_args(
@@ -403,6 +430,8 @@ def _supervised_rows(
                 for i, j in enumerate(docs):
                     columns[f"doc_{i}"].append(data.corpus[j])
                 columns["label"].append([float(grade)] + [0.0] * config.num_negatives)
+    if config.max_samples is not None:
+        columns = {name: values[: config.max_samples] for name, values in columns.items()}
     return Dataset.from_dict(columns)
 
 

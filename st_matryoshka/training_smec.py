@@ -35,7 +35,7 @@ from st_matryoshka.training import (
     backbone_dim,
     check_supervised_data,
     data_fast_model,
-    fast_model,
+    fast_model_of_rows,
     head_of,
     holdout_split,
     rebuild,
@@ -268,8 +268,10 @@ def _train_phases(
     results: list[StageResult] = []
     with tempfile.TemporaryDirectory(prefix="st_matryoshka_") as work:
         if config.unsupervised_epochs > 0:
-            model = fast_model(keyed.corpus, corpus_vectors, [adaptor])
-            dataset, evaluator = holdout_split(keyed.corpus, corpus_vectors, all_dims, config)
+            n_stages = 1 if not config.smrl else len(indices)
+            passes = config.unsupervised_epochs * n_stages
+            dataset, evaluator, used = holdout_split(keyed.corpus, corpus_vectors, all_dims, config, epochs=passes)
+            model = fast_model_of_rows(keyed.corpus, corpus_vectors, used, [adaptor])
             loss = MatryoshkaUnsupervisedLoss(
                 model,
                 all_dims,
