@@ -67,6 +67,15 @@ def clean_stale_temp(parent: str) -> None:
             shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
 
 
+def is_main_process() -> bool:
+    """False in every process but rank 0 of a distributed run (``torchrun`` / ``accelerate launch``)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank() == 0
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 @contextlib.contextmanager
 def atomic_folder(output: str, overwrite: bool = False, argument: str = "--output") -> Iterator[str]:
     """Yield a temporary folder beside ``output``; on success it replaces ``output``, on failure it is removed.

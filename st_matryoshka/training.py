@@ -26,7 +26,7 @@ from sentence_transformers.sentence_transformer.modules import Normalize, Poolin
 from sentence_transformers.sentence_transformer.trainer import SentenceTransformerTrainer
 from sentence_transformers.sentence_transformer.training_args import SentenceTransformerTrainingArguments
 
-from st_matryoshka._io import atomic_folder
+from st_matryoshka._io import atomic_folder, is_main_process
 from st_matryoshka._validation import check_dims
 from st_matryoshka.callbacks import BestStateCallback, quiet_progress
 from st_matryoshka.data import RetrievalData, split_queries
@@ -649,6 +649,8 @@ def save_model_atomic(
             card.register_model(model)
         card.matryoshka = metadata
         model.truncate_dim = metadata.default_dim
+    if not is_main_process():  # under torchrun every process holds the same weights; rank 0 writes them
+        return
     with atomic_folder(output, overwrite=overwrite) as tmp:
         model.save(tmp)
         if metadata is not None and not os.path.isfile(os.path.join(tmp, "README.md")):

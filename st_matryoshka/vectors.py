@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from st_matryoshka._io import atomic_folder
+from st_matryoshka._io import atomic_folder, is_main_process
 from st_matryoshka.data import RetrievalData, _clean_qrels
 from st_matryoshka.metadata import METADATA_FILE, MatryoshkaMetadata
 from st_matryoshka.models import MatryoshkaAdaptor, SMECAdaptor
@@ -249,6 +249,8 @@ def _checked(array: Any, name: str, width: int | None = None) -> Any:
 def save_adaptor(adaptor: MatryoshkaAdaptor, folder: str, metadata: MatryoshkaMetadata, overwrite: bool = False):
     """Write ``config.json``, ``model.safetensors`` and ``st_matryoshka.json`` to ``folder`` (atomically)."""
     metadata.adaptor_class = type(adaptor).__name__
+    if not is_main_process():  # under torchrun every process holds the same weights; rank 0 writes them
+        return
     with atomic_folder(folder, overwrite=overwrite) as tmp:
         adaptor.save(tmp)
         metadata.save(tmp)

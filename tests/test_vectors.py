@@ -180,3 +180,27 @@ def test_vectors_bad_input(vectors, tmp_path, capsys, caplog):
     argv += ["--query-ids", str(vectors / "query_ids.txt"), "--dims", "48", "--unsupervised-epochs", "0"]
     assert main([*argv, "--supervised-epochs", "1", "--output", str(tmp_path / "q")]) == 0
     assert "skipped 1 qrels rows with an unknown query id" in caplog.text
+
+
+def test_two_process_training_with_torchrun(vectors, scifact_slice, tmp_path):
+    """Two CPU processes (gloo) through the HF Trainer's DDP: rank 0 writes one valid model that beats truncation."""
+    import os
+    import subprocess
+    import sys
+
+    torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
+    out = tmp_path / "ddp"
+    argv = [torchrun, "--nproc_per_node", "2", "--master_port", "29517", "-m", "st_matryoshka.cli", "fit-vectors"]
+    argv += ["--corpus", str(vectors / "corpus.npy"), "--dims", "96,48", "--unsupervised-epochs", "3"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([*argv, "--output", str(out)], env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("saved to") == 2  # both ranks finish; only rank 0 writes
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors", "st_matryoshka.json"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]
+    test = load_beir(str(scifact_slice), "test")
+    ours = _scores(vectors, out, test)
+    cv, qv = np.load(vectors / "corpus.npy"), np.load(vectors / "queries.npy")
+    truncation = evaluate_per_dim(fast_model(list(test.corpus) + list(test.queries), np.concatenate([cv, qv]), []),
+                                  test, [48])["ndcg_at_10"]  # fmt: skip
+    assert ours["48"] > truncation["48"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -144,7 +145,9 @@ class MatryoshkaAdaptor(StMatryoshkaModule):
         moment = torch.zeros(dim, dim, dtype=torch.float64)
         total = torch.zeros(dim, dtype=torch.float64)
         for start in range(0, n, chunk_size):
-            x = torch.as_tensor(embeddings[start : start + chunk_size]).to(torch.float64)
+            rows = embeddings[start : start + chunk_size]
+            is_tensor = isinstance(rows, torch.Tensor)
+            x = rows.to(torch.float64) if is_tensor else torch.from_numpy(np.array(rows, dtype=np.float64))
             if self.normalize_input:
                 x = F.normalize(x, dim=-1)
             moment += x.T @ x
