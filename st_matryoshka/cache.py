@@ -112,16 +112,20 @@ class EmbeddingCache:
         self._stored = stored
         return stored
 
-    def encode(self, texts: Sequence[str], show_progress_bar: bool = True, **encode_kwargs: Any) -> np.ndarray:
+    def encode(
+        self, texts: Sequence[str], show_progress_bar: bool = True, prompt: str | None = None, **encode_kwargs: Any
+    ) -> np.ndarray:
         """Return the backbone embeddings of ``texts`` (float32, in order), encoding only uncached texts.
 
         Args:
             texts: Texts to embed.
             show_progress_bar: Show ST's progress bar while encoding uncached texts.
+            prompt: A prompt the backbone puts before each text (e.g. ``"query: "``); part of the cache key, so a
+                text cached as a document is not served as a query.
             **encode_kwargs: Passed to ``SentenceTransformer.encode``, e.g. ``device=["cuda:0", "cuda:1"]`` for
                 multi-process encoding of a large corpus.
         """
-        keys = [text_key(t) for t in texts]
+        keys = [text_key(prompt + t if prompt else t) for t in texts]
         stored = self._load()
         missing: dict[str, str] = {}
         for key, text in zip(keys, texts):
@@ -136,6 +140,7 @@ class EmbeddingCache:
                 batch_size=self.batch_size,
                 convert_to_numpy=True,
                 show_progress_bar=show_progress_bar,
+                prompt=prompt or None,
                 **encode_kwargs,
             ).astype(np.float32)
             if not np.isfinite(vectors).all():

@@ -31,7 +31,15 @@ def backbone_vectors(model, data, embeddings: str | None, cache_dir: str | None,
         return load_embeddings_dir(embeddings, data, dim=width)
     cache = EmbeddingCache(backbone_of(model), cache_dir=cache_dir, batch_size=batch_size)
     logger.info(f"Backbone cache: {cache.folder}")
-    return cache.encode(data.corpus), cache.encode(data.queries)
+    query_prompt, document_prompt = retrieval_prompts(model)
+    return cache.encode(data.corpus, prompt=document_prompt), cache.encode(data.queries, prompt=query_prompt)
+
+
+def retrieval_prompts(model) -> tuple[str | None, str | None]:
+    """The model's query and document prompts (ST's ``query`` and ``document``/``passage``/``corpus`` names)."""
+    prompts = getattr(model, "prompts", None) or {}
+    document = next((prompts[k] for k in ("document", "passage", "corpus") if prompts.get(k)), None)
+    return prompts.get("query") or None, document
 
 
 def model_and_dims(args: argparse.Namespace):

@@ -113,3 +113,29 @@ def test_cached_embeddings_rejects_unknown_text_and_nan():
         table.preprocess(["a", "c"])
     with pytest.raises(ValueError, match="NaN or inf in 1 rows"):
         CachedEmbeddings(["a", "b"], np.array([[0.0, np.nan], [1.0, 0.0]], dtype="float32"))
+
+
+def test_backbone_vectors_use_the_models_query_and_document_prompts(minilm, tmp_path):
+    """A prompt-using retriever (e5/bge style): the cache keys by prompt, queries and documents get their own."""
+    import numpy as np
+    from sentence_transformers import SentenceTransformer
+
+    from st_matryoshka.cli import backbone_vectors
+    from st_matryoshka.data import RetrievalData
+
+    model = SentenceTransformer(
+        modules=list(minilm), prompts={"query": "query: ", "document": "passage: "}, device="cpu"
+    )
+    text = "Vitamin D deficiency and bone density."
+    data = RetrievalData(["d1", "d2"], [text, "The orbit of the Moon."], ["q1"], [text])
+    cv, qv = backbone_vectors(model, data, None, str(tmp_path), 8)
+
+    def unit(x):
+        return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+    assert np.allclose(unit(cv), model.encode_document(data.corpus), atol=1e-5)
+    assert np.allclose(unit(qv), model.encode_query(data.queries), atol=1e-5)
+    # the same text as a query and as a document: two cache entries, two vectors
+    assert not np.allclose(qv[0], cv[0], atol=1e-3)
+    cv2, qv2 = backbone_vectors(model, data, None, str(tmp_path), 8)  # served from the cache
+    assert np.array_equal(cv, cv2) and np.array_equal(qv, qv2)
