@@ -487,6 +487,7 @@ def cmd_extend(args: argparse.Namespace) -> int:
         config = SMECTrainingConfig(**{**saved, "dims": [dim], "allow_any_dims": args.allow_any_dims})
         model, added = extend_smec(model, data, corpus_vectors, query_vectors, dim, config, supervised=supervised)
         stages += added
+    adaptor = smec_adaptor_of(model)  # the extended copy
     info["config"] = {**info.get("config", {}), "dims": [d for d in adaptor.trained_dims if d < adaptor.embedding_dim]}
     info["extensions"] = [
         *info.get("extensions", []),

@@ -8,6 +8,7 @@ with all three off this is the supervised Matryoshka-Adaptor (MRL-style: one los
 
 from __future__ import annotations
 
+import copy
 import tempfile
 import time
 from dataclasses import dataclass, replace
@@ -454,8 +455,11 @@ def extend_smec(
         ::
 
             extended, stages = extend_smec(trained, data, cv, qv, 12, SMECTrainingConfig(dims=[12]))
+
+    The caller's model is not changed: the new stage is trained on a copy of its adaptor, so a failed extension
+    leaves nothing behind.
     """
-    adaptor = smec_adaptor_of(model)
+    adaptor = copy.deepcopy(smec_adaptor_of(model))
     trained = adaptor.trained_dims
     smallest = trained[-1]
     if not isinstance(dim, int) or isinstance(dim, bool) or dim <= 0:

@@ -221,6 +221,10 @@ def test_smrl_freezes_finished_stages_and_extension_keeps_trained_dims(minilm, s
     texts = TEXTS * 2
     old = torch.as_tensor(trained.encode(texts))
     extended, _ = extend_smec(trained, data, cv, qv, 12, SMECTrainingConfig(dims=[12], **_tiny()))
+    # the caller's model is untouched: the new stage lives on a copy of its adaptor
+    assert adaptor.trained_dims == [384, 192, 96, 48, 24]
+    assert all(torch.equal(before[k], v) for k, v in adaptor.state_dict().items())
+    adaptor = next(m for m in extended if isinstance(m, SMECAdaptor))
     after = adaptor.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)  # no earlier parameter moved
     assert adaptor.trained_dims == [384, 192, 96, 48, 24, 12] and adaptor.stages[-1] == [0, 24, 12]
@@ -234,6 +238,7 @@ def test_smrl_freezes_finished_stages_and_extension_keeps_trained_dims(minilm, s
     # An intermediate dim re-orders only the block between its trained neighbours: smaller dims stay bit-identical.
     config = SMECTrainingConfig(dims=[64], allow_any_dims=True, **_tiny())
     intermediate, _ = extend_smec(extended, data, cv, qv, 64, config)
+    adaptor = next(m for m in intermediate if isinstance(m, SMECAdaptor))
     assert adaptor.stages[-1] == [48, 96, 16]
     _randomise_stage(adaptor, len(adaptor.stages) - 1)
     newer = torch.as_tensor(intermediate.encode(texts))
