@@ -204,6 +204,28 @@ SMEC_FINDINGS = [
 ]
 
 
+def vectors_section() -> list[str]:
+    """fit-vectors on raw vectors only against truncation, PCA and train --embeddings (benchmarks/vectors.py)."""
+    path = "benchmarks/results/vectors.json"
+    if not os.path.exists(path):
+        return []
+    out = [
+        "## Vectors only: fit-vectors on every shared set",
+        "",
+        "    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/vectors.py --data-root ../shared/data",
+        "",
+        "2 threads, defaults (unsupervised Matryoshka-Adaptor, seed 42). `fit_vectors`: `st-matryoshka fit-vectors` "
+        "on `corpus.npy` alone, applied with `apply_vectors`; `train_embeddings`: the same settings through "
+        "`st-matryoshka train --embeddings` (the model path); `pca`: `fit-vectors --method pca`. NDCG@10 on test.",
+        "",
+    ]
+    for name, rows in json.load(open(path)).items():
+        out += [f"### {name}", ""]
+        out += table(rows, ["truncation", "pca", "fit_vectors", "train_embeddings"])
+        out.append("")
+    return out
+
+
 def scale_section() -> list[str]:
     """fit-vectors / apply-vectors against corpus size (benchmarks/scale.py)."""
     path = "benchmarks/results/scale.json"
@@ -517,6 +539,7 @@ def main() -> None:
             f"one MTEB experiment per dim, model loading included): {m['seconds']:.1f} s.",
             "",
         ]
+    out += vectors_section()
     out += scale_section()
     out += published_section()
     extra = "benchmarks/results/notes.md"
