@@ -242,9 +242,12 @@ def scale_section() -> list[str]:
         f"rows, 2 threads. Unsupervised Matryoshka-Adaptor, dims D/2 … D/16, `--max-samples {st['max_samples']}` over "
         f"{st['epochs']} epochs (a seeded sample of the corpus), batch {st['batch_size']}; principal axes, NaN scan "
         f"and apply read the memory-mapped file {st['chunk_size']:,} rows at a time; the criterion holds out at most "
-        "1,000 documents and searches at most 20,000. Fit and apply each run in their own process (seconds include "
-        "start-up, about 8 s); training seconds are the trainer's; peak RssAnon is the process' anonymous memory "
-        "(not the file's page cache), polled every 20 ms. apply-vectors writes D/8 dims as float32.",
+        "1,000 documents and searches at most 20,000. Fit and apply each run in their own process: `fit s` is the "
+        "whole process (start-up, NaN scan, principal axes, training, saving), `training s` the trainer's stages, "
+        "and seconds per 1M samples divide the latter; peak RssAnon is the process' anonymous memory (not the "
+        "file's page cache), polled every 20 ms. apply-vectors writes D/8 dims as float32. With the cap, the fit "
+        "holds at most the sampled rows (262,144 × D floats) plus one chunk; what still grows with N is the ids "
+        "(one key string per vector).",
         "",
         "| width | vectors | training samples | fit s | training s | s per 1M samples | fit peak RssAnon MiB "
         "| apply s | apply vectors/s | apply peak RssAnon MiB |",
