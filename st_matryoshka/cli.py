@@ -18,8 +18,13 @@ from st_matryoshka.metadata import METADATA_FILE, TRAINING_FILE, MatryoshkaMetad
 logger = logging.getLogger("st_matryoshka")
 
 
-def backbone_vectors(model, data, embeddings: str | None, cache_dir: str | None, batch_size: int):
-    """Corpus and query backbone embeddings: from ``--embeddings`` (checked) or the on-disk cache."""
+def backbone_vectors(
+    model, data, embeddings: str | None, cache_dir: str | None, batch_size: int, device: str | list[str] | None = None
+):
+    """Corpus and query backbone embeddings: from ``--embeddings`` (checked) or the on-disk cache.
+
+    ``device`` goes to ST's ``encode`` for the uncached texts: one device, or a list for its multi-process encoding.
+    """
     from st_matryoshka.cache import EmbeddingCache
     from st_matryoshka.data import load_embeddings_dir
     from st_matryoshka.training import backbone_dim, backbone_of
@@ -32,7 +37,30 @@ def backbone_vectors(model, data, embeddings: str | None, cache_dir: str | None,
     cache = EmbeddingCache(backbone_of(model), cache_dir=cache_dir, batch_size=batch_size)
     logger.info(f"Backbone cache: {cache.folder}")
     query_prompt, document_prompt = retrieval_prompts(model)
-    return cache.encode(data.corpus, prompt=document_prompt), cache.encode(data.queries, prompt=query_prompt)
+    kwargs = {"device": device} if device is not None else {}
+    return (
+        cache.encode(data.corpus, prompt=document_prompt, **kwargs),
+        cache.encode(data.queries, prompt=query_prompt, **kwargs),
+    )
+
+
+def vectors_for(model, data, args: argparse.Namespace, embeddings: str | None = None):
+    """:func:`backbone_vectors` with the command's --embeddings, --cache-dir, --batch-size and --device."""
+    embeddings = embeddings or args.embeddings
+    return backbone_vectors(model, data, embeddings, args.cache_dir, args.batch_size, parse_device(args))
+
+
+def parse_device(args: argparse.Namespace) -> str | list[str] | None:
+    """``--device``: ``cuda``, ``cpu``, or a comma-separated list (``cuda:0,cuda:1``) for multi-process encoding."""
+    value = getattr(args, "device", None)
+    if not value:
+        return None
+    devices = [d.strip() for d in value.split(",") if d.strip()]
+    known = ("cpu", "cuda", "mps", "xpu", "npu", "hpu")
+    for device in devices:
+        if device.split(":")[0] not in known or (":" in device and not device.split(":")[1].isdigit()):
+            raise ValueError(f"--device: {device!r} is not a torch device (cpu, cuda, cuda:1, ...), got {value!r}")
+    return devices if len(devices) > 1 else devices[0]
 
 
 def retrieval_prompts(model) -> tuple[str | None, str | None]:
@@ -58,7 +86,7 @@ def data_scorer(model, data, args: argparse.Namespace):
     """The model's head on cached backbone vectors of ``data``'s corpus and queries (the transformer runs once)."""
     from st_matryoshka.training import data_fast_model, head_of
 
-    corpus_vectors, query_vectors = backbone_vectors(model, data, args.embeddings, args.cache_dir, args.batch_size)
+    corpus_vectors, query_vectors = vectors_for(model, data, args)
     return data_fast_model(data, corpus_vectors, query_vectors, head_of(model))
 
 
@@ -71,7 +99,16 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dims", required=True, help="Comma-separated dims, strictly descending, e.g. 192,96,48,24.")
     parser.add_argument("--cache-dir", help="Backbone embedding cache (default $ST_MATRYOSHKA_CACHE or ~/.cache).")
     parser.add_argument("--batch-size", type=int, default=32, help="Backbone encoding batch size.")
+    _device(parser)
     _trust(parser)
+
+
+def _device(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--device",
+        help="Device for encoding uncached texts: cuda, cpu, or a list (cuda:0,cuda:1) for ST's multi-process "
+        "encoding of a large corpus.",
+    )
 
 
 def _training_options(parser: argparse.ArgumentParser) -> None:
@@ -187,6 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     extend.add_argument("--allow-any-dims", action="store_true", help="Accept a dim that is not half the smallest.")
     extend.add_argument("--cache-dir", help="Backbone embedding cache.")
     extend.add_argument("--batch-size", type=int, default=32, help="Backbone encoding batch size.")
+    _device(extend)
     _trust(extend)
 
     evaluate = sub.add_parser("evaluate", help="NDCG@10 and Recall@100 at every dim.")
@@ -212,6 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     mteb.add_argument("--cache-dir", help="Backbone embedding cache.")
     mteb.add_argument("--batch-size", type=int, default=32, help="Backbone encoding batch size.")
     mteb.add_argument("--revision", help="Model revision recorded in the results (default: a hash of the weights).")
+    _device(mteb)
     _trust(mteb)
 
     export = sub.add_parser("export", help="Write the Hub-ready folder of a trained model (what push uploads).")
@@ -352,7 +391,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.default_dim is not None and args.default_dim not in {width, *dims}:
         raise ValueError(f"--default-dim must be one of --dims or the width {width}, got {args.default_dim}")
     data = load_beir(args.data, split=args.train_split if args.supervised else None)
-    corpus_vectors, query_vectors = backbone_vectors(model, data, args.embeddings, args.cache_dir, args.batch_size)
+    corpus_vectors, query_vectors = vectors_for(model, data, args)
     make_config = search_adaptor_config if args.method == "search-adaptor" else AdaptorTrainingConfig
     if args.method == "smec":
         make_config = SMECTrainingConfig
@@ -478,7 +517,7 @@ def cmd_extend(args: argparse.Namespace) -> int:
     supervised = bool(info.get("supervised"))
     data = load_beir(data_path, split=info.get("train_split", "train") if supervised else None)
     embeddings = args.embeddings or info.get("embeddings")
-    corpus_vectors, query_vectors = backbone_vectors(model, data, embeddings, args.cache_dir, args.batch_size)
+    corpus_vectors, query_vectors = vectors_for(model, data, args, embeddings)
     known = {f.name for f in fields(SMECTrainingConfig)}
     saved = {k: v for k, v in info.get("config", {}).items() if k in known}
     start = time.perf_counter()
@@ -523,7 +562,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             raise ValueError(f"--record: {args.model!r} is not an st_matryoshka model folder (no {METADATA_FILE})")
     model, dims = model_and_dims(args)
     data = load_beir(args.data, split=args.split)
-    vectors = backbone_vectors(model, data, args.embeddings, args.cache_dir, args.batch_size)
+    vectors = vectors_for(model, data, args)
     scores = evaluate_per_dim(data_fast_model(data, *vectors, head_of(model)), data, dims)
     print(f"{'dim':>6}  {'NDCG@10':>8}  {'Recall@100':>10}")
     for dim in dims:

@@ -159,6 +159,7 @@ def test_bad_input_table(pca_model, scifact_tiny, tmp_path, capsys, monkeypatch)
         # a supervised run that cannot run fails before the unsupervised stage, not after it
         ([*train, "--supervised", "--train-split", "test", "--num-negatives", "60", "--output", "o"],
          "num_negatives=60 exceeds the 50 candidate negatives"),
+        ([*evaluate, "--device", "gpu0"], "--device: 'gpu0' is not a torch device"),
         # already handled before this issue, kept handled
         ([*train[:-2], "--dims", "48,96", "--output", "o"], "--dims must be strictly descending"),
         ([*train[:-4], "--embeddings", str(tmp_path / "missing"), "--dims", "48", "--output", "o"], "--embeddings"),
