@@ -55,7 +55,8 @@ class CachedEmbeddings(InputModule):
 
     def __init__(self, texts: Sequence[str], embeddings: np.ndarray | torch.Tensor) -> None:
         super().__init__()
-        table = torch.as_tensor(np.asarray(embeddings, dtype=np.float32))
+        # A read-only (memory-mapped) array is copied; a writable float32 one is shared.
+        table = torch.as_tensor(np.require(embeddings, dtype=np.float32, requirements=["W"]))
         if table.ndim != 2 or table.shape[0] != len(texts):
             raise ValueError(
                 f"embeddings must have shape ({len(texts)}, dim) to match texts, got {tuple(table.shape)}"
