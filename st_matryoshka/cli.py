@@ -198,7 +198,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     fit = sub.add_parser("fit-vectors", help="Fit an adaptor on embedding matrices (.npy), no model needed.")
-    fit.add_argument("--corpus", required=True, help="(n, D) corpus vectors, .npy (memory-mapped).")
+    fit.add_argument(
+        "--corpus", required=True, help="(n, D) corpus vectors: .npy (memory-mapped), or .parquet/.arrow (--column)."
+    )
+    fit.add_argument("--column", help="Vector column of a .parquet/.arrow input (default: embedding).")
     fit.add_argument("--queries", help="(m, D) query vectors, .npy: with --qrels, adds the supervised stage.")
     fit.add_argument("--qrels", help="BEIR qrels .tsv (query-id, corpus-id, score) naming rows by their ids.")
     fit.add_argument("--corpus-ids", help="One id per corpus row (default: row numbers).")
@@ -425,7 +428,7 @@ def cmd_fit_vectors(args: argparse.Namespace) -> int:
     dims = parse_dims(args.dims)
     check_output_free(args.output, args.overwrite)
     overrides = training_overrides(args)
-    corpus = read_vectors(args.corpus, "--corpus")
+    corpus = read_vectors(args.corpus, "--corpus", column=args.column)
     if dims[0] >= corpus.shape[1] and args.method != "smec":
         raise ValueError(f"--dims must be below the vectors' width {corpus.shape[1]}, got {args.dims!r}")
     corpus_ids = read_ids(args.corpus_ids, len(corpus), "--corpus-ids", "--corpus")
@@ -433,7 +436,7 @@ def cmd_fit_vectors(args: argparse.Namespace) -> int:
     if args.qrels or args.queries:
         if not (args.qrels and args.queries):
             raise ValueError("--queries and --qrels go together (the supervised stage needs both)")
-        queries = read_vectors(args.queries, "--queries", width=corpus.shape[1])
+        queries = read_vectors(args.queries, "--queries", width=corpus.shape[1], column=args.column)
         query_ids = read_ids(args.query_ids, len(queries), "--query-ids", "--queries")
     elif args.method == "search-adaptor":
         raise ValueError("--method search-adaptor is supervised: pass --queries and --qrels")

@@ -70,8 +70,31 @@ def fit_adaptor(
     return fit_matryoshka_adaptor(width, data, corpus_vectors, query_vectors, config, supervised=supervised)
 
 
-def read_vectors(path: str, argument: str, width: int | None = None) -> np.ndarray:
+def read_column(path: str, argument: str, column: str | None = None) -> np.ndarray:
+    """One column of vectors from a parquet or Arrow file, read through ``datasets``.
+
+    ``column`` defaults to ``embedding``, or to the only list-valued column.
+    """
+    from datasets import Dataset
+
+    try:
+        table = Dataset.from_parquet(path) if path.endswith(".parquet") else Dataset.from_file(path)
+    except Exception as exc:  # not parquet/arrow, truncated: name the file
+        raise ValueError(f"{argument}: {path} is not a readable {os.path.splitext(path)[1]} file ({exc})") from None
+    names = [name for name, feature in table.features.items() if getattr(feature, "feature", None) is not None]
+    if column is None:
+        column = "embedding" if "embedding" in table.column_names else (names[0] if len(names) == 1 else None)
+    if column not in table.column_names:
+        raise ValueError(
+            f"{argument}: {path} has no vector column {column!r}; pass --column (columns: {table.column_names})"
+        )
+    return np.asarray(table.with_format("numpy")[column])
+
+
+def read_vectors(path: str, argument: str, width: int | None = None, column: str | None = None) -> np.ndarray:
     """A ``.npy`` matrix, memory-mapped, checked: 2-d, non-empty, float (float16 converted with a notice), finite.
+
+    A ``.parquet`` or ``.arrow`` file is read through ``datasets`` (one ``column`` of vectors; :func:`read_column`).
 
     Raises:
         ValueError: naming ``argument`` and the file: another dtype (integer or int8 codes are refused: they lost
@@ -81,10 +104,13 @@ def read_vectors(path: str, argument: str, width: int | None = None) -> np.ndarr
 
     if not os.path.isfile(path):
         raise ValueError(f"{argument}: file {path!r} does not exist")
-    try:
-        array = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (ValueError, OSError, EOFError):
-        array = load_npy(path, argument)  # names what is wrong
+    if path.endswith((".parquet", ".arrow")):
+        array = read_column(path, argument, column)
+    else:
+        try:
+            array = np.load(path, mmap_mode="r", allow_pickle=False)
+        except (ValueError, OSError, EOFError):
+            array = load_npy(path, argument)  # names what is wrong
     if array.ndim != 2 or array.shape[0] == 0 or array.shape[1] == 0:
         raise ValueError(f"{argument}: {path} must be a non-empty (rows, dim) matrix, got shape {array.shape}")
     if width is not None and array.shape[1] != width:

@@ -204,3 +204,20 @@ def test_two_process_training_with_torchrun(vectors, scifact_slice, tmp_path):
     truncation = evaluate_per_dim(fast_model(list(test.corpus) + list(test.queries), np.concatenate([cv, qv]), []),
                                   test, [48])["ndcg_at_10"]  # fmt: skip
     assert ours["48"] > truncation["48"]
+
+
+def test_parquet_column_input_gives_the_same_adaptor(vectors, tmp_path):
+    from datasets import Dataset
+
+    corpus = np.load(vectors / "corpus.npy")
+    Dataset.from_dict({"id": list(range(len(corpus))), "vector": corpus.tolist()}).to_parquet(tmp_path / "c.parquet")
+    argv = ["fit-vectors", "--method", "pca", "--dims", "96,48"]
+    assert main([*argv, "--corpus", str(vectors / "corpus.npy"), "--output", str(tmp_path / "npy")]) == 0
+    parquet = ["--corpus", str(tmp_path / "c.parquet"), "--column", "vector"]
+    assert main([*argv, *parquet, "--output", str(tmp_path / "pq")]) == 0
+    x = corpus[:20]
+    a = apply_vectors(load_adaptor(str(tmp_path / "npy")), x, dim=48)
+    b = apply_vectors(load_adaptor(str(tmp_path / "pq")), x, dim=48)
+    assert np.allclose(a, b, atol=1e-5)
+    with pytest.raises(SystemExit):
+        main([*argv, "--corpus", str(tmp_path / "c.parquet"), "--column", "nope", "--output", str(tmp_path / "x")])
