@@ -23,7 +23,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from st_matryoshka.cli import backbone_vectors  # noqa: E402
+from st_matryoshka.cache import backbone_vectors  # noqa: E402
 from st_matryoshka.data import RetrievalData, load_beir  # noqa: E402
 from st_matryoshka.evaluation import evaluate_per_dim  # noqa: E402
 from st_matryoshka.loading import load_model  # noqa: E402

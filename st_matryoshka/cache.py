@@ -153,3 +153,49 @@ class EmbeddingCache:
             os.replace(tmp, os.path.join(self.folder, f"shard-{uuid.uuid4().hex}.npz"))
             stored.update(zip(missing, vectors))
         return np.stack([stored[k] for k in keys]).astype(np.float32, copy=False)
+
+
+def backbone_vectors(
+    model: Any,
+    data: Any,
+    embeddings: str | None = None,
+    cache_dir: str | None = None,
+    batch_size: int = 32,
+    device: str | list[str] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Corpus and query backbone embeddings of ``data`` for ``model``: from an ``embeddings`` folder or the cache.
+
+    The library entry point the CLI, recipes and benchmarks use. The model's query and document prompts are applied
+    (and key the cache); ``device`` goes to ST's ``encode`` for uncached texts: one device, or a list for its
+    multi-process encoding.
+
+    Example:
+        ::
+
+            from st_matryoshka.cache import backbone_vectors
+
+            corpus_vectors, query_vectors = backbone_vectors(model, load_beir("../shared/data/scifact"))
+    """
+    from st_matryoshka.data import load_embeddings_dir
+    from st_matryoshka.training import backbone_dim, backbone_of
+
+    width = backbone_dim(model)
+    if embeddings:
+        if not os.path.isdir(embeddings):
+            raise ValueError(f"--embeddings: folder {embeddings!r} does not exist")
+        return load_embeddings_dir(embeddings, data, dim=width)
+    cache = EmbeddingCache(backbone_of(model), cache_dir=cache_dir, batch_size=batch_size)
+    logger.info(f"Backbone cache: {cache.folder}")
+    query_prompt, document_prompt = retrieval_prompts(model)
+    kwargs = {"device": device} if device is not None else {}
+    return (
+        cache.encode(data.corpus, prompt=document_prompt, **kwargs),
+        cache.encode(data.queries, prompt=query_prompt, **kwargs),
+    )
+
+
+def retrieval_prompts(model) -> tuple[str | None, str | None]:
+    """The model's query and document prompts (ST's ``query`` and ``document``/``passage``/``corpus`` names)."""
+    prompts = getattr(model, "prompts", None) or {}
+    document = next((prompts[k] for k in ("document", "passage", "corpus") if prompts.get(k)), None)
+    return prompts.get("query") or None, document

@@ -12,36 +12,11 @@ from collections.abc import Sequence
 
 from st_matryoshka._io import check_creatable, check_output_free
 from st_matryoshka._validation import parse_dims
+from st_matryoshka.cache import backbone_vectors
 from st_matryoshka.loading import load_model, resolve_model_path
 from st_matryoshka.metadata import METADATA_FILE, TRAINING_FILE, MatryoshkaMetadata
 
 logger = logging.getLogger("st_matryoshka")
-
-
-def backbone_vectors(
-    model, data, embeddings: str | None, cache_dir: str | None, batch_size: int, device: str | list[str] | None = None
-):
-    """Corpus and query backbone embeddings: from ``--embeddings`` (checked) or the on-disk cache.
-
-    ``device`` goes to ST's ``encode`` for the uncached texts: one device, or a list for its multi-process encoding.
-    """
-    from st_matryoshka.cache import EmbeddingCache
-    from st_matryoshka.data import load_embeddings_dir
-    from st_matryoshka.training import backbone_dim, backbone_of
-
-    width = backbone_dim(model)
-    if embeddings:
-        if not os.path.isdir(embeddings):
-            raise ValueError(f"--embeddings: folder {embeddings!r} does not exist")
-        return load_embeddings_dir(embeddings, data, dim=width)
-    cache = EmbeddingCache(backbone_of(model), cache_dir=cache_dir, batch_size=batch_size)
-    logger.info(f"Backbone cache: {cache.folder}")
-    query_prompt, document_prompt = retrieval_prompts(model)
-    kwargs = {"device": device} if device is not None else {}
-    return (
-        cache.encode(data.corpus, prompt=document_prompt, **kwargs),
-        cache.encode(data.queries, prompt=query_prompt, **kwargs),
-    )
 
 
 def vectors_for(model, data, args: argparse.Namespace, embeddings: str | None = None):
@@ -61,13 +36,6 @@ def parse_device(args: argparse.Namespace) -> str | list[str] | None:
         if device.split(":")[0] not in known or (":" in device and not device.split(":")[1].isdigit()):
             raise ValueError(f"--device: {device!r} is not a torch device (cpu, cuda, cuda:1, ...), got {value!r}")
     return devices if len(devices) > 1 else devices[0]
-
-
-def retrieval_prompts(model) -> tuple[str | None, str | None]:
-    """The model's query and document prompts (ST's ``query`` and ``document``/``passage``/``corpus`` names)."""
-    prompts = getattr(model, "prompts", None) or {}
-    document = next((prompts[k] for k in ("document", "passage", "corpus") if prompts.get(k)), None)
-    return prompts.get("query") or None, document
 
 
 def model_and_dims(args: argparse.Namespace):

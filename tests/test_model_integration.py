@@ -120,7 +120,7 @@ def test_backbone_vectors_use_the_models_query_and_document_prompts(minilm, tmp_
     import numpy as np
     from sentence_transformers import SentenceTransformer
 
-    from st_matryoshka.cli import backbone_vectors
+    from st_matryoshka.cache import backbone_vectors
     from st_matryoshka.data import RetrievalData
 
     model = SentenceTransformer(
