@@ -208,6 +208,8 @@ class MatryoshkaModelCardData(SentenceTransformerModelCardData):
 
     def to_dict(self) -> dict[str, Any]:
         meta = self.matryoshka
+        if meta is None and self.model is not None:  # a model built by hand: its width is all that is known
+            meta = MatryoshkaMetadata(dims=[self.model.get_embedding_dimension()])
         if meta is not None:
             self._apply_metadata(meta)
         data = super().to_dict()

@@ -525,7 +525,21 @@ def train_matryoshka_adaptor(
     adaptor, stages = fit_matryoshka_adaptor(
         backbone_dim(model), corpus_data, corpus_vectors, query_vectors, config, supervised=supervised
     )
-    return with_adaptor(model, adaptor), stages
+    # search_adaptor_config is the one linear, supervised-only configuration
+    method = "search-adaptor" if config.num_layers == 0 and config.unsupervised_epochs == 0 else "matryoshka-adaptor"
+    return with_metadata(with_adaptor(model, adaptor), method, config, supervised, stages), stages
+
+
+def with_metadata(
+    model: SentenceTransformer, method: str, config: Any, supervised: bool, stages: Sequence[StageResult]
+) -> SentenceTransformer:
+    """Attach the trained dims, method, settings and losses to ``model``'s card data; returns the model.
+
+    ``matryoshka_dims(model)`` and the card (also when the model is saved with plain ``model.save``) read them.
+    """
+    summary = {"method": method, "supervised": supervised, "config": dict(config.__dict__)}
+    model.model_card_data.matryoshka = training_metadata(model, summary, stages)
+    return model
 
 
 def fit_matryoshka_adaptor(
@@ -572,7 +586,9 @@ def fit_matryoshka_adaptor(
 
 def fit_pca_adaptor(model: SentenceTransformer, corpus_vectors: np.ndarray) -> SentenceTransformer:
     """The PCA baseline as a module of ``model``: see :func:`pca_adaptor`."""
-    return with_adaptor(model, pca_adaptor(backbone_dim(model), corpus_vectors))
+    trained = with_adaptor(model, pca_adaptor(backbone_dim(model), corpus_vectors))
+    trained.model_card_data.matryoshka = MatryoshkaMetadata(dims=[backbone_dim(model)], method="pca")
+    return trained
 
 
 def pca_adaptor(width: int, corpus_vectors: Any) -> MatryoshkaAdaptor:

@@ -42,6 +42,7 @@ from st_matryoshka.training import (
     rebuild,
     split_index,
     with_adaptor,
+    with_metadata,
 )
 
 
@@ -376,7 +377,7 @@ def train_smec(
     adaptor, results = fit_smec(
         backbone_dim(model), data, corpus_vectors, query_vectors, config, supervised=supervised, callbacks=callbacks
     )
-    return _with_smec(model, adaptor), results
+    return with_metadata(_with_smec(model, adaptor), "smec", config, supervised, results), results
 
 
 def fit_smec(

@@ -410,3 +410,15 @@ def test_derived_models_get_their_own_card_data(minilm):
     assert len({id(c) for c in cards}) == 3
     adapted.model_card_data.add_tags("changed")
     assert minilm.model_card_data.tags == tags and "changed" not in exported.model_card_data.tags
+
+
+def test_plain_save_of_a_trained_model_writes_our_card(minilm, tmp_path):
+    from st_matryoshka.models import MatryoshkaAdaptor
+    from st_matryoshka.training import AdaptorTrainingConfig, with_adaptor, with_metadata
+
+    model = with_metadata(with_adaptor(minilm, MatryoshkaAdaptor(384)), "matryoshka-adaptor",
+                          AdaptorTrainingConfig(dims=[96, 48]), False, [])  # fmt: skip
+    assert matryoshka_dims(model).dims == [384, 96, 48]
+    model.save(str(tmp_path / "plain"))  # ST's own save: the card renders from the attached metadata
+    card = (tmp_path / "plain" / "README.md").read_text()
+    assert "384, 96, 48 dims were trained" in card and "has not been evaluated yet" in card
