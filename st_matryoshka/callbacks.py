@@ -49,6 +49,10 @@ class BestStateCallback(TrainerCallback):
     never end worse (by this metric) than where it started. After ``patience`` evaluations without improvement,
     training stops.
 
+    Why not transformers' ``load_best_model_at_end`` + ``EarlyStoppingCallback``: they need a checkpoint written to
+    disk at every evaluation (``save_strategy`` equal to ``eval_strategy``) and reload the whole model, where this
+    keeps the adaptor's few tensors in memory; ``eval_on_start`` is transformers' own and is used as it is.
+
     Args:
         module: The trainable module (e.g. the adaptor); only its state is kept, in memory.
         metric: The key in the trainer's evaluation metrics, e.g. ``"eval_sequential_score"``.
