@@ -203,6 +203,18 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--split", default="test", help="qrels split to score.")
     evaluate.add_argument("--json", help="Write the scores here as JSON.")
     evaluate.add_argument(
+        "--precision",
+        default="float32",
+        help="Comma-separated float32,int8,binary: score each dim with quantised codes (ST's quantize_embeddings). "
+        "One precision: the JSON keeps the float32 shape; several: one such object per precision.",
+    )
+    evaluate.add_argument(
+        "--rescore",
+        type=int,
+        help="Retrieve this many documents by the codes, then re-rank them by the float query prefix against the "
+        "document codes (nothing more is stored per document).",
+    )
+    evaluate.add_argument(
         "--record",
         action="store_true",
         help="Also score the base model's truncation and PCA on the same queries and record all three in the model's "
@@ -522,8 +534,15 @@ def cmd_extend(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from st_matryoshka.data import load_beir
     from st_matryoshka.evaluation import evaluate_per_dim
+    from st_matryoshka.evaluation.quantized import check_precisions, evaluate_quantized
+    from st_matryoshka.model_card import bytes_per_vector
     from st_matryoshka.training import data_fast_model, head_of
 
+    precisions = check_precisions(
+        [p.strip() for p in args.precision.split(",") if p.strip()], parse_dims(args.dims), args.rescore
+    )
+    if args.record and "float32" not in precisions:
+        raise ValueError(f"--record records float32 scores: add float32 to --precision, got {args.precision!r}")
     if args.json:
         check_writable_file(args.json, "--json")
     record_folder = None
@@ -534,12 +553,32 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     model, dims = model_and_dims(args)
     data = load_beir(args.data, split=args.split)
     vectors = vectors_for(model, data, args)
-    scores = evaluate_per_dim(data_fast_model(data, *vectors, head_of(model)), data, dims)
-    print(f"{'dim':>6}  {'NDCG@10':>8}  {'Recall@100':>10}")
-    for dim in dims:
-        print(f"{dim:>6}  {scores['ndcg_at_10'][str(dim)]:>8.4f}  {scores['recall_at_100'][str(dim)]:>10.4f}")
+    fast = data_fast_model(data, *vectors, head_of(model))
+    by_precision = {}
+    for precision in precisions:
+        if precision == "float32":
+            by_precision[precision] = evaluate_per_dim(fast, data, dims)
+        else:
+            by_precision[precision] = evaluate_quantized(fast, data, dims, precision, rescore=args.rescore)
+    for precision, result in by_precision.items():
+        if len(precisions) > 1 or precision != "float32":
+            print(f"== {precision}" + (f", rescored from the top {args.rescore}" if args.rescore else ""))
+        print(f"{'dim':>6}  {'bytes':>6}  {'NDCG@10':>8}  {'Recall@100':>10}")
+        for dim in dims:
+            size = bytes_per_vector(dim)[precision]
+            ndcg, recall = result["ndcg_at_10"][str(dim)], result["recall_at_100"][str(dim)]
+            print(f"{dim:>6}  {size:>6}  {ndcg:>8.4f}  {recall:>10.4f}")
+    scores = by_precision.get("float32")
     if args.json:
-        write_json_atomic(args.json, scores, "--json")
+        if len(precisions) == 1:  # the float32 shape, keyed by dim
+            (only,) = by_precision.values()
+            value = {k: only[k] for k in ("ndcg_at_10", "recall_at_100")}
+        else:
+            value = {
+                p: {**r, "bytes_per_vector": {str(d): bytes_per_vector(d)[p] for d in dims}}
+                for p, r in by_precision.items()
+            }
+        write_json_atomic(args.json, value, "--json")
     if record_folder is not None:
         record_scores(record_folder, model, data, vectors, scores, dims, args)
         print(f"recorded in {os.path.join(record_folder, METADATA_FILE)} and its card")

@@ -70,3 +70,44 @@ def test_best_state_callback_restores_best_and_stops():
         callback.on_evaluate(None, state, control, metrics={"eval_other": 1.0})
     with pytest.raises(ValueError, match="patience must be a positive int or None, got 0"):
         BestStateCallback(module, metric="x", patience=0)
+
+
+def test_quantized_scores_and_the_precision_contract(scifact_slice, tmp_path, capsys):
+    import json
+
+    from st_matryoshka.cli import main
+    from st_matryoshka.data import load_beir, load_embeddings_dir
+    from st_matryoshka.evaluation import evaluate_per_dim
+    from st_matryoshka.evaluation.quantized import evaluate_quantized
+    from st_matryoshka.training import data_fast_model
+
+    data = load_beir(str(scifact_slice), "test")
+    cv, qv = load_embeddings_dir(str(scifact_slice / "embeddings"), data, dim=384)
+    fast = data_fast_model(data, cv, qv, [])
+    ours = evaluate_quantized(fast, data, [384, 48], "float32")
+    theirs = evaluate_per_dim(fast, data, [384, 48])
+    for metric in ("ndcg_at_10", "recall_at_100"):  # our metric code is ST's evaluator on floats
+        assert ours[metric] == pytest.approx(theirs[metric], abs=1e-9)
+    args = ["evaluate", "--model", "all-MiniLM-L6-v2", "--data", str(scifact_slice), "--split", "test"]
+    args += ["--embeddings", str(scifact_slice / "embeddings"), "--dims", "384,96,48"]
+    one = tmp_path / "binary.json"
+    assert main([*args, "--precision", "binary", "--json", str(one)]) == 0
+    binary = json.loads(one.read_text())
+    assert set(binary) == {"ndcg_at_10", "recall_at_100"} and set(binary["ndcg_at_10"]) == {"384", "96", "48"}
+    several = tmp_path / "all.json"
+    assert main([*args, "--precision", "float32,int8,binary", "--rescore", "100", "--json", str(several)]) == 0
+    result = json.loads(several.read_text())
+    assert set(result) == {"float32", "int8", "binary"}
+    assert result["binary"]["bytes_per_vector"] == {"384": 48, "96": 12, "48": 6}
+    assert result["int8"]["bytes_per_vector"]["384"] == 384 and result["float32"]["bytes_per_vector"]["48"] == 192
+    # int8 loses almost nothing; rescoring binary codes with the float query recovers part of what binary loses
+    assert abs(result["int8"]["ndcg_at_10"]["384"] - result["float32"]["ndcg_at_10"]["384"]) < 0.01
+    assert result["binary"]["ndcg_at_10"]["384"] > binary["ndcg_at_10"]["384"]
+    for extra, message in (
+        (["--precision", "int4"], "--precision must be a comma-separated list"),
+        (["--precision", "binary", "--dims", "384,20"], "not divisible by 8"),
+        (["--precision", "binary", "--rescore", "50"], "--rescore must be at least 100"),
+    ):
+        with pytest.raises(SystemExit):
+            main([*args, *extra])
+        assert message in capsys.readouterr().err
