@@ -236,6 +236,13 @@ def build_parser() -> argparse.ArgumentParser:
     _device(mteb)
     _trust(mteb)
 
+    front = sub.add_parser("frontier", help="NDCG@10 against bytes per vector: dims x precisions, Pareto fronts.")
+    _common(front)
+    front.add_argument("--split", default="test", help="qrels split to score.")
+    front.add_argument("--precision", default="float32,int8,binary", help="Comma-separated precisions to score.")
+    front.add_argument("--rescore", type=int, help="Re-rank the top K by the float query prefix (see evaluate).")
+    front.add_argument("--output", required=True, help="Folder for frontier.json, frontier.md and frontier.png.")
+
     export = sub.add_parser("export", help="Write the Hub-ready folder of a trained model (what push uploads).")
     export.add_argument("--model", required=True, help="Folder of a model trained by st_matryoshka.")
     export.add_argument("--output", required=True, help="Folder to write.")
@@ -634,6 +641,33 @@ def record_scores(folder: str, model, data, vectors, scores: dict, dims: list[in
     write_card_files(folder, meta)
 
 
+def cmd_frontier(args: argparse.Namespace) -> int:
+    from st_matryoshka.data import load_beir
+    from st_matryoshka.evaluation.frontier import frontier, pareto_front, write_frontier
+    from st_matryoshka.evaluation.quantized import check_precisions
+    from st_matryoshka.training import head_of, pca_adaptor
+
+    precisions = check_precisions(
+        [p.strip() for p in args.precision.split(",") if p.strip()], parse_dims(args.dims), args.rescore
+    )
+    check_creatable(os.path.join(args.output, "frontier.json"), "--output")
+    model, dims = model_and_dims(args)
+    data = load_beir(args.data, split=args.split)
+    corpus_vectors, query_vectors = vectors_for(model, data, args)
+    width = corpus_vectors.shape[1]
+    heads = {"truncation": [], "PCA": [pca_adaptor(width, corpus_vectors)]}
+    if head_of(model) and any(type(m).__module__.startswith("st_matryoshka.") for m in head_of(model)):
+        heads["model"] = head_of(model)
+    rows = frontier(heads, data, corpus_vectors, query_vectors, dims, precisions, rescore=args.rescore)
+    write_frontier(rows, args.output, title=f"{os.path.basename(os.path.normpath(args.data))} ({args.split})")
+    for method in heads:
+        front = pareto_front([r for r in rows if r["method"] == method])
+        points = ", ".join(f"{r['bytes']} B {r['dim']}-d {r['precision']} {r['ndcg_at_10']:.4f}" for r in front)
+        print(f"{method}: {points}")
+    print(f"wrote {args.output}/frontier.md, frontier.json, frontier.png")
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from st_matryoshka.export import check_repo_id, export_model
 
@@ -699,6 +733,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "export": cmd_export,
             "push": cmd_push,
             "fit-vectors": cmd_fit_vectors,
+            "frontier": cmd_frontier,
             "apply-vectors": cmd_apply_vectors,
         }
         return commands[args.command](args)

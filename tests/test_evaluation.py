@@ -111,3 +111,28 @@ def test_quantized_scores_and_the_precision_contract(scifact_slice, tmp_path, ca
         with pytest.raises(SystemExit):
             main([*args, *extra])
         assert message in capsys.readouterr().err
+
+
+def test_frontier_command_writes_table_plot_and_pareto_fronts(scifact_slice, tmp_path, capsys):
+    import json
+
+    from st_matryoshka.cli import main
+    from st_matryoshka.evaluation.frontier import pareto_front
+
+    model = tmp_path / "pca"
+    args = ["--data", str(scifact_slice), "--embeddings", str(scifact_slice / "embeddings")]
+    assert main(["train", "--model", "all-MiniLM-L6-v2", *args, "--method", "pca", "--dims", "96,48",
+                 "--output", str(model)]) == 0  # fmt: skip
+    out = tmp_path / "frontier"
+    assert main(["frontier", "--model", str(model), *args, "--dims", "384,96,48", "--output", str(out)]) == 0
+    result = json.loads((out / "frontier.json").read_text())
+    rows = result["rows"]
+    assert {r["method"] for r in rows} == {"truncation", "PCA", "model"} and len(rows) == 3 * 3 * 3
+    assert {(r["dim"], r["precision"], r["bytes"]) for r in rows} >= {(384, "binary", 48), (48, "float32", 192)}
+    for method, front in result["pareto"].items():
+        assert front == pareto_front([r for r in rows if r["method"] == method])
+        assert all(a["bytes"] < b["bytes"] and a["ndcg_at_10"] < b["ndcg_at_10"] for a, b in zip(front, front[1:]))
+    # the PCA model and PCA fit on the same corpus are the same map
+    by_key = {(r["method"], r["dim"], r["precision"]): r["ndcg_at_10"] for r in rows}
+    assert by_key[("model", 48, "float32")] == pytest.approx(by_key[("PCA", 48, "float32")], abs=1e-6)
+    assert (out / "frontier.png").stat().st_size > 5_000 and "| Pareto |" in (out / "frontier.md").read_text()
