@@ -541,13 +541,11 @@ def cmd_extend(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from st_matryoshka.data import load_beir
     from st_matryoshka.evaluation import evaluate_per_dim
-    from st_matryoshka.evaluation.quantized import check_precisions, evaluate_quantized
+    from st_matryoshka.evaluation.quantized import evaluate_quantized
     from st_matryoshka.model_card import bytes_per_vector
     from st_matryoshka.training import data_fast_model, head_of
 
-    precisions = check_precisions(
-        [p.strip() for p in args.precision.split(",") if p.strip()], parse_dims(args.dims), args.rescore
-    )
+    precisions = parse_precisions(args)
     if args.record and "float32" not in precisions:
         raise ValueError(f"--record records float32 scores: add float32 to --precision, got {args.precision!r}")
     if args.json:
@@ -567,12 +565,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             by_precision[precision] = evaluate_per_dim(fast, data, dims)
         else:
             by_precision[precision] = evaluate_quantized(fast, data, dims, precision, rescore=args.rescore)
+    sizes = {dim: bytes_per_vector(dim) for dim in dims}
     for precision, result in by_precision.items():
+        result["bytes_per_vector"] = {str(dim): sizes[dim][precision] for dim in dims}
         if len(precisions) > 1 or precision != "float32":
             print(f"== {precision}" + (f", rescored from the top {args.rescore}" if args.rescore else ""))
         print(f"{'dim':>6}  {'bytes':>6}  {'NDCG@10':>8}  {'Recall@100':>10}")
         for dim in dims:
-            size = bytes_per_vector(dim)[precision]
+            size = sizes[dim][precision]
             ndcg, recall = result["ndcg_at_10"][str(dim)], result["recall_at_100"][str(dim)]
             print(f"{dim:>6}  {size:>6}  {ndcg:>8.4f}  {recall:>10.4f}")
     scores = by_precision.get("float32")
@@ -581,15 +581,20 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             (only,) = by_precision.values()
             value = {k: only[k] for k in ("ndcg_at_10", "recall_at_100")}
         else:
-            value = {
-                p: {**r, "bytes_per_vector": {str(d): bytes_per_vector(d)[p] for d in dims}}
-                for p, r in by_precision.items()
-            }
+            value = by_precision
         write_json_atomic(args.json, value, "--json")
     if record_folder is not None:
         record_scores(record_folder, model, data, vectors, scores, dims, args)
         print(f"recorded in {os.path.join(record_folder, METADATA_FILE)} and its card")
     return 0
+
+
+def parse_precisions(args: argparse.Namespace) -> list[str]:
+    """``--precision`` as a list, checked against ``--dims`` and ``--rescore``."""
+    from st_matryoshka.evaluation.quantized import check_precisions
+
+    names = [p.strip() for p in args.precision.split(",") if p.strip()]
+    return check_precisions(names, parse_dims(args.dims), args.rescore)
 
 
 def check_writable_file(path: str, argument: str) -> None:
@@ -644,12 +649,9 @@ def record_scores(folder: str, model, data, vectors, scores: dict, dims: list[in
 def cmd_frontier(args: argparse.Namespace) -> int:
     from st_matryoshka.data import load_beir
     from st_matryoshka.evaluation.frontier import frontier, pareto_front, write_frontier
-    from st_matryoshka.evaluation.quantized import check_precisions
     from st_matryoshka.training import head_of, pca_adaptor
 
-    precisions = check_precisions(
-        [p.strip() for p in args.precision.split(",") if p.strip()], parse_dims(args.dims), args.rescore
-    )
+    precisions = parse_precisions(args)
     check_creatable(os.path.join(args.output, "frontier.json"), "--output")
     model, dims = model_and_dims(args)
     data = load_beir(args.data, split=args.split)

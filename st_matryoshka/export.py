@@ -241,9 +241,7 @@ def export_model(
     modules = to_hub_modules(model)
     needs_remote_code = any(type(m).__module__.startswith("st_matryoshka.") for m in modules)
     meta.repo_id, meta.exported, meta.needs_remote_code = repo_id, True, needs_remote_code
-    card = MatryoshkaModelCardData(
-        model_id=repo_id, matryoshka=meta, hub_ready=True, needs_remote_code=needs_remote_code
-    )
+    card = MatryoshkaModelCardData(model_id=repo_id, matryoshka=meta)
     exported = rebuild(model, modules, card)
     exported.truncate_dim = meta.default_dim
     with atomic_folder(output, overwrite=overwrite) as tmp:

@@ -121,8 +121,11 @@ class MatryoshkaMetadata:
     def record_scores(
         self, data_name: str, split: str, scores: dict[str, dict[str, dict[str, float]]], note: str | None = None
     ) -> None:
-        """Store ``{"model" | "truncation" | "pca": {metric: {dim: value}}}`` for one data set (replacing any)."""
-        self.scores[data_name] = {kind: {m: dict(v) for m, v in by.items()} for kind, by in scores.items()}
+        """Store ``{"model" | "truncation" | "pca": {metric: {dim: value}}}`` for one data set (replacing any).
+
+        Only :data:`SCORE_METRICS` are kept (a result may carry more, e.g. ``bytes_per_vector``).
+        """
+        self.scores[data_name] = {kind: {m: dict(by[m]) for m in SCORE_METRICS} for kind, by in scores.items()}
         self.eval_split[data_name] = split
         if note:
             self.notes[data_name] = note

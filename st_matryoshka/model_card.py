@@ -142,10 +142,6 @@ class MatryoshkaModelCardData(SentenceTransformerModelCardData):
 
     Args:
         matryoshka: The model's metadata (trained dims, scores, training settings).
-        hub_ready: Whether the card describes an exported, Hub-ready folder (``st-matryoshka export``) rather than a
-            training output folder, which loads through st_matryoshka.
-        needs_remote_code: Whether loading the Hub-ready folder needs ``trust_remote_code=True`` (a non-linear adaptor
-            ships as a module file in the repository).
         plot_file: File name of the per-dim plot in the model folder, when there is one.
         **kwargs: ST's card data arguments (``model_id``, ``license``, ``language``, ...).
 
@@ -155,14 +151,12 @@ class MatryoshkaModelCardData(SentenceTransformerModelCardData):
             from st_matryoshka.metadata import MatryoshkaMetadata
             from st_matryoshka.model_card import render_model_card
 
-            card = render_model_card(MatryoshkaMetadata(dims=[384, 48], method="pca"), repo_id="org/name")
+            card = render_model_card(MatryoshkaMetadata(dims=[384, 48], method="pca", repo_id="org/name"))
             print(card.splitlines()[0])
             # => ---
     """
 
     matryoshka: MatryoshkaMetadata | None = None
-    hub_ready: bool = False
-    needs_remote_code: bool = False
     plot_file: str | None = None
     local_files_only: bool = True
     generate_widget_examples: bool = False
@@ -182,8 +176,8 @@ class MatryoshkaModelCardData(SentenceTransformerModelCardData):
     def generate_usage_snippet(self) -> str:
         meta = self.matryoshka
         dim = (meta.default_dim or meta.dims[-1]) if meta else 64
-        flag = ", trust_remote_code=True" if self.needs_remote_code else ""
-        if self.hub_ready:
+        flag = ", trust_remote_code=True" if meta and meta.needs_remote_code else ""
+        if meta and meta.exported:  # a Hub-ready folder; a training output loads through st_matryoshka
             load = [
                 "from sentence_transformers import SentenceTransformer",
                 "",
@@ -312,23 +306,14 @@ def mteb_training_tasks(meta: MatryoshkaMetadata) -> list[str]:
     return [task] if task else []
 
 
-def render_model_card(
-    meta: MatryoshkaMetadata,
-    repo_id: str | None = None,
-    hub_ready: bool = True,
-    needs_remote_code: bool = False,
-    plot: bool = False,
-) -> str:
-    """The card of a model with metadata ``meta``, rendered without the model (e.g. for ``model_cards/``)."""
+def render_model_card(meta: MatryoshkaMetadata, plot: bool = False) -> str:
+    """The card of a model with metadata ``meta``, rendered without the model (e.g. for ``model_cards/``).
+
+    Whether it is a Hub-ready folder, its repo id and whether it needs ``trust_remote_code`` all come from ``meta``.
+    """
     from huggingface_hub import ModelCard
 
-    card = MatryoshkaModelCardData(
-        model_id=repo_id,
-        matryoshka=meta,
-        hub_ready=hub_ready,
-        needs_remote_code=needs_remote_code,
-        plot_file=PLOT_FILE if plot else None,
-    )
+    card = MatryoshkaModelCardData(model_id=meta.repo_id, matryoshka=meta, plot_file=PLOT_FILE if plot else None)
     return ModelCard.from_template(card_data=card, template_path=str(card.template_path)).content
 
 
@@ -369,9 +354,7 @@ def plot_scores(meta: MatryoshkaMetadata, path: str) -> bool:
 def write_card_files(folder: str, meta: MatryoshkaMetadata) -> None:
     """Write ``README.md`` and the per-dim plot for ``meta`` into ``folder``."""
     plot = plot_scores(meta, os.path.join(folder, PLOT_FILE))
-    text = render_model_card(
-        meta, meta.repo_id, hub_ready=meta.exported, needs_remote_code=meta.needs_remote_code, plot=plot
-    )
+    text = render_model_card(meta, plot=plot)
     tmp = os.path.join(folder, "README.md.tmp")
     with open(tmp, "w", encoding="utf-8") as f:
         f.write(text)

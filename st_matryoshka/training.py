@@ -336,7 +336,7 @@ def holdout_split(
     evaluator = NeighbourOverlapEvaluator(
         [corpus[i] for i in hold],
         [corpus[i] for i in search],
-        corpus_vectors[np.sort(hold)][np.argsort(np.argsort(hold))],
+        corpus_vectors[hold],
         corpus_vectors[search],
         dims=list(dims),
         k=config.overlap_k,
@@ -618,8 +618,14 @@ def training_metadata(
     model: SentenceTransformer, summary: dict[str, Any], stages: Sequence[StageResult] = ()
 ) -> MatryoshkaMetadata:
     """The :class:`MatryoshkaMetadata` of a model trained as ``summary`` (the CLI's training record) describes."""
-    width = backbone_dim(model)
-    trained = [m for m in head_of(model) if hasattr(m, "trained_dims")]
+    return metadata_for(backbone_dim(model), head_of(model), summary, stages)
+
+
+def metadata_for(
+    width: int, head: Sequence[torch.nn.Module], summary: dict[str, Any], stages: Sequence[StageResult] = ()
+) -> MatryoshkaMetadata:
+    """:func:`training_metadata` from the backbone width and the modules after it (no SentenceTransformer needed)."""
+    trained = [m for m in head if hasattr(m, "trained_dims")]
     dims = trained[0].trained_dims if trained else [width, *summary.get("config", {}).get("dims", [])]
     losses: dict[str, str] = {}
     for stage in stages:

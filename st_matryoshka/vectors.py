@@ -21,6 +21,7 @@ import torch
 
 from st_matryoshka._io import atomic_folder, is_main_process
 from st_matryoshka.data import RetrievalData, _clean_qrels
+from st_matryoshka.evaluation.quantized import PRECISIONS
 from st_matryoshka.metadata import METADATA_FILE, MatryoshkaMetadata
 from st_matryoshka.models import MatryoshkaAdaptor, SMECAdaptor
 
@@ -28,7 +29,6 @@ logger = logging.getLogger(__name__)
 
 METHODS = ("matryoshka-adaptor", "pca", "search-adaptor", "smec")
 ADAPTOR_CLASSES = {cls.__name__: cls for cls in (MatryoshkaAdaptor, SMECAdaptor)}
-PRECISIONS = ("float32", "int8", "binary")
 
 
 def fit_adaptor(
@@ -216,7 +216,7 @@ def fit_vectors(
             apply_vectors(adaptor, corpus[:4], dim=48).shape
             # => (4, 48)
     """
-    from st_matryoshka.training import AdaptorTrainingConfig, search_adaptor_config
+    from st_matryoshka.training import AdaptorTrainingConfig, metadata_for, search_adaptor_config
     from st_matryoshka.training_smec import SMECTrainingConfig
 
     corpus = read_vectors(corpus, "--corpus") if isinstance(corpus, str) else _checked(corpus, "corpus")
@@ -245,19 +245,9 @@ def fit_vectors(
     else:
         settings = AdaptorTrainingConfig(dims=dims, **config)
     adaptor, stages = fit_adaptor(method, width, data, corpus, query_vectors, settings, supervised)
-    losses: dict[str, str] = {}
-    for stage in stages:
-        losses.update(stage.losses)
-    summary = {k: v for k, v in settings.__dict__.items() if k != "dims"}
-    meta = MatryoshkaMetadata(
-        dims=adaptor.trained_dims if isinstance(adaptor, SMECAdaptor) else [width, *dims],
-        method=method,
-        supervised=supervised,
-        base_model="vectors",
-        config={"center_input": True} if method == "pca" else summary,
-        losses=losses,
-        adaptor_class=type(adaptor).__name__,
-    )
+    summary = {"method": method, "supervised": supervised, "base_model": "vectors", "config": settings.__dict__}
+    meta = metadata_for(width, [adaptor], summary, stages)
+    meta.adaptor_class = type(adaptor).__name__
     return adaptor, meta, stages
 
 

@@ -391,9 +391,7 @@ def test_model_cards_are_generated_from_stored_results(name):
     folder = MODEL_CARDS / name
     meta = MatryoshkaMetadata.load(str(folder))
     assert meta.exported and meta.scores, "model_cards/ holds exported, evaluated models"
-    rendered = render_model_card(
-        meta, meta.repo_id, hub_ready=True, needs_remote_code=meta.needs_remote_code, plot=True
-    )
+    rendered = render_model_card(meta, plot=True)
     assert rendered == (folder / "README.md").read_text(encoding="utf-8")
     assert (folder / "matryoshka_dims.png").is_file()
 
