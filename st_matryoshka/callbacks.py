@@ -1,4 +1,4 @@
-"""Trainer callbacks: best weights with early stopping, sequential (SMRL) stages, gradient statistics."""
+"""Trainer callbacks: the engine's stage callback (best weights, early stopping, SMRL stages), gradient statistics."""
 
 from __future__ import annotations
 
@@ -42,97 +42,24 @@ def quiet_progress(trainer: Any) -> Any:
     return trainer
 
 
-class BestStateCallback(TrainerCallback):
-    """Snapshots ``module``'s weights whenever the evaluator's primary metric improves; restores the best at the end.
-
-    With ``eval_on_start=True`` in the training arguments the untrained state is scored first, so training can
-    never end worse (by this metric) than where it started. After ``patience`` evaluations without improvement,
-    training stops.
-
-    Why not transformers' ``load_best_model_at_end`` + ``EarlyStoppingCallback``: they need a checkpoint written to
-    disk at every evaluation (``save_strategy`` equal to ``eval_strategy``) and reload the whole model, where this
-    keeps the adaptor's few tensors in memory; ``eval_on_start`` is transformers' own and is used as it is.
-
-    Args:
-        module: The trainable module (e.g. the adaptor); only its state is kept, in memory.
-        metric: The key in the trainer's evaluation metrics, e.g. ``"eval_sequential_score"``.
-        patience: Evaluations without improvement before stopping; ``None`` never stops early.
-        greater_is_better: Direction of the metric.
-        min_delta: Improvement needed to count as better.
-
-    Example:
-        ::
-
-            callback = BestStateCallback(adaptor, metric="eval_sequential_score", patience=5)
-            trainer = SentenceTransformerTrainer(model=model, args=args, ..., callbacks=[callback])
-            trainer.train()  # adaptor now holds the best weights seen; callback.history has every score
-    """
-
-    def __init__(
-        self,
-        module: torch.nn.Module,
-        metric: str,
-        patience: int | None = 5,
-        greater_is_better: bool = True,
-        min_delta: float = 0.0,
-    ) -> None:
-        if patience is not None and (not isinstance(patience, int) or patience < 1):
-            raise ValueError(f"patience must be a positive int or None, got {patience!r}")
-        self.module = module
-        self.metric = metric
-        self.patience = patience
-        self.greater_is_better = greater_is_better
-        self.min_delta = min_delta
-        self.best: float | None = None
-        self.best_step: int | None = None
-        self.best_state: dict[str, torch.Tensor] | None = None
-        self.history: list[tuple[int, float]] = []
-        self._bad_rounds = 0
-
-    def _improves(self, value: float) -> bool:
-        if self.best is None:
-            return True
-        delta = value - self.best if self.greater_is_better else self.best - value
-        return delta > self.min_delta
-
-    def on_evaluate(
-        self,
-        args: TrainingArguments,
-        state: TrainerState,
-        control: TrainerControl,
-        metrics: dict[str, float] | None = None,
-        **kwargs: Any,
-    ) -> None:
-        if not metrics or self.metric not in metrics:
-            raise KeyError(f"metric {self.metric!r} not among the evaluation metrics {sorted(metrics or {})}")
-        value = float(metrics[self.metric])
-        self.history.append((state.global_step, value))
-        if self._improves(value):
-            self.best, self.best_step, self._bad_rounds = value, state.global_step, 0
-            self.best_state = {k: v.detach().clone() for k, v in self.module.state_dict().items()}
-        else:
-            self._bad_rounds += 1
-            if self.patience is not None and self._bad_rounds >= self.patience:
-                control.should_training_stop = True
-
-    def on_train_end(
-        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
-    ) -> None:
-        if self.best_state is not None:
-            self.module.load_state_dict(self.best_state)
-            logger.info(f"Restored the weights of step {self.best_step} ({self.metric} = {self.best:.4f})")
+AGGREGATES = ("mean", "geomean")
 
 
 @dataclass
-class SMRLStage:
-    """One stage of sequential Matryoshka training.
+class Stage:
+    """One stage of a training phase: what it trains, what its loss covers, and how it is scored.
+
+    A method is a plan of stages (:mod:`st_matryoshka.engine`): one joint stage for the Matryoshka-Adaptor and the
+    Search-Adaptor, one stage per dim for SMEC's sequential training (SMRL).
 
     Args:
-        name: Label for logs and results, e.g. ``"192->96"``.
+        name: Label for logs and results, e.g. ``"joint"`` or ``"192->96"``.
         parameters: The tensors this stage trains; everything else in the module is frozen while it runs.
-        loss_dims: Prefix sizes the loss covers during this stage (its transition only).
-        metric_keys: Evaluator metric names (without the trainer's ``eval_`` prefix) whose mean picks the stage's
-            best weights and stops it.
+        loss_dims: Prefix sizes the loss covers during this stage.
+        metric_keys: Evaluator metric names (without the trainer's ``eval_`` prefix) whose ``aggregate`` picks the
+            stage's best weights and stops it.
+        aggregate: ``"mean"`` or ``"geomean"`` (geometric mean: one collapsing dim cannot hide behind the others)
+            of the ``metric_keys``.
         on_start: Called as the stage starts, before its start score (e.g. to initialise its parameters from data).
         select_best: Keep the best-scoring weights and stop after ``patience`` evaluations without improvement;
             ``False`` runs the stage to ``max_evaluations`` and keeps its last weights (a fixed-length stage whose
@@ -143,6 +70,7 @@ class SMRLStage:
     parameters: list[torch.nn.Parameter]
     loss_dims: list[int]
     metric_keys: list[str]
+    aggregate: str = "mean"
     on_start: Callable[[], None] | None = None
     select_best: bool = True
     history: list[tuple[int, float]] = field(default_factory=list)
@@ -152,9 +80,18 @@ class SMRLStage:
     end_step: int = 0
     seconds: float = 0.0
 
+    def __post_init__(self) -> None:
+        if self.aggregate not in AGGREGATES:
+            raise ValueError(f"aggregate must be one of {list(AGGREGATES)}, got {self.aggregate!r}")
+        if not self.metric_keys:
+            raise ValueError(f"stage {self.name!r}: metric_keys must name at least one metric, got []")
 
-class SMRLCallback(TrainerCallback):
-    """Sequential Matryoshka Representation Learning (SMEC sec. 3.2) inside one ``SentenceTransformerTrainer`` run.
+
+class StageCallback(TrainerCallback):
+    """Runs a plan of stages inside one ``SentenceTransformerTrainer`` run; keeps each stage's best weights.
+
+    The engine's one selection and stopping rule, for every method: a single joint stage (Matryoshka-Adaptor,
+    Search-Adaptor) or SMEC's Sequential Matryoshka Representation Learning (SMEC sec. 3.2, one stage per dim).
 
     Stages run one after another. While a stage runs, only its parameters require gradients (the optimizer skips
     tensors without gradients, so frozen ones never move) and the loss covers only its transition
@@ -162,10 +99,15 @@ class SMRLCallback(TrainerCallback):
     evaluations without improvement, or ``max_evaluations`` evaluations, its best weights are restored and frozen and
     the next stage starts. When the last stage ends, training stops. Each step it also sets the adaptor's
     Gumbel temperature, annealed exponentially from ``temperature[0]`` to ``temperature[1]`` over a stage's
-    ``max_evaluations * eval_steps`` steps, and draws fresh Gumbel noise.
+    ``max_evaluations * eval_steps`` steps, and draws fresh Gumbel noise (adaptors without them are left alone).
+
+    Why not transformers' ``eval_on_start``, ``load_best_model_at_end`` and ``EarlyStoppingCallback``: they select
+    and stop once per run, from checkpoints written to disk at every evaluation, while a plan selects per stage
+    (each stage scored at its own start, after its ``on_start`` initialisation) and keeps the adaptor's few tensors
+    in memory.
 
     Args:
-        module: The adaptor being trained (an :class:`~st_matryoshka.models.SMECAdaptor`).
+        module: The adaptor being trained.
         loss: The training loss; must have ``set_matryoshka_dims``.
         stages: The stages, in training order.
         model: The SentenceTransformer the evaluator scores (the trainer's model).
@@ -178,7 +120,7 @@ class SMRLCallback(TrainerCallback):
     Example:
         ::
 
-            callback = SMRLCallback(adaptor, loss, stages, model, evaluator, patience=3, max_evaluations=20)
+            callback = StageCallback(adaptor, loss, stages, model, evaluator, patience=3, max_evaluations=20)
             SentenceTransformerTrainer(model=model, args=args, train_dataset=rows, loss=loss,
                                        evaluator=evaluator, callbacks=[callback]).train()
             print([(s.name, s.best) for s in callback.stages])
@@ -188,7 +130,7 @@ class SMRLCallback(TrainerCallback):
         self,
         module: torch.nn.Module,
         loss: torch.nn.Module,
-        stages: list[SMRLStage],
+        stages: list[Stage],
         model: Any,
         evaluator: Any,
         patience: int = 5,
@@ -197,7 +139,7 @@ class SMRLCallback(TrainerCallback):
         seed: int = 42,
     ) -> None:
         if not stages:
-            raise ValueError("stages must hold at least one SMRLStage, got []")
+            raise ValueError("stages must hold at least one Stage, got []")
         if not isinstance(patience, int) or patience < 1:
             raise ValueError(f"patience must be a positive int, got {patience!r}")
         if not isinstance(max_evaluations, int) or max_evaluations < 1:
@@ -215,11 +157,15 @@ class SMRLCallback(TrainerCallback):
         self._finished = False
 
     def _score(self, metrics: dict[str, float]) -> float:
+        stage = self.stages[self.current]
         clean = {k.removeprefix("eval_"): v for k, v in metrics.items()}
-        missing = [k for k in self.stages[self.current].metric_keys if k not in clean]
+        missing = [k for k in stage.metric_keys if k not in clean]
         if missing:
             raise KeyError(f"metrics {missing} not among the evaluation metrics {sorted(clean)}")
-        return float(np.mean([clean[k] for k in self.stages[self.current].metric_keys]))
+        values = [clean[k] for k in stage.metric_keys]
+        if stage.aggregate == "geomean":
+            return float(np.exp(np.mean(np.log(np.maximum(values, 1e-9)))))
+        return float(np.mean(values))
 
     def _record(self, step: int, value: float) -> None:
         stage = self.stages[self.current]
@@ -246,7 +192,7 @@ class SMRLCallback(TrainerCallback):
         metrics = self.evaluator(self.model)
         self.model.train(was_training)
         self._record(step, self._score(metrics))
-        logger.info(f"SMRL stage {stage.name}: start score {stage.best:.4f}")
+        logger.info(f"stage {stage.name}: start score {stage.best:.4f}")
 
     def _finish(self, step: int) -> None:
         stage = self.stages[self.current]
@@ -255,7 +201,7 @@ class SMRLCallback(TrainerCallback):
         stage.end_step, stage.seconds = step, time.perf_counter() - self._started
         for p in stage.parameters:
             p.requires_grad_(False)
-        logger.info(f"SMRL stage {stage.name}: best {stage.best:.4f} at step {stage.best_step}")
+        logger.info(f"stage {stage.name}: best {stage.best:.4f} at step {stage.best_step}")
 
     def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any) -> None:
         self._activate(0, state.global_step)

@@ -11,7 +11,7 @@ import time
 from collections.abc import Sequence
 
 from st_matryoshka._io import check_creatable, check_output_free
-from st_matryoshka._validation import parse_dims
+from st_matryoshka._validation import ParameterError, parse_dims
 from st_matryoshka.cache import backbone_vectors
 from st_matryoshka.loading import load_model, resolve_model_path
 from st_matryoshka.metadata import METADATA_FILE, TRAINING_FILE, MatryoshkaMetadata
@@ -357,17 +357,11 @@ def print_stages(stages) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from st_matryoshka.config import config_for
     from st_matryoshka.data import load_beir
-    from st_matryoshka.training import (
-        AdaptorTrainingConfig,
-        backbone_dim,
-        save_model_atomic,
-        search_adaptor_config,
-        stage_summary,
-        training_metadata,
-    )
-    from st_matryoshka.training_smec import SMECTrainingConfig
-    from st_matryoshka.vectors import append_to, fit_adaptor
+    from st_matryoshka.engine import fit_adaptor
+    from st_matryoshka.training import backbone_dim, save_model_atomic, stage_summary, training_metadata
+    from st_matryoshka.vectors import append_to
 
     parse_dims(args.dims)  # a malformed --dims fails before anything is loaded
     check_output_free(args.output, args.overwrite)
@@ -382,11 +376,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise ValueError(f"--default-dim must be one of --dims or the width {width}, got {args.default_dim}")
     data = load_beir(args.data, split=args.train_split if args.supervised else None)
     corpus_vectors, query_vectors = vectors_for(model, data, args)
-    make_config = search_adaptor_config if args.method == "search-adaptor" else AdaptorTrainingConfig
-    if args.method == "smec":
-        make_config = SMECTrainingConfig
-        dims = [d for d in dims if d < width]
-    config = make_config(dims=dims, **overrides)
+    config = config_for(args.method, dims, width, **overrides)
     start = time.perf_counter()
     adaptor, stages = fit_adaptor(args.method, width, data, corpus_vectors, query_vectors, config, args.supervised)
     trained = append_to(model, adaptor)
@@ -703,6 +693,35 @@ def cmd_push(args: argparse.Namespace) -> int:
     return 0
 
 
+# Library parameters whose command-line flag is not the parameter's name with dashes, per command.
+FLAG_OF = {
+    "train": {"corpus_vectors": "--embeddings", "qrels": "--train-split", "config": "--method"},
+    "fit-vectors": {"corpus_vectors": "--corpus", "supervised": "--qrels", "config": "--method"},
+    "extend": {"dim": "--dims", "corpus_vectors": "--embeddings", "qrels": "--data"},
+}
+
+
+def flag_message(parser: argparse.ArgumentParser, command: str, exc: ParameterError) -> str:
+    """``exc``'s message with the library's parameter names replaced by ``command``'s flags for them.
+
+    The parameter the error is about becomes its flag (``dim`` → ``--dims`` for ``extend``); other snake_case
+    parameter names it mentions become their flags where ``command`` has one (``allow_any_dims`` →
+    ``--allow-any-dims``).
+    """
+    import re
+
+    subparsers = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    options = {o for a in subparsers[0].choices[command]._actions for o in a.option_strings} if subparsers else set()
+    flag = FLAG_OF.get(command, {}).get(exc.parameter, "--" + exc.parameter.replace("_", "-"))
+    message = exc.with_name(flag) if flag in options else str(exc)
+
+    def to_flag(match: re.Match) -> str:
+        candidate = "--" + match.group(0).replace("_", "-")
+        return candidate if candidate in options else match.group(0)
+
+    return re.sub(r"(?<![\w-])[a-z]+(?:_[a-z0-9]+)+\b", to_flag, message)
+
+
 def quiet_libraries() -> None:
     """Keep the console to our own progress bars and summaries: no per-file bars or metric dicts from libraries."""
     import transformers
@@ -741,6 +760,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return commands[args.command](args)
     except (ValueError, KeyError, ImportError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+        if isinstance(exc, ParameterError):
+            message = flag_message(parser, args.command, exc)
         parser.exit(2, f"st-matryoshka: error: {message.splitlines()[0] if message else type(exc).__name__}\n")
     except OSError as exc:
         where = f"{exc.filename}: " if exc.filename else ""

@@ -2,9 +2,9 @@
 
 The Matryoshka-Adaptor paper's main use: a team has only vectors (OpenAI, Gemini, Cohere, Voyage, or its own model),
 in a ``.npy`` file. :func:`fit_vectors` trains any method on them through the same modules, losses, trainer and
-criteria as ``st-matryoshka train`` (:func:`fit_adaptor` is the one entry point both use), :func:`apply_vectors`
-maps new vectors to any trained dim in chunks, and :func:`save_adaptor` / :func:`load_adaptor` keep the adaptor as
-``config.json`` + ``model.safetensors`` + ``st_matryoshka.json``, no SentenceTransformer involved.
+criteria as ``st-matryoshka train`` (:func:`st_matryoshka.engine.fit_adaptor` is the one entry point both use),
+:func:`apply_vectors` maps new vectors to any trained dim in chunks, and :func:`save_adaptor` / :func:`load_adaptor`
+keep the adaptor as ``config.json`` + ``model.safetensors`` + ``st_matryoshka.json``, no SentenceTransformer involved.
 :func:`append_to` puts the same module after Pooling in the SentenceTransformer whose backbone produced the vectors.
 """
 
@@ -27,47 +27,7 @@ from st_matryoshka.models import MatryoshkaAdaptor, SMECAdaptor
 
 logger = logging.getLogger(__name__)
 
-METHODS = ("matryoshka-adaptor", "pca", "search-adaptor", "smec")
 ADAPTOR_CLASSES = {cls.__name__: cls for cls in (MatryoshkaAdaptor, SMECAdaptor)}
-
-
-def fit_adaptor(
-    method: str,
-    width: int,
-    data: RetrievalData,
-    corpus_vectors: Any,
-    query_vectors: Any,
-    config: Any,
-    supervised: bool,
-) -> tuple[MatryoshkaAdaptor, list[Any]]:
-    """Fit ``method``'s adaptor on backbone vectors: the one training entry point of the CLI, recipes and this module.
-
-    Args:
-        method: ``matryoshka-adaptor``, ``pca``, ``search-adaptor`` or ``smec``.
-        width: The vectors' width.
-        data: Corpus and queries (texts, or keys naming the rows) with the training qrels.
-        corpus_vectors: ``(len(data.corpus), width)`` array, tensor or memory-mapped ``.npy``.
-        query_vectors: ``(len(data.queries), width)``, or ``None`` without queries.
-        config: ``AdaptorTrainingConfig`` (``SMECTrainingConfig`` for SMEC).
-        supervised: Run the supervised stage on ``data.qrels``.
-
-    Returns:
-        ``(adaptor, stage results)``; PCA has no stages.
-    """
-    from st_matryoshka.training import fit_matryoshka_adaptor, pca_adaptor
-    from st_matryoshka.training_smec import fit_smec
-
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {list(METHODS)}, got {method!r}")
-    if method == "pca":
-        if supervised:
-            raise ValueError("--supervised does not apply to --method pca")
-        return pca_adaptor(width, corpus_vectors), []
-    if method == "search-adaptor" and not supervised:
-        raise ValueError("--method search-adaptor is supervised: it needs queries and qrels")
-    if method == "smec":
-        return fit_smec(width, data, corpus_vectors, query_vectors, config, supervised=supervised)
-    return fit_matryoshka_adaptor(width, data, corpus_vectors, query_vectors, config, supervised=supervised)
 
 
 def read_column(path: str, argument: str, column: str | None = None) -> np.ndarray:
@@ -216,8 +176,9 @@ def fit_vectors(
             apply_vectors(adaptor, corpus[:4], dim=48).shape
             # => (4, 48)
     """
-    from st_matryoshka.training import AdaptorTrainingConfig, metadata_for, search_adaptor_config
-    from st_matryoshka.training_smec import SMECTrainingConfig
+    from st_matryoshka.config import config_for
+    from st_matryoshka.engine import fit_adaptor
+    from st_matryoshka.training import metadata_for
 
     corpus = read_vectors(corpus, "--corpus") if isinstance(corpus, str) else _checked(corpus, "corpus")
     width = int(corpus.shape[1])
@@ -237,13 +198,7 @@ def fit_vectors(
         if isinstance(qrels, str):
             qrels = read_qrels(qrels, query_ids, corpus_ids)
     data = vector_data(corpus_ids, query_ids or [], qrels if supervised else None)
-    dims = [d for d in dims if d < width] if method == "smec" else list(dims)
-    if method == "search-adaptor":
-        settings = search_adaptor_config(dims, **config)
-    elif method == "smec":
-        settings = SMECTrainingConfig(dims=dims, **config)
-    else:
-        settings = AdaptorTrainingConfig(dims=dims, **config)
+    settings = config_for(method, dims, width, **config)
     adaptor, stages = fit_adaptor(method, width, data, corpus, query_vectors, settings, supervised)
     summary = {"method": method, "supervised": supervised, "base_model": "vectors", "config": settings.__dict__}
     meta = metadata_for(width, [adaptor], summary, stages)

@@ -76,7 +76,7 @@ def test_evaluate_runs_the_transformer_through_the_cache(scifact_tiny, tmp_path,
         ("48,96", r"--dims must be strictly descending, got \[48, 96\]"),
         ("512,96", r"--dims must not exceed the model's embedding width 384, got '512,96'"),
         ("a,b", r"--dims must be a comma-separated list of ints, got 'a,b'"),
-        ("384", r"dims must include a dim below the model's width 384, got \[384\]"),
+        ("384", r"--dims must include a dim below the width 384, got \[384\]"),
     ],
 )
 def test_bad_dims_are_one_line_errors(scifact_tiny, tmp_path, capsys, dims, message):
@@ -135,4 +135,4 @@ def test_search_adaptor_is_a_supervised_linear_map(scifact_slice, tmp_path, caps
     config = json.loads((out / "2_MatryoshkaAdaptor" / "config.json").read_text())
     assert config["num_layers"] == 0
     summary = json.loads((out / "st_matryoshka_training.json").read_text())
-    assert [s["name"] for s in summary["stages"]] == ["supervised"]
+    assert [s["name"] for s in summary["stages"]] == ["supervised joint"]

@@ -9,7 +9,6 @@ from sentence_transformers import SentenceTransformer
 from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
 from transformers import TrainerControl, TrainerState
 
-from st_matryoshka.callbacks import BestStateCallback
 from st_matryoshka.evaluation import GradedInformationRetrievalEvaluator, NeighbourOverlapEvaluator
 from st_matryoshka.models import CachedEmbeddings
 
@@ -54,22 +53,31 @@ def test_neighbour_overlap_is_one_for_the_reference_itself(table_model):
     assert metrics["h_geomean_overlap@3"] == pytest.approx(math.sqrt(metrics["h_overlap@3_dim4"]))
 
 
-def test_best_state_callback_restores_best_and_stops():
+def test_one_joint_stage_restores_its_best_weights_and_stops_on_patience():
+    from st_matryoshka.callbacks import Stage, StageCallback
+
     module = torch.nn.Linear(2, 2)
-    callback = BestStateCallback(module, metric="eval_score", patience=2)
+    loss = type("Loss", (), {"set_matryoshka_dims": lambda self, dims: None})()
+    stage = Stage("joint", list(module.parameters()), [2, 1], ["a", "b"], aggregate="geomean")
+    starts = iter([{"a": 0.25, "b": 1.0}])  # the start score comes from the evaluator: geomean 0.5
+    callback = StageCallback(module, loss, [stage], module, lambda model: next(starts), patience=2, max_evaluations=9)
     state, control = TrainerState(), TrainerControl()
-    for step, value in enumerate([0.5, 0.7, 0.6, 0.65]):
+    callback.on_train_begin(None, state, control)
+    for step, (a, b) in enumerate([(0.49, 1.0), (0.36, 1.0), (0.16, 1.0)], start=1):  # geomeans 0.7, 0.6, 0.4
         state.global_step = step
         with torch.no_grad():
-            module.weight.fill_(value)
-        callback.on_evaluate(None, state, control, metrics={"eval_score": value})
-    assert control.should_training_stop and callback.best_step == 1
-    callback.on_train_end(None, state, control)
-    assert torch.all(module.weight == 0.7)
-    with pytest.raises(KeyError, match="metric 'eval_score' not among"):
-        callback.on_evaluate(None, state, control, metrics={"eval_other": 1.0})
-    with pytest.raises(ValueError, match="patience must be a positive int or None, got 0"):
-        BestStateCallback(module, metric="x", patience=0)
+            module.weight.fill_(float(step))
+        callback.on_evaluate(None, state, control, metrics={"eval_a": a, "eval_b": b})
+    assert control.should_training_stop and stage.best_step == 1 and stage.best == pytest.approx(0.7)
+    assert torch.all(module.weight == 1.0)
+    with pytest.raises(KeyError, match="not among the evaluation metrics"):
+        StageCallback(module, loss, [Stage("x", [], [2], ["c"])], module, lambda m: {"a": 1.0}).on_train_begin(
+            None, TrainerState(), TrainerControl()
+        )
+    with pytest.raises(ValueError, match="aggregate must be one of"):
+        Stage("x", [], [2], ["a"], aggregate="max")
+    with pytest.raises(ValueError, match="patience must be a positive int, got 0"):
+        StageCallback(module, loss, [stage], module, lambda m: {}, patience=0)
 
 
 def test_quantized_scores_and_the_precision_contract(scifact_slice, tmp_path, capsys):

@@ -158,7 +158,7 @@ def test_bad_input_table(pca_model, scifact_tiny, tmp_path, capsys, monkeypatch)
           "--dims", "48", "--output", "o"], "corpus.jsonl line 4: 'text' holds a lone surrogate"),
         # a supervised run that cannot run fails before the unsupervised stage, not after it
         ([*train, "--supervised", "--train-split", "test", "--num-negatives", "60", "--output", "o"],
-         "num_negatives=60 exceeds the 50 candidate negatives"),
+         "--num-negatives=60 exceeds the 50 candidate negatives"),
         ([*evaluate, "--device", "gpu0"], "--device: 'gpu0' is not a torch device"),
         # already handled before this issue, kept handled
         ([*train[:-2], "--dims", "48,96", "--output", "o"], "--dims must be strictly descending"),

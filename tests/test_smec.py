@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from sentence_transformers import SentenceTransformer
 from transformers import TrainerCallback
 
-from st_matryoshka.callbacks import GradientVarianceCallback, SMRLCallback, SMRLStage
+from st_matryoshka.callbacks import GradientVarianceCallback, Stage, StageCallback
 from st_matryoshka.cli import main
 from st_matryoshka.data import load_beir, load_embeddings_dir
 from st_matryoshka.export import smec_to_st_modules
@@ -262,11 +262,11 @@ class _State:
 
 def test_smrl_stage_without_selection_runs_to_its_cap_and_keeps_its_last_weights():
     module = torch.nn.Linear(2, 2)
-    first = SMRLStage("a", [module.weight], [2], ["score"], select_best=False)
-    second = SMRLStage("b", [module.bias], [1], ["score"])
+    first = Stage("a", [module.weight], [2], ["score"], select_best=False)
+    second = Stage("b", [module.bias], [1], ["score"])
     scores = iter([1.0, 0.5])  # each stage's start score (from the evaluator); evaluations come as metrics
     loss = _Loss()
-    callback = SMRLCallback(
+    callback = StageCallback(
         module, loss, [first, second], module, lambda model: {"score": next(scores)}, patience=1, max_evaluations=3
     )
     control = type("Control", (), {"should_training_stop": False})()
@@ -309,11 +309,11 @@ def test_extend_rejects_dims_that_do_not_shrink(minilm, slice_data):
     data, cv, qv = slice_data
     adaptor = SMECAdaptor(384, stages=plan_stages(384, [192, 96]))
     model = SentenceTransformer(modules=[*minilm, adaptor], device="cpu")
-    with pytest.raises(ValueError, match="--dims: 100 is not smaller than the smallest trained dim 96"):
+    with pytest.raises(ValueError, match="dim: 100 is not smaller than the smallest trained dim 96"):
         extend_smec(model, data, cv, qv, 100, SMECTrainingConfig(dims=[100]))
-    with pytest.raises(ValueError, match="--dims: 40 is not half of the smallest trained dim 96"):
+    with pytest.raises(ValueError, match="dim: 40 is not half of the smallest trained dim 96"):
         extend_smec(model, data, cv, qv, 40, SMECTrainingConfig(dims=[40]))
-    with pytest.raises(ValueError, match="--dims: 192 is already trained"):
+    with pytest.raises(ValueError, match="dim: 192 is already trained"):
         extend_smec(model, data, cv, qv, 192, SMECTrainingConfig(dims=[192], allow_any_dims=True))
 
 
@@ -344,7 +344,7 @@ def test_cli_smec_train_extend_and_errors(scifact_slice, tmp_path, capsys):
     assert model.encode(TEXTS, truncate_dim=12).shape == (4, 12)
     errors = [
         ([*base, "--dims", "192,100", "--output", str(tmp_path / "a")], "dims: 100 is not half of 192"),
-        ([*base, "--dims", "192,96", "--memory-size", "100", "--output", str(tmp_path / "b")], "memory_size=100"),
+        ([*base, "--dims", "192,96", "--memory-size", "100", "--output", str(tmp_path / "b")], "--memory-size=100"),
         ([*base, "--dims", "192", "--temperature", "0.5,0", "--output", str(tmp_path / "c")], "--temperature"),
         (["extend", "--model", str(out), "--dims", "30", "--output", str(tmp_path / "d")], "--dims: 30 is not"),
         ([*base[:-2], "--dims", "96", "--no-ads", "--output", str(tmp_path / "e")], "need --method smec"),

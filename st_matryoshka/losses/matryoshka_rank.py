@@ -107,7 +107,7 @@ class MatryoshkaRankLoss(nn.Module):
         )
 
     def set_matryoshka_dims(self, dims: Sequence[int]) -> None:
-        """Change the prefix sizes the loss covers (used by :class:`~st_matryoshka.callbacks.SMRLCallback`)."""
+        """Change the prefix sizes the loss covers (used by :class:`~st_matryoshka.callbacks.StageCallback`)."""
         self.matryoshka_dims = check_dims(dims)
         self.unsupervised.set_matryoshka_dims(dims)
 

@@ -154,7 +154,7 @@ class MatryoshkaUnsupervisedLoss(nn.Module):
             self.memory = SelectableCrossBatchMemory(adaptors[0].embedding_dim, memory_size=memory_size, top_k=top_k)
 
     def set_matryoshka_dims(self, dims: Sequence[int]) -> None:
-        """Change the prefix sizes the loss covers (used by :class:`~st_matryoshka.callbacks.SMRLCallback`)."""
+        """Change the prefix sizes the loss covers (used by :class:`~st_matryoshka.callbacks.StageCallback`)."""
         self.matryoshka_dims = check_dims(dims)
 
     def embed(self, sentence_features: Iterable[dict[str, Any]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -1,0 +1,222 @@
+"""Training configurations: one dataclass per method family, with fields that mirror the command-line flags.
+
+:class:`AdaptorTrainingConfig` holds the settings every method shares (the Matryoshka-Adaptor's, which the
+Search-Adaptor reuses through :func:`search_adaptor_config`); :class:`SMECTrainingConfig` adds SMEC's switches. The
+engine (:mod:`st_matryoshka.engine`) reads a config to build the method's plan of stages. Errors are
+:class:`~st_matryoshka._validation.ParameterError` naming the field, which the CLI maps to its flag.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from st_matryoshka._validation import ParameterError, check_dims
+from st_matryoshka.callbacks import check_temperature
+
+METHODS = ("matryoshka-adaptor", "pca", "search-adaptor", "smec")
+"""Every method a config can describe; ``pca`` fits without training."""
+
+
+@dataclass
+class AdaptorTrainingConfig:
+    """Hyper-parameters of :func:`train_matryoshka_adaptor`; defaults are the ones the benchmarks use.
+
+    Args:
+        dims: Matryoshka dims to train, strictly descending; the full width is always added to the loss.
+        hidden_dim: Hidden width of the adaptor MLP (``None``: the embedding width).
+        num_layers: Hidden layers of the adaptor MLP (``0``: linear).
+        pca_init: Initialise the adaptor's rotation with the corpus' principal axes.
+        center_input: Centre the input on the corpus mean before the rotation (classic PCA start; changes the
+            full-width similarities).
+        top_k: Neighbours per item in ``L_topk``.
+        distill_weight: Weight of ``L_distill`` in the unsupervised stage (``0``: the paper's loss). ``None``: 1.0
+            when the unsupervised stage is the last one, 0.0 when a supervised stage follows (measured on SciFact:
+            starting the supervised stage from the L_distill-trained adaptor cost about 0.01 NDCG@10 at 96 dims).
+        unsupervised_epochs: Maximum epochs of the unsupervised stage (``0`` skips it).
+        unsupervised_lr: Learning rate of the unsupervised stage.
+        unsupervised_batch_size: Batch size of the unsupervised stage.
+        holdout_fraction: Corpus fraction held out for the label-free validation criterion.
+        holdout_max: At most this many held-out documents (a fixed-size criterion sample on a large corpus).
+        criterion_corpus_max: The criterion searches neighbours among at most this many documents (the held-out
+            ones plus a seeded sample); every shared data set is below it, so there the whole corpus is searched.
+        max_samples: Training samples per phase at most (``None``: no cap): the unsupervised phase trains on a seeded
+            sample of the corpus of ``max_samples / epochs`` documents, the supervised phase on the first
+            ``max_samples`` rows of its passes. With a cap, a 1M-vector corpus costs about what 100k cost.
+        overlap_k: ``k`` of the neighbour-overlap criterion.
+        supervised_epochs: Maximum passes over the train qrels in the supervised stage.
+        supervised_lr: Learning rate of the supervised stage.
+        supervised_batch_size: Queries per batch in the supervised stage.
+        num_negatives: Hard negatives per (query, relevant document) row, re-drawn every pass.
+        negative_pool: Negatives are drawn from the top ``negative_pool`` non-relevant documents (backbone ranking).
+        validation_fraction: Fraction of the train queries held out (by a hash of the id) for early stopping.
+        unsupervised_weight: α in ``L_rank + α · L_unsup``.
+        patience: Evaluations without improvement before a stage stops.
+        seed: Random seed.
+    """
+
+    dims: list[int] = field(default_factory=lambda: [192, 96, 48, 24])
+    hidden_dim: int | None = None
+    num_layers: int = 1
+    pca_init: bool = True
+    center_input: bool = False
+    top_k: int = 10
+    distill_weight: float | None = None
+    unsupervised_epochs: int = 30
+    unsupervised_lr: float = 1e-3
+    unsupervised_batch_size: int = 512
+    holdout_fraction: float = 0.1
+    holdout_max: int = 1000
+    criterion_corpus_max: int = 20000
+    max_samples: int | None = None
+    overlap_k: int = 10
+    supervised_epochs: int = 40
+    supervised_lr: float = 2e-3
+    supervised_batch_size: int = 64
+    num_negatives: int = 16
+    negative_pool: int = 50
+    validation_fraction: float = 0.15
+    unsupervised_weight: float = 1.0
+    patience: int = 5
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        self.dims = check_dims(self.dims, name="dims")
+        if self.center_input and not self.pca_init:
+            raise ParameterError(
+                "center_input", "center_input=True needs pca_init=True (the mean is set with the principal axes)"
+            )
+        for name in ("holdout_fraction", "validation_fraction"):
+            value = getattr(self, name)
+            if not 0.0 < value < 1.0:
+                raise ParameterError(name, f"{name} must be in (0, 1), got {value!r}")
+        if self.criterion_corpus_max <= self.holdout_max:
+            raise ParameterError(
+                "criterion_corpus_max",
+                f"criterion_corpus_max={self.criterion_corpus_max} must exceed holdout_max={self.holdout_max}",
+            )
+        if self.max_samples is not None and (not isinstance(self.max_samples, int) or self.max_samples < 1):
+            raise ParameterError(
+                "max_samples", f"max_samples must be a positive int or None, got {self.max_samples!r}"
+            )
+        names = ("unsupervised_batch_size", "supervised_batch_size", "num_negatives", "negative_pool", "top_k")
+        for name in (*names, "holdout_max", "criterion_corpus_max"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ParameterError(name, f"{name} must be a positive int, got {value!r}")
+
+    def resolved_distill_weight(self, supervised: bool) -> float:
+        """``distill_weight``, or its default when ``None``: 0.0 before a supervised stage, else 1.0."""
+        if self.distill_weight is not None:
+            return self.distill_weight
+        return 0.0 if supervised else 1.0
+
+
+@dataclass
+class SMECTrainingConfig(AdaptorTrainingConfig):
+    """Hyper-parameters of :func:`train_smec`: those of :class:`AdaptorTrainingConfig` plus SMEC's.
+
+    ``unsupervised_epochs`` and ``supervised_epochs`` cap each SMRL stage (not the whole run); ``patience`` is per
+    stage.
+
+    Args:
+        smrl: Train stage by stage (each stage's transition loss only, earlier stages frozen); otherwise one joint
+            stage with the loss over every dim (MRL-style). Also gives each stage a learnable rotation.
+        ads: Adaptive Dimension Selection in every stage; otherwise a stage keeps the first dims.
+        xbm: Selectable Cross-Batch Memory for the unsupervised ``L_topk`` term; otherwise in-batch neighbours.
+        memory_size: Entries of the memory; must hold at least one batch.
+        temperature_start: Gumbel temperature at the start of each stage.
+        temperature_end: Gumbel temperature at the stage's step cap (exponential schedule).
+        allow_any_dims: Accept dims that are not successive halvings of the width.
+        stage_lr_multiplier: Learning rate of the stages' rotations and ADS logits relative to the phase's rate
+            (the body keeps the phase's rate). On SciFact, 5 against 1 raised full SMEC's NDCG@10 at 48/24 from
+            0.698/0.561 to 0.720/0.596 (one run each, stages starting from truncation; BENCHMARKS.md).
+        stage_pca_init: With ``smrl``, start every stage (in both phases) from PCA of its input block over the
+            corpus (:meth:`~st_matryoshka.models.SMECAdaptor.init_stage`) instead of from where the stage was left;
+            the stage then learns a rotation away from PCA. A deviation from the paper, which starts stages from
+            the previous embedding's truncation; BENCHMARKS.md has both over several seeds.
+        unsupervised_body_early_stop: With ``smrl``, select the first unsupervised stage's weights (the body and its
+            ``D → D/2`` stage) by its label-free criterion with early stopping, like every other stage. Off by
+            default: that stage trains for ``unsupervised_epochs`` and keeps its last weights, as the
+            Matryoshka-Adaptor trains for fixed epochs. The criterion (neighbour overlap at ``D/2``, against the
+            backbone) is highest at the stage's PCA start, so selecting by it kept step 0 in every measured run and
+            the body got no unsupervised training at all; BENCHMARKS.md compares both.
+    """
+
+    smrl: bool = True
+    ads: bool = True
+    xbm: bool = True
+    memory_size: int = 5000
+    temperature_start: float = 0.5
+    temperature_end: float = 0.05
+    allow_any_dims: bool = False
+    stage_lr_multiplier: float = 5.0
+    stage_pca_init: bool = True
+    unsupervised_body_early_stop: bool = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.stage_lr_multiplier > 0:
+            raise ParameterError(
+                "stage_lr_multiplier", f"stage_lr_multiplier must be > 0, got {self.stage_lr_multiplier!r}"
+            )
+        check_temperature((self.temperature_start, self.temperature_end))
+        if self.xbm:
+            if not isinstance(self.memory_size, int) or self.memory_size < 1:
+                raise ParameterError("memory_size", f"memory_size must be a positive int, got {self.memory_size!r}")
+            self.check_memory(supervised=False)
+            if self.top_k > self.memory_size:
+                raise ParameterError("top_k", f"top_k={self.top_k} must not exceed memory_size={self.memory_size}")
+
+    def check_memory(self, supervised: bool) -> None:
+        """The memory must hold one batch of every phase that runs (the supervised one only when ``supervised``)."""
+        if not self.xbm:
+            return
+        batches = {}
+        if self.unsupervised_epochs > 0:
+            batches[self.unsupervised_batch_size] = f"unsupervised_batch_size={self.unsupervised_batch_size}"
+        if supervised:
+            texts = self.supervised_batch_size * (self.num_negatives + 2)
+            batches[texts] = f"supervised_batch_size={self.supervised_batch_size} x {self.num_negatives + 2} texts"
+        largest = max(batches, default=0)
+        if self.memory_size < largest:
+            raise ParameterError(
+                "memory_size",
+                f"memory_size={self.memory_size} is smaller than a batch ({largest} embeddings: {batches[largest]})",
+            )
+
+
+def search_adaptor_config(dims: Sequence[int], **overrides: Any) -> AdaptorTrainingConfig:
+    """Configuration of the Search-Adaptor baseline (Yoon et al. 2023, arXiv 2310.08750), Matryoshka-style.
+
+    One linear map for all target dims (``num_layers=0``), started from the PCA rotation and trained with the rank
+    loss over every prefix only: no unsupervised stage and no unsupervised terms. The paper trains one reduction per
+    target size; a single Matryoshka-style map keeps the output truncatable by prefix, as every st_matryoshka model
+    is, and folds into ST's ``Dense`` (:mod:`st_matryoshka.export`). Train it with ``supervised=True``.
+    """
+    settings = {"num_layers": 0, "unsupervised_epochs": 0, "unsupervised_weight": 0.0, **overrides}
+    return AdaptorTrainingConfig(dims=list(dims), **settings)
+
+
+def config_for(
+    method: str, dims: Sequence[int], width: int | None = None, **overrides: Any
+) -> AdaptorTrainingConfig:
+    """The training config of ``method`` with ``dims`` and ``overrides`` (config field names).
+
+    With ``width`` (the vectors' width), SMEC's dims leave it out: SMEC's stages reduce from it, it is not a stage.
+
+    Example:
+        ::
+
+            config_for("smec", [192, 96, 48], supervised_epochs=10).smrl
+            # => True
+    """
+    if method not in METHODS:
+        raise ParameterError("method", f"method must be one of {list(METHODS)}, got {method!r}")
+    if method == "search-adaptor":
+        return search_adaptor_config(dims, **overrides)
+    if method == "smec":
+        dims = [d for d in dims if width is None or d < width]
+        return SMECTrainingConfig(dims=dims, **overrides)
+    return AdaptorTrainingConfig(dims=list(dims), **overrides)

@@ -1,0 +1,637 @@
+"""The training engine: every method is a plan of stages that the same phases, trainer and callback run.
+
+:func:`fit_adaptor` is the library's one training entry point (``st-matryoshka train`` and ``fit-vectors``, the
+recipes, the benchmarks and :func:`st_matryoshka.vectors.fit_vectors` all call it). It builds the method's adaptor,
+then :func:`train_phases` runs the unsupervised phase on the corpus and, when supervised, the supervised phase on the
+training qrels. A phase is one ``SentenceTransformerTrainer`` run over the phase's plan of stages
+(:func:`stage_plan`), selected and stopped by one :class:`~st_matryoshka.callbacks.StageCallback`:
+
+======================  ===========================================================  ================================
+method                  adaptor                                                      plan (per phase)
+======================  ===========================================================  ================================
+``matryoshka-adaptor``  :class:`~st_matryoshka.models.MatryoshkaAdaptor`             one joint stage over every dim
+``search-adaptor``      the same, linear (``num_layers=0``), supervised phase only   one joint stage over every dim
+``smec``                :class:`~st_matryoshka.models.SMECAdaptor`                   one stage per dim (SMRL), or one
+                                                                                     joint stage (``smrl=False``)
+``pca``                 the same, linear and centred; nothing trained                no stages
+======================  ===========================================================  ================================
+
+Criteria, for every method: an unsupervised stage is scored by the geometric mean, over its dims below the width,
+of top-``overlap_k`` neighbour overlap with the backbone on held-out documents (label-free); a supervised stage by
+the mean NDCG@10 over its dims on held-out training queries. So SMEC with ``smrl=False, ads=False, xbm=False`` is the
+supervised Matryoshka-Adaptor: the same adaptor body, plan, losses and criteria.
+
+Data: training rows hold keys (``c:<id>``, ``q:<id>``), never texts; the vectors stay where they are (an array or a
+memory-mapped ``.npy``) and a :class:`~st_matryoshka.models.CachedEmbeddings` input module serves the rows a phase
+touches. Nothing is N x N: neighbours come from the batch, the cross-batch memory or :func:`chunked_top_k`, and the
+label-free criterion uses a fixed-size sample (:func:`holdout_split`).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from functools import partial
+from typing import Any
+
+import numpy as np
+import torch
+from datasets import Dataset
+from sentence_transformers import SentenceTransformer
+from sentence_transformers.sentence_transformer.trainer import SentenceTransformerTrainer
+from sentence_transformers.sentence_transformer.training_args import SentenceTransformerTrainingArguments
+from transformers import Trainer
+
+from st_matryoshka._validation import ParameterError, check_dims
+from st_matryoshka.callbacks import Stage, StageCallback, quiet_progress
+from st_matryoshka.config import METHODS, AdaptorTrainingConfig, SMECTrainingConfig
+from st_matryoshka.data import RetrievalData, split_queries
+from st_matryoshka.evaluation import NeighbourOverlapEvaluator, matryoshka_evaluator
+from st_matryoshka.losses import MatryoshkaRankLoss, MatryoshkaUnsupervisedLoss
+from st_matryoshka.model_card import MatryoshkaModelCardData
+from st_matryoshka.models import CachedEmbeddings, MatryoshkaAdaptor, SMECAdaptor
+from st_matryoshka.models.smec import plan_stages
+
+logger = logging.getLogger(__name__)
+
+PHASES = ("unsupervised", "supervised")
+
+
+@dataclass
+class StageResult:
+    """What one training stage did: criterion scores per evaluation, the chosen step and the time taken."""
+
+    name: str
+    metric: str
+    history: list[tuple[int, float]]
+    best_step: int | None
+    best: float | None
+    seconds: float
+    epoch_seconds: float
+    losses: dict[str, str] = field(default_factory=dict)
+    """``{loss name: citation}`` as the trainer recorded them in the training model's card data."""
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The training model: cached vectors in, the adaptor on top
+
+
+def fast_model(texts: Sequence[str], vectors: Any, head: Sequence[torch.nn.Module]) -> SentenceTransformer:
+    """``[CachedEmbeddings(texts, vectors), *head]``: the model's output for known texts, without the transformer."""
+    # Own card data (no widget examples to compute): the trainer records the losses there, and training copies them.
+    card = MatryoshkaModelCardData()
+    return SentenceTransformer(modules=[CachedEmbeddings(texts, vectors), *head], device="cpu", model_card_data=card)
+
+
+def fast_model_of_rows(
+    texts: Sequence[str], vectors: Any, rows: np.ndarray, head: Sequence[torch.nn.Module]
+) -> SentenceTransformer:
+    """:func:`fast_model` over the given rows only (sorted indices), so a large memory-mapped corpus is not loaded."""
+    if len(rows) == len(texts):
+        return fast_model(texts, vectors, head)
+    return fast_model([texts[i] for i in rows], np.asarray(vectors[rows]), head)
+
+
+def data_fast_model(
+    data: RetrievalData, corpus_vectors: Any, query_vectors: Any, head: Sequence[torch.nn.Module]
+) -> SentenceTransformer:
+    """:func:`fast_model` over ``data``'s corpus and queries with their backbone vectors."""
+    vectors = np.concatenate([np.asarray(corpus_vectors), np.asarray(query_vectors)])
+    return fast_model(list(data.corpus) + list(data.queries), vectors, head)
+
+
+def keyed_data(data: RetrievalData) -> RetrievalData:
+    """``data`` with every text replaced by a short unique key (``c:<id>``, ``q:<id>``).
+
+    Training rows then hold keys instead of document texts, so re-drawn negatives for many passes cost little
+    memory; :class:`~st_matryoshka.models.CachedEmbeddings` serves the vectors by key.
+    """
+    return RetrievalData(
+        data.corpus_ids,
+        [f"c:{cid}" for cid in data.corpus_ids],
+        data.query_ids,
+        [f"q:{qid}" for qid in data.query_ids],
+        data.qrels,
+        data.name,
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Phase data: the unsupervised sample and criterion, the supervised rows
+
+
+def holdout_split(
+    corpus: Sequence[str],
+    corpus_vectors: Any,
+    dims: Sequence[int],
+    config: AdaptorTrainingConfig,
+    epochs: float | None = None,
+) -> tuple[Dataset, NeighbourOverlapEvaluator, np.ndarray]:
+    """Split the corpus for the unsupervised phase: ``(training texts, criterion, rows served)``.
+
+    A seeded ``holdout_fraction`` of the documents (at most ``holdout_max``) is held out and scored by
+    top-``overlap_k`` neighbour overlap with the backbone at ``dims``, searching at most ``criterion_corpus_max``
+    documents (the held-out ones plus a seeded sample; every shared data set is below that, so there the whole
+    corpus is searched). With ``config.max_samples``, the training documents are a seeded sample of
+    ``max_samples / epochs`` (``epochs``: the phase's passes, default ``unsupervised_epochs``), so the phase sees at
+    most ``max_samples`` samples whatever the corpus size. The third value lists the corpus rows the phase touches
+    (training, held-out and searched documents), sorted: the training model needs only those rows.
+    """
+    rng = np.random.default_rng(config.seed)
+    order = rng.permutation(len(corpus))
+    n_hold = max(config.overlap_k + 1, int(round(config.holdout_fraction * len(corpus))))
+    n_hold = min(n_hold, config.holdout_max)
+    hold, train = order[:n_hold], order[n_hold:]
+    passes = epochs if epochs is not None else config.unsupervised_epochs
+    if config.max_samples is not None and passes > 0 and len(train) * passes > config.max_samples:
+        train = train[: max(config.unsupervised_batch_size, int(config.max_samples // passes))]
+    if len(train) < config.unsupervised_batch_size:
+        raise ParameterError(
+            "unsupervised_batch_size",
+            f"unsupervised_batch_size={config.unsupervised_batch_size} exceeds the {len(train)} training documents",
+        )
+    if len(corpus) <= config.criterion_corpus_max:
+        search = np.arange(len(corpus))
+    else:
+        others = rng.choice(order[n_hold:], size=config.criterion_corpus_max - n_hold, replace=False)
+        search = np.sort(np.concatenate([hold, others]))
+    evaluator = NeighbourOverlapEvaluator(
+        [corpus[i] for i in hold],
+        [corpus[i] for i in search],
+        corpus_vectors[hold],
+        corpus_vectors[search],
+        dims=list(dims),
+        k=config.overlap_k,
+        name="holdout",
+    )
+    used = np.unique(np.concatenate([train, hold, search]))
+    return Dataset.from_dict({"text": [corpus[i] for i in train]}), evaluator, used
+
+
+def chunked_top_k(queries: torch.Tensor, corpus_vectors: Any, k: int, chunk_size: int = 65536) -> torch.Tensor:
+    """Indices of the ``k`` corpus rows most cosine-similar to each (normalised) query, best first.
+
+    The corpus (an array, tensor or memory-mapped ``.npy``) is read ``chunk_size`` rows at a time, so memory is set by
+    the chunk, not the corpus size.
+    """
+    best_scores = torch.empty(len(queries), 0)
+    best_index = torch.empty(len(queries), 0, dtype=torch.long)
+    for start in range(0, len(corpus_vectors), chunk_size):
+        rows = torch.nn.functional.normalize(torch.as_tensor(np.asarray(corpus_vectors[start : start + chunk_size])))
+        scores = torch.cat([best_scores, queries @ rows.T.to(queries.dtype)], dim=1)
+        index = torch.cat([best_index, torch.arange(start, start + len(rows)).expand(len(queries), -1)], dim=1)
+        best_scores, order = scores.topk(min(k, scores.shape[1]), dim=1)
+        best_index = index.gather(1, order)
+    return best_index
+
+
+def supervised_rows(
+    data: RetrievalData,
+    query_ids: Sequence[str],
+    query_vectors: dict[str, np.ndarray],
+    corpus_vectors: Any,
+    config: AdaptorTrainingConfig,
+) -> Dataset:
+    """Rows ``(query, positive, negative_1..n)`` with label ``[grade, 0, ..., 0]``, re-drawn for every pass.
+
+    ``config.supervised_epochs`` passes over the qrels of ``query_ids``, at most ``config.max_samples`` rows. The
+    negatives of a query are drawn from its top ``negative_pool`` non-relevant documents by the backbone
+    (:func:`chunked_top_k`).
+    """
+    rng = random.Random(config.seed)
+    doc_index = {cid: i for i, cid in enumerate(data.corpus_ids)}
+    q_t = torch.nn.functional.normalize(torch.as_tensor(np.stack([query_vectors[q] for q in query_ids])), dim=-1)
+    most_relevant = max(len(data.qrels[q]) for q in query_ids)
+    pool_size = min(config.negative_pool + most_relevant, len(data.corpus_ids))
+    ranked = chunked_top_k(q_t, corpus_vectors, pool_size).tolist()
+    queries = data.query_dict()
+    pools = {}
+    for qid, top in zip(query_ids, ranked):
+        relevant = {doc_index[c] for c in data.qrels[qid]}
+        pool = [j for j in top if j not in relevant][: config.negative_pool]
+        if len(pool) < config.num_negatives:
+            raise ParameterError(
+                "num_negatives",
+                f"num_negatives={config.num_negatives} exceeds the {len(pool)} candidate negatives of query {qid!r}",
+            )
+        pools[qid] = pool
+    columns: dict[str, list[Any]] = {"query": [], **{f"doc_{i}": [] for i in range(config.num_negatives + 1)}}
+    columns["label"] = []
+    for _ in range(config.supervised_epochs):
+        for qid in query_ids:
+            for cid, grade in sorted(data.qrels[qid].items()):
+                negatives = rng.sample(pools[qid], config.num_negatives)
+                docs = [doc_index[cid], *negatives]
+                columns["query"].append(queries[qid])
+                for i, j in enumerate(docs):
+                    columns[f"doc_{i}"].append(data.corpus[j])
+                columns["label"].append([float(grade)] + [0.0] * config.num_negatives)
+    if config.max_samples is not None:
+        columns = {name: values[: config.max_samples] for name, values in columns.items()}
+    return Dataset.from_dict(columns)
+
+
+def check_supervised_data(data: RetrievalData, config: AdaptorTrainingConfig) -> None:
+    """Everything the supervised phase needs from ``data``, checked before any training step.
+
+    Raises:
+        ValueError: if the split has no queries with relevant documents, too few to hold out a validation slice, or
+            a corpus too small for ``num_negatives`` negatives per query.
+    """
+    if not data.qrels:
+        raise ParameterError(
+            "qrels", "qrels: the training split has no queries with a relevant document in the corpus"
+        )
+    fit_ids, val_ids = split_queries(sorted(data.qrels), config.validation_fraction)
+    if not fit_ids or not val_ids:
+        raise ParameterError(
+            "qrels",
+            f"qrels: the training split has too few queries ({len(data.qrels)}) to hold out a validation slice "
+            f"(validation_fraction={config.validation_fraction})",
+        )
+    most_relevant = max(len(docs) for docs in data.qrels.values())
+    candidates = min(config.negative_pool, len(data.corpus_ids) - most_relevant)
+    if candidates < config.num_negatives:
+        raise ParameterError(
+            "num_negatives",
+            f"num_negatives={config.num_negatives} exceeds the {candidates} candidate negatives per query "
+            f"(negative_pool={config.negative_pool}, {len(data.corpus_ids)} documents)",
+        )
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Plans and phases
+
+
+def stage_plan(
+    adaptor: MatryoshkaAdaptor,
+    config: AdaptorTrainingConfig,
+    phase: str,
+    indices: Sequence[int] | None = None,
+    train_body: bool = True,
+    init_vectors: Any = None,
+) -> list[Stage]:
+    """The stages ``adaptor`` trains in ``phase`` (``"unsupervised"`` or ``"supervised"``), as ``config`` says.
+
+    One joint stage (all trainable parameters, loss and criterion over every dim) unless the adaptor is an
+    :class:`~st_matryoshka.models.SMECAdaptor` and ``config.smrl``: then one stage per SMEC stage in ``indices``
+    (default: all), each training its own parameters for its own transition, the first one also the body when
+    ``train_body``. With ``init_vectors`` each SMRL stage starts as PCA of its input block over them. In the
+    unsupervised phase, unless ``config.unsupervised_body_early_stop``, the stage that trains the body runs to its cap
+    and keeps its last weights.
+    """
+    if phase not in PHASES:
+        raise ParameterError("phase", f"phase must be one of {list(PHASES)}, got {phase!r}")
+    full = adaptor.embedding_dim
+    unsupervised = phase == "unsupervised"
+    metric = f"holdout_overlap@{config.overlap_k}_dim{{dim}}" if unsupervised else "validation_dim{dim}_cosine_ndcg@10"
+    aggregate = "geomean" if unsupervised else "mean"
+
+    def keys(dims: Sequence[int]) -> list[str]:
+        # The overlap with the backbone is 1.0 at the full width at the start and can only fall: it would veto
+        # every change, so the label-free criterion leaves the full width out.
+        return [metric.format(dim=d) for d in dims if not (unsupervised and d == full)]
+
+    if not isinstance(adaptor, SMECAdaptor):
+        dims = [full, *[d for d in config.dims if d < full]]
+        return [Stage("joint", list(adaptor.parameters()), dims, keys(dims), aggregate)]
+
+    def dim_of(i: int) -> int:
+        start, _, keep = adaptor.stages[i]
+        return start + keep
+
+    indices = list(range(len(adaptor.stages))) if indices is None else list(indices)
+    if not getattr(config, "smrl", False):
+        params = list(adaptor.body_parameters()) if train_body else []
+        for i in indices:
+            params += adaptor.stage_parameters(i)
+        dims = sorted({full, *(dim_of(i) for i in indices)}, reverse=True)
+        return [Stage("joint", params, dims, keys(dims), aggregate)]
+    fixed_body = unsupervised and not config.unsupervised_body_early_stop
+    stages = []
+    for n, i in enumerate(indices):
+        params = adaptor.stage_parameters(i)
+        dims = [dim_of(i)]
+        select_best = True
+        if n == 0 and train_body:
+            params = adaptor.body_parameters() + params
+            dims = [full, dim_of(i)]
+            select_best = not fixed_body
+        _, end, _ = adaptor.stages[i]
+        on_start = None if init_vectors is None else partial(adaptor.init_stage, i, init_vectors)
+        name = f"{end}->{dim_of(i)}"
+        stages.append(Stage(name, params, dims, keys(dims), aggregate, on_start=on_start, select_best=select_best))
+    return stages
+
+
+def training_arguments(
+    out: str, epochs: float, batch_size: int, lr: float, seed: int, eval_steps: int
+) -> SentenceTransformerTrainingArguments:
+    """The trainer's arguments for one phase: constant rate, evaluation every ``eval_steps``, nothing saved."""
+    return SentenceTransformerTrainingArguments(
+        output_dir=out,
+        num_train_epochs=epochs,
+        per_device_train_batch_size=batch_size,
+        learning_rate=lr,
+        lr_scheduler_type="constant",
+        warmup_steps=0,
+        weight_decay=0.0,
+        eval_strategy="steps",
+        eval_steps=eval_steps,
+        save_strategy="no",
+        logging_strategy="no",
+        report_to="none",
+        seed=seed,
+        data_seed=seed,
+        use_cpu=not torch.cuda.is_available(),
+        disable_tqdm=False,
+        dataloader_drop_last=True,
+    )
+
+
+def run_phase(
+    name: str,
+    model: SentenceTransformer,
+    adaptor: MatryoshkaAdaptor,
+    loss: torch.nn.Module,
+    stages: list[Stage],
+    dataset: Dataset,
+    evaluator: Any,
+    config: AdaptorTrainingConfig,
+    epochs: float,
+    batch_size: int,
+    lr: float,
+    eval_steps: int,
+    max_evaluations: int,
+    work_dir: str,
+    callbacks: list[Any] | None = None,
+) -> list[StageResult]:
+    """One ``SentenceTransformerTrainer`` run of ``epochs`` over ``dataset``, through ``stages`` in order.
+
+    The trainer evaluates every ``eval_steps``; a stage ends after ``max_evaluations`` evaluations or
+    ``config.patience`` evaluations without improvement.
+
+    The optimizer is the one the training arguments name (transformers' ``get_optimizer_cls_and_kwargs``), with the
+    SMEC stages' own parameters at ``stage_lr_multiplier`` times the phase's rate.
+    """
+    temperature = (getattr(config, "temperature_start", 0.5), getattr(config, "temperature_end", 0.05))
+    callback = StageCallback(
+        adaptor,
+        loss,
+        stages,
+        model,
+        evaluator,
+        patience=config.patience,
+        max_evaluations=max_evaluations,
+        temperature=temperature,
+        seed=config.seed,
+    )
+    args = training_arguments(work_dir, epochs, batch_size, lr, config.seed, eval_steps)
+    stage_params = set()
+    if isinstance(adaptor, SMECAdaptor):
+        stage_params = {id(p) for i in range(len(adaptor.stages)) for p in adaptor.stage_parameters(i)}
+    multiplier = getattr(config, "stage_lr_multiplier", 1.0)
+    groups = [
+        {"params": [p for p in adaptor.parameters() if id(p) not in stage_params], "lr": lr},
+        {"params": [p for p in adaptor.parameters() if id(p) in stage_params], "lr": lr * multiplier},
+    ]
+    optimizer_cls, optimizer_kwargs = Trainer.get_optimizer_cls_and_kwargs(args)
+    groups = [{**g, "weight_decay": args.weight_decay} for g in groups if g["params"]]
+    optimizer = optimizer_cls(groups, **optimizer_kwargs)
+    trainer = SentenceTransformerTrainer(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        loss=loss,
+        evaluator=evaluator,
+        callbacks=[callback, *(callbacks or [])],
+        optimizers=(optimizer, None),
+    )
+    quiet_progress(trainer)
+    start = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - start
+    for p in adaptor.parameters():
+        p.requires_grad_(True)
+    results = []
+    for stage in stages:
+        steps = max(1, stage.end_step - stage.start_step)
+        results.append(
+            StageResult(
+                name=f"{name} {stage.name}",
+                metric=f"{stage.aggregate}(" + ", ".join(stage.metric_keys) + ")",
+                history=stage.history,
+                best_step=stage.best_step,
+                best=stage.best,
+                seconds=stage.seconds,
+                epoch_seconds=stage.seconds / steps * eval_steps,
+                losses=dict(model.model_card_data.citations),
+            )
+        )
+    if len(stages) > 1:
+        results.append(StageResult(f"{name} total", "", [], None, None, seconds, 0.0))
+    return results
+
+
+def train_phases(
+    adaptor: MatryoshkaAdaptor,
+    data: RetrievalData,
+    corpus_vectors: Any,
+    query_vectors: Any,
+    config: AdaptorTrainingConfig,
+    supervised: bool,
+    indices: Sequence[int] | None = None,
+    train_body: bool = True,
+    callbacks: list[Any] | None = None,
+) -> list[StageResult]:
+    """The unsupervised phase on the corpus, then (with ``supervised``) the supervised phase on ``data.qrels``.
+
+    Each phase runs the plan :func:`stage_plan` gives for ``adaptor`` and ``config`` (``indices`` and ``train_body``
+    restrict an SMEC adaptor to some of its stages, as ``extend`` does).
+    """
+    keyed = keyed_data(data)
+    full = adaptor.embedding_dim
+    all_dims = [full, *[d for d in config.dims if d < full]]
+    if isinstance(adaptor, SMECAdaptor):
+        all_dims = adaptor.trained_dims
+    init_vectors = None
+    if isinstance(adaptor, SMECAdaptor) and adaptor.stage_rotation and getattr(config, "stage_pca_init", False):
+        init_vectors = corpus_vectors
+    xbm = getattr(config, "xbm", False)
+    memory_size = config.memory_size if xbm else None
+    results: list[StageResult] = []
+    with tempfile.TemporaryDirectory(prefix="st_matryoshka_") as work:
+        if config.unsupervised_epochs > 0:
+            stages = stage_plan(adaptor, config, "unsupervised", indices, train_body, init_vectors)
+            passes = config.unsupervised_epochs * len(stages)
+            dataset, evaluator, used = holdout_split(keyed.corpus, corpus_vectors, all_dims, config, epochs=passes)
+            model = fast_model_of_rows(keyed.corpus, corpus_vectors, used, [adaptor])
+            loss = MatryoshkaUnsupervisedLoss(
+                model,
+                all_dims,
+                top_k=config.top_k,
+                distill_weight=config.resolved_distill_weight(supervised),
+                memory_size=memory_size,
+            )
+            results += run_phase(
+                "unsupervised",
+                model,
+                adaptor,
+                loss,
+                stages,
+                dataset,
+                evaluator,
+                config,
+                passes,
+                config.unsupervised_batch_size,
+                config.unsupervised_lr,
+                len(dataset) // config.unsupervised_batch_size,
+                config.unsupervised_epochs,
+                work,
+                callbacks,
+            )
+        if supervised:
+            fit_ids, val_ids = split_queries(sorted(keyed.qrels), config.validation_fraction)
+            stages = stage_plan(adaptor, config, "supervised", indices, train_body, init_vectors)
+            passes = config.supervised_epochs * len(stages)
+            model = data_fast_model(keyed, corpus_vectors, query_vectors, [adaptor])
+            qvec = dict(zip(keyed.query_ids, query_vectors))
+            rows = supervised_rows(keyed, fit_ids, qvec, corpus_vectors, replace(config, supervised_epochs=passes))
+            steps_per_pass = max(1, len(rows) // passes // config.supervised_batch_size)
+            val = keyed.with_qrels({q: keyed.qrels[q] for q in val_ids})
+            evaluator = matryoshka_evaluator(val, all_dims, name="validation")
+            loss = MatryoshkaRankLoss(
+                model,
+                all_dims,
+                unsupervised_weight=config.unsupervised_weight,
+                top_k=config.top_k,
+                memory_size=memory_size,
+            )
+            results += run_phase(
+                "supervised",
+                model,
+                adaptor,
+                loss,
+                stages,
+                rows,
+                evaluator,
+                config,
+                1,
+                config.supervised_batch_size,
+                config.supervised_lr,
+                steps_per_pass,
+                config.supervised_epochs,
+                work,
+                callbacks,
+            )
+    adaptor.eval()
+    return results
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Methods
+
+
+def pca_adaptor(width: int, corpus_vectors: Any) -> MatryoshkaAdaptor:
+    """The PCA baseline as a module: a linear MatryoshkaAdaptor holding the corpus mean and principal axes.
+
+    Its prefixes are the classic (centred) PCA projections fit on ``corpus_vectors``; nothing is trained, and
+    :func:`st_matryoshka.export.export_to_st_modules` folds it into ST's ``Normalize`` + ``Dense``.
+    """
+    adaptor = MatryoshkaAdaptor(width, num_layers=0, center_input=True)
+    adaptor.init_rotation(corpus_vectors)
+    return adaptor.eval()
+
+
+def build_adaptor(method: str, width: int, config: AdaptorTrainingConfig, corpus_vectors: Any) -> MatryoshkaAdaptor:
+    """The untrained adaptor of ``method`` for vectors of ``width``, its rotation started from ``corpus_vectors``."""
+    torch.manual_seed(config.seed)
+    if method == "smec":
+        if not isinstance(config, SMECTrainingConfig):
+            raise ParameterError("config", f"config: method 'smec' needs an SMECTrainingConfig, got {type(config)}")
+        adaptor: MatryoshkaAdaptor = SMECAdaptor(
+            width,
+            stages=plan_stages(width, config.dims, allow_any_dims=config.allow_any_dims),
+            use_ads=config.ads,
+            stage_rotation=config.smrl,
+            hidden_dim=config.hidden_dim,
+            num_layers=config.num_layers,
+            center_input=config.center_input,
+        )
+    else:
+        check_dims(config.dims, name="dims", max_dim=width)
+        if config.dims[-1] >= width:
+            raise ParameterError("dims", f"dims must include a dim below the width {width}, got {config.dims!r}")
+        adaptor = MatryoshkaAdaptor(
+            width, hidden_dim=config.hidden_dim, num_layers=config.num_layers, center_input=config.center_input
+        )
+    if config.pca_init:
+        adaptor.init_rotation(corpus_vectors)
+    return adaptor
+
+
+def fit_adaptor(
+    method: str,
+    width: int,
+    data: RetrievalData,
+    corpus_vectors: Any,
+    query_vectors: Any,
+    config: AdaptorTrainingConfig,
+    supervised: bool,
+    callbacks: list[Any] | None = None,
+) -> tuple[MatryoshkaAdaptor, list[StageResult]]:
+    """Fit ``method``'s adaptor on backbone vectors: the one training entry point.
+
+    Args:
+        method: ``matryoshka-adaptor``, ``pca``, ``search-adaptor`` or ``smec``.
+        width: The vectors' width.
+        data: Corpus and queries (texts, or keys naming the rows) with the training qrels.
+        corpus_vectors: ``(len(data.corpus), width)`` array, tensor or memory-mapped ``.npy``.
+        query_vectors: ``(len(data.queries), width)``, or ``None`` without queries.
+        config: The method's config (:func:`st_matryoshka.config.config_for`).
+        supervised: Run the supervised phase on ``data.qrels`` after the unsupervised one.
+        callbacks: Extra trainer callbacks for every phase (e.g.
+            :class:`~st_matryoshka.callbacks.GradientVarianceCallback`).
+
+    Returns:
+        ``(adaptor, stage results)``; PCA has no stages.
+
+    Raises:
+        ParameterError: naming the parameter (``method``, ``supervised``, ``corpus_vectors``, a config field).
+
+    Example:
+        ::
+
+            from st_matryoshka.config import config_for
+            from st_matryoshka.data import load_beir, load_embeddings_dir
+            from st_matryoshka.engine import fit_adaptor
+
+            data = load_beir("../shared/data/scifact")
+            cv, qv = load_embeddings_dir("../shared/data/scifact/embeddings/all-MiniLM-L6-v2", data, dim=384)
+            adaptor, stages = fit_adaptor("matryoshka-adaptor", 384, data, cv, qv, config_for("matryoshka-adaptor",
+                                          [192, 96, 48, 24]), supervised=False)
+            adaptor.trained_dims if hasattr(adaptor, "trained_dims") else [384, 192, 96, 48, 24]
+    """
+    if method not in METHODS:
+        raise ParameterError("method", f"method must be one of {list(METHODS)}, got {method!r}")
+    if tuple(corpus_vectors.shape) != (len(data.corpus), width):
+        raise ParameterError(
+            "corpus_vectors",
+            f"corpus_vectors have shape {tuple(corpus_vectors.shape)}, expected ({len(data.corpus)}, {width})",
+        )
+    if method == "pca":
+        if supervised:
+            raise ParameterError("supervised", "supervised does not apply to method 'pca' (nothing is trained)")
+        return pca_adaptor(width, corpus_vectors), []
+    if method == "search-adaptor" and not supervised:
+        raise ParameterError("supervised", "supervised: method 'search-adaptor' is supervised; it needs qrels")
+    if isinstance(config, SMECTrainingConfig):
+        config.check_memory(supervised)
+    if supervised:
+        check_supervised_data(data, config)
+    adaptor = build_adaptor(method, width, config, corpus_vectors)
+    return adaptor, train_phases(adaptor, data, corpus_vectors, query_vectors, config, supervised, callbacks=callbacks)
