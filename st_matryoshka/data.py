@@ -264,7 +264,7 @@ def load_embeddings_dir(folder: str, data: RetrievalData, dim: int | None = None
             )
         if dim is not None and array.shape[1] != dim:
             raise ValueError(f"--embeddings: {path} has width {array.shape[1]}, but the model's backbone gives {dim}")
-        out.append(check_vectors(array, path, "--embeddings"))
+        out.append(check_vectors(array, "--embeddings", path))
     return out[0], out[1]
 
 
@@ -277,25 +277,45 @@ def load_npy(path: str, argument: str) -> np.ndarray:
         raise ValueError(f"{argument}: {path} is not a readable .npy array ({reason})") from None
 
 
-def check_vectors(array: np.ndarray, path: str, argument: str) -> np.ndarray:
-    """Float32 embeddings, or an error naming ``path``: a non-float dtype, NaN/inf rows, all-zero or constant rows.
+def check_vectors(
+    array: np.ndarray, argument: str, path: str | None = None, width: int | None = None, chunk_rows: int = 65536
+) -> np.ndarray:
+    """The one check of an embedding matrix (``--embeddings``, ``fit-vectors``, ``apply-vectors``, library arrays).
 
-    Integer or boolean arrays are refused rather than converted: they are not embeddings a model produced (an int8
-    quantised index, for example, has lost the scale the adaptor needs), and a model trained on them is meaningless.
+    Returns float32 vectors (a float32 memory-mapped array stays memory-mapped; float16 is converted with a notice).
+    The values are checked ``chunk_rows`` rows at a time, so a memory-mapped file is never loaded whole.
+
+    Raises:
+        ValueError: naming ``argument`` (and ``path``): not a non-empty 2-d matrix, another width than ``width``, a
+            non-float dtype (integer or int8 codes are refused rather than converted: a quantised index lost the
+            scale the adaptor needs), NaN/inf rows, all-zero or constant rows (with the first row numbers).
     """
-    if not np.issubdtype(array.dtype, np.floating):
+    where = f"{argument}: {path}" if path else argument
+    if array.ndim != 2 or array.shape[0] == 0 or array.shape[1] == 0:
+        raise ValueError(f"{where} must be a non-empty (rows, dim) matrix, got shape {array.shape}")
+    if width is not None and array.shape[1] != width:
+        raise ValueError(f"{where} has width {array.shape[1]}, expected {width}")
+    if array.dtype == np.float16:
+        logger.warning(f"{where} is float16; converted to float32")
+        array = np.asarray(array, dtype=np.float32)
+    elif not np.issubdtype(array.dtype, np.floating):
         raise ValueError(
-            f"{argument}: {path} has dtype {array.dtype}; embeddings must be floating point (not quantised codes)"
+            f"{where} has dtype {array.dtype}; embeddings must be floating point (quantised codes lost the scale "
+            "the adaptor needs)"
         )
-    finite = np.isfinite(array).all(axis=1)
-    if not finite.all():
-        raise ValueError(f"{argument}: {path} has NaN or inf in {int((~finite).sum())} rows")
-    constant = np.ptp(array, axis=1) == 0 if array.shape[1] else np.ones(len(array), dtype=bool)
-    if constant.any():
-        rows = np.flatnonzero(constant)
-        shown = ", ".join(str(r) for r in rows[:5]) + (", ..." if len(rows) > 5 else "")
-        raise ValueError(f"{argument}: {path} has {len(rows)} all-zero or constant rows (rows {shown})")
-    return array.astype(np.float32, copy=False)
+    not_finite: list[int] = []
+    constant: list[int] = []
+    for start in range(0, len(array), chunk_rows):
+        rows = np.asarray(array[start : start + chunk_rows])
+        finite = np.isfinite(rows).all(axis=1)
+        not_finite += (np.flatnonzero(~finite) + start).tolist()
+        flat = np.ptp(np.where(np.isfinite(rows), rows, 0), axis=1) == 0
+        constant += (np.flatnonzero(finite & flat) + start).tolist()
+    for bad, what in ((not_finite, "NaN or inf in {} rows"), (constant, "{} all-zero or constant rows")):
+        if bad:
+            shown = ", ".join(str(r) for r in bad[:5]) + (", ..." if len(bad) > 5 else "")
+            raise ValueError(f"{where} has {what.format(len(bad))} (rows {shown})")
+    return array if array.dtype == np.float32 else array.astype(np.float32)
 
 
 def split_queries(query_ids: list[str], fraction: float, salt: str = "st_matryoshka") -> tuple[list[str], list[str]]:

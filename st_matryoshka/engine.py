@@ -181,7 +181,7 @@ def chunked_top_k(queries: torch.Tensor, corpus_vectors: Any, k: int, chunk_size
     best_scores = torch.empty(len(queries), 0)
     best_index = torch.empty(len(queries), 0, dtype=torch.long)
     for start in range(0, len(corpus_vectors), chunk_size):
-        rows = torch.nn.functional.normalize(torch.as_tensor(np.asarray(corpus_vectors[start : start + chunk_size])))
+        rows = torch.nn.functional.normalize(torch.tensor(np.asarray(corpus_vectors[start : start + chunk_size])))
         scores = torch.cat([best_scores, queries @ rows.T.to(queries.dtype)], dim=1)
         index = torch.cat([best_index, torch.arange(start, start + len(rows)).expand(len(queries), -1)], dim=1)
         best_scores, order = scores.topk(min(k, scores.shape[1]), dim=1)
@@ -195,12 +195,13 @@ def supervised_rows(
     query_vectors: dict[str, np.ndarray],
     corpus_vectors: Any,
     config: AdaptorTrainingConfig,
+    used_docs: set[int] | None = None,
 ) -> Dataset:
     """Rows ``(query, positive, negative_1..n)`` with label ``[grade, 0, ..., 0]``, re-drawn for every pass.
 
     ``config.supervised_epochs`` passes over the qrels of ``query_ids``, at most ``config.max_samples`` rows. The
     negatives of a query are drawn from its top ``negative_pool`` non-relevant documents by the backbone
-    (:func:`chunked_top_k`).
+    (:func:`chunked_top_k`). ``used_docs``, when given, receives the corpus rows the returned rows name.
     """
     rng = random.Random(config.seed)
     doc_index = {cid: i for i, cid in enumerate(data.corpus_ids)}
@@ -232,7 +233,40 @@ def supervised_rows(
                 columns["label"].append([float(grade)] + [0.0] * config.num_negatives)
     if config.max_samples is not None:
         columns = {name: values[: config.max_samples] for name, values in columns.items()}
+    if used_docs is not None:
+        keys = {key for i in range(config.num_negatives + 1) for key in columns[f"doc_{i}"]}
+        used_docs.update(doc_index[c] for c, key in zip(data.corpus_ids, data.corpus) if key in keys)
     return Dataset.from_dict(columns)
+
+
+def validation_corpus(
+    data: RetrievalData,
+    query_ids: Sequence[str],
+    query_vectors: dict[str, np.ndarray],
+    corpus_vectors: Any,
+    config: AdaptorTrainingConfig,
+) -> np.ndarray:
+    """The corpus rows the supervised criterion searches for ``query_ids`` (sorted).
+
+    The whole corpus up to ``criterion_corpus_max`` documents (every shared data set is below it); above, a
+    fixed-size sample: the queries' relevant documents, each query's top documents by the backbone (the hard
+    candidates: up to ``negative_pool`` per query, at most half the sample), and a seeded random fill up to
+    ``criterion_corpus_max``. Scores on the sample are higher than on the
+    whole corpus, but the criterion only compares the weights of one run with each other, and its cost stays fixed.
+    """
+    n = len(data.corpus_ids)
+    if n <= config.criterion_corpus_max:
+        return np.arange(n)
+    doc_index = {cid: i for i, cid in enumerate(data.corpus_ids)}
+    chosen = {doc_index[c] for q in query_ids for c in data.qrels[q]}
+    per_query = min(config.negative_pool, (config.criterion_corpus_max - len(chosen)) // (2 * len(query_ids)))
+    if per_query > 0:
+        q_t = torch.nn.functional.normalize(torch.as_tensor(np.stack([query_vectors[q] for q in query_ids])), dim=-1)
+        chosen.update(chunked_top_k(q_t, corpus_vectors, per_query).flatten().tolist())
+    rng = np.random.default_rng(config.seed)
+    fill = [int(i) for i in rng.choice(n, size=min(n, config.criterion_corpus_max), replace=False) if i not in chosen]
+    chosen.update(fill[: max(0, config.criterion_corpus_max - len(chosen))])
+    return np.array(sorted(chosen))
 
 
 def check_supervised_data(data: RetrievalData, config: AdaptorTrainingConfig) -> None:
@@ -498,12 +532,29 @@ def train_phases(
             fit_ids, val_ids = split_queries(sorted(keyed.qrels), config.validation_fraction)
             stages = stage_plan(adaptor, config, "supervised", indices, train_body, init_vectors)
             passes = config.supervised_epochs * len(stages)
-            model = data_fast_model(keyed, corpus_vectors, query_vectors, [adaptor])
-            qvec = dict(zip(keyed.query_ids, query_vectors))
-            rows = supervised_rows(keyed, fit_ids, qvec, corpus_vectors, replace(config, supervised_epochs=passes))
+            query_rows = {qid: i for i, qid in enumerate(keyed.query_ids) if qid in keyed.qrels}
+            qvec = {qid: np.asarray(query_vectors[i]) for qid, i in query_rows.items()}
+            used_docs: set[int] = set()
+            pass_config = replace(config, supervised_epochs=passes)
+            rows = supervised_rows(keyed, fit_ids, qvec, corpus_vectors, pass_config, used_docs)
             steps_per_pass = max(1, len(rows) // passes // config.supervised_batch_size)
-            val = keyed.with_qrels({q: keyed.qrels[q] for q in val_ids})
+            searched = validation_corpus(keyed, val_ids, qvec, corpus_vectors, config)
+            val = RetrievalData(
+                [keyed.corpus_ids[i] for i in searched],
+                [keyed.corpus[i] for i in searched],
+                val_ids,
+                [keyed.queries[query_rows[q]] for q in val_ids],
+                {q: keyed.qrels[q] for q in val_ids},
+                keyed.name,
+            )
             evaluator = matryoshka_evaluator(val, all_dims, name="validation")
+            # The training model holds only the rows this phase touches: its queries, the documents its rows
+            # name, and the criterion's documents; never the whole of a large corpus.
+            doc_rows = sorted(used_docs.union(searched.tolist()))
+            q_rows = sorted(query_rows.values())
+            texts = [keyed.corpus[i] for i in doc_rows] + [keyed.queries[j] for j in q_rows]
+            vectors = np.concatenate([np.asarray(corpus_vectors[doc_rows]), np.asarray(query_vectors[q_rows])])
+            model = fast_model(texts, vectors, [adaptor])
             loss = MatryoshkaRankLoss(
                 model,
                 all_dims,

@@ -60,7 +60,7 @@ def read_vectors(path: str, argument: str, width: int | None = None, column: str
         ValueError: naming ``argument`` and the file: another dtype (integer or int8 codes are refused: they lost
             the scale the adaptor needs), a wrong width, no rows, non-finite values (with the first row numbers).
     """
-    from st_matryoshka.data import load_npy
+    from st_matryoshka.data import check_vectors, load_npy
 
     if not os.path.isfile(path):
         raise ValueError(f"{argument}: file {path!r} does not exist")
@@ -71,26 +71,7 @@ def read_vectors(path: str, argument: str, width: int | None = None, column: str
             array = np.load(path, mmap_mode="r", allow_pickle=False)
         except (ValueError, OSError, EOFError):
             array = load_npy(path, argument)  # names what is wrong
-    if array.ndim != 2 or array.shape[0] == 0 or array.shape[1] == 0:
-        raise ValueError(f"{argument}: {path} must be a non-empty (rows, dim) matrix, got shape {array.shape}")
-    if width is not None and array.shape[1] != width:
-        raise ValueError(f"{argument}: {path} has width {array.shape[1]}, but the adaptor takes {width}")
-    if array.dtype == np.float16:
-        logger.warning(f"{argument}: {path} is float16; converted to float32")
-        array = np.asarray(array, dtype=np.float32)
-    elif not np.issubdtype(array.dtype, np.floating):
-        raise ValueError(
-            f"{argument}: {path} has dtype {array.dtype}; give float vectors (quantised codes lost the scale the "
-            "adaptor needs)"
-        )
-    bad: list[int] = []
-    for start in range(0, len(array), 65536):
-        rows = np.asarray(array[start : start + 65536])
-        bad += (np.flatnonzero(~np.isfinite(rows).all(axis=1)) + start).tolist()
-    if bad:
-        shown = ", ".join(str(r) for r in bad[:5]) + (", ..." if len(bad) > 5 else "")
-        raise ValueError(f"{argument}: {path} has NaN or inf in {len(bad)} rows (rows {shown})")
-    return array
+    return check_vectors(array, argument, path, width)
 
 
 def read_ids(path: str | None, n_rows: int, argument: str, matrix_argument: str) -> list[str]:
@@ -207,14 +188,9 @@ def fit_vectors(
 
 
 def _checked(array: Any, name: str, width: int | None = None) -> Any:
-    array = np.asarray(array) if not isinstance(array, np.memmap) else array
-    if array.ndim != 2 or array.shape[0] == 0:
-        raise ValueError(f"{name} must be a non-empty (rows, dim) matrix, got shape {array.shape}")
-    if width is not None and array.shape[1] != width:
-        raise ValueError(f"{name} has width {array.shape[1]}, expected {width}")
-    if not np.issubdtype(array.dtype, np.floating):
-        raise ValueError(f"{name} has dtype {array.dtype}; give float vectors")
-    return array
+    from st_matryoshka.data import check_vectors
+
+    return check_vectors(array if isinstance(array, np.memmap) else np.asarray(array), name, width=width)
 
 
 def save_adaptor(adaptor: MatryoshkaAdaptor, folder: str, metadata: MatryoshkaMetadata, overwrite: bool = False):

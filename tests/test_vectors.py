@@ -126,6 +126,27 @@ def test_large_corpus_fits_without_an_n_by_n_matrix(tmp_path, scifact_slice):
     assert load_adaptor(str(tmp_path / "smec")).trained_dims == [384, 192, 96]
 
 
+def test_supervised_criterion_searches_a_fixed_size_sample_of_a_large_corpus(scifact_slice):
+    """Above criterion_corpus_max documents, the supervised criterion searches a bounded, seeded sample."""
+    from st_matryoshka.config import search_adaptor_config
+    from st_matryoshka.data import split_queries
+    from st_matryoshka.engine import fit_adaptor, keyed_data, validation_corpus
+
+    data = load_beir(str(scifact_slice), "train")
+    cv, qv = load_embeddings_dir(str(scifact_slice / "embeddings"), data, dim=384)
+    config = search_adaptor_config([96, 48], holdout_max=50, criterion_corpus_max=400, supervised_epochs=2)
+    keyed = keyed_data(data)
+    _, val_ids = split_queries(sorted(keyed.qrels), config.validation_fraction)
+    qvec = dict(zip(keyed.query_ids, qv))
+    rows = validation_corpus(keyed, val_ids, qvec, cv, config)
+    relevant = {keyed.corpus_ids.index(c) for q in val_ids for c in keyed.qrels[q]}
+    assert len(rows) == 400 and relevant <= set(rows.tolist()) and np.all(np.diff(rows) > 0)
+    assert np.array_equal(rows, validation_corpus(keyed, val_ids, qvec, cv, config))  # seeded
+    adaptor, stages = fit_adaptor("search-adaptor", 384, data, cv, qv, config, supervised=True)
+    assert stages[0].name == "supervised joint" and len(stages[0].history) >= 2
+    assert apply_vectors(adaptor, cv[:5], dim=48).shape == (5, 48)
+
+
 def _fails(argv, capsys) -> str:
     with pytest.raises(SystemExit) as exc:
         main(argv)
@@ -141,7 +162,10 @@ def test_vectors_bad_input(vectors, tmp_path, capsys, caplog):
                  "--output", str(tmp_path / "pca")]) == 0  # fmt: skip
     nan = good.copy()
     nan[[3, 7]] = np.nan
+    zero = good.copy()
+    zero[[2]] = 0.0
     files = {
+        "zero.npy": zero,
         "narrow.npy": good[:, :256],
         "nan.npy": nan,
         "empty.npy": good[:0],
@@ -155,7 +179,9 @@ def test_vectors_bad_input(vectors, tmp_path, capsys, caplog):
     apply = ["apply-vectors", "--model", str(tmp_path / "pca"), "--dim", "48"]
     cases = [
         ([*apply, "--input", str(tmp_path / "narrow.npy"), "--output", str(tmp_path / "o.npy")],
-         "has width 256, but the adaptor takes 384"),
+         "narrow.npy has width 256, expected 384"),
+        ([*apply, "--input", str(tmp_path / "zero.npy"), "--output", str(tmp_path / "o.npy")],
+         "zero.npy has 1 all-zero or constant rows (rows 2)"),
         ([*fit, "--corpus", str(tmp_path / "nan.npy"), "--output", str(tmp_path / "x")],
          "has NaN or inf in 2 rows (rows 3, 7)"),
         ([*fit, "--corpus", str(tmp_path / "empty.npy"), "--output", str(tmp_path / "x")], "non-empty (rows, dim)"),
