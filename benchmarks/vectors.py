@@ -1,8 +1,9 @@
 """fit-vectors on raw vectors only, on every shared set: against truncation, PCA, and train --embeddings.
 
 For each set: the unsupervised Matryoshka-Adaptor fit by ``fit-vectors`` on ``corpus.npy`` alone (no model, no
-texts), applied with :func:`st_matryoshka.vectors.apply_vectors`; the same configuration through
-``train --embeddings`` (the SentenceTransformer path); PCA of the same vectors; truncation. NDCG@10 on the test split.
+texts), applied with :func:`st_matryoshka.vectors.apply_vectors`, with and without ``--center``; the same
+configuration through ``train --embeddings`` (the SentenceTransformer path); PCA of the same vectors; truncation.
+NDCG@10 on the test split.
 
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/vectors.py --data-root ../shared/data
 
@@ -52,13 +53,14 @@ def main() -> None:
         cv, qv = load_embeddings_dir(emb, data, dim=384)
         rows = {"truncation": ndcg(data, cv, qv)}
         with tempfile.TemporaryDirectory() as work:
-            for method in ("pca", "matryoshka-adaptor"):
-                out = os.path.join(work, method)
-                run("fit-vectors", "--corpus", os.path.join(emb, "corpus.npy"), "--method", method, "--dims", dims,
+            fits = {"pca": ["--method", "pca"], "fit_vectors": [], "fit_vectors_center": ["--center"]}
+            for row, flags in fits.items():
+                out = os.path.join(work, row)
+                run("fit-vectors", "--corpus", os.path.join(emb, "corpus.npy"), *flags, "--dims", dims,
                     "--output", out)  # fmt: skip
                 adaptor = load_adaptor(out)
                 applied = [apply_vectors(adaptor, x, dim=384) for x in (cv, qv)]
-                rows["pca" if method == "pca" else "fit_vectors"] = ndcg(data, *applied)
+                rows[row] = ndcg(data, *applied)
             model = os.path.join(work, "train")
             run("train", "--model", "all-MiniLM-L6-v2", "--data", folder, "--embeddings", emb, "--dims", dims,
                 "--output", model)  # fmt: skip

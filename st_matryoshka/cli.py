@@ -91,6 +91,11 @@ def _training_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", required=True, help="Folder for the trained model.")
     parser.add_argument("--overwrite", action="store_true", help="Replace a model already in --output.")
     parser.add_argument("--no-pca-init", action="store_true", help="Start from the identity, not the PCA rotation.")
+    parser.add_argument(
+        "--precision",
+        default=None,
+        help="Comma-separated index precisions to train for (quantisation-aware): float32 (default), int8, binary.",
+    )
     parser.add_argument("--center", action="store_true", help="Centre inputs on the corpus mean (classic PCA start).")
     parser.add_argument("--unsupervised-epochs", type=int, default=None)
     parser.add_argument("--supervised-epochs", type=int, default=None)
@@ -242,6 +247,11 @@ def build_parser() -> argparse.ArgumentParser:
     front.add_argument("--precision", default="float32,int8,binary", help="Comma-separated precisions to score.")
     front.add_argument("--rescore", type=int, help="Re-rank the top K by the float query prefix (see evaluate).")
     front.add_argument("--output", required=True, help="Folder for frontier.json, frontier.md and frontier.png.")
+    front.add_argument(
+        "--record",
+        action="store_true",
+        help="Also store the points in the model folder's st_matryoshka.json; its card then shows and plots them.",
+    )
 
     export = sub.add_parser("export", help="Write the Hub-ready folder of a trained model (what push uploads).")
     export.add_argument("--model", required=True, help="Folder of a model trained by st_matryoshka.")
@@ -262,6 +272,22 @@ def _publish_options(parser: argparse.ArgumentParser, repo_required: bool = Fals
     parser.add_argument("--default-dim", type=int, help="One of the trained dims, saved as ST's truncate_dim.")
     parser.add_argument("--license", help="Licence identifier for the card (e.g. apache-2.0).")
     _trust(parser)
+
+
+def stored_int8_ranges(model_name: str, precisions: Sequence[str]) -> dict | None:
+    """The int8 ranges stored with an st_matryoshka model; a notice when it is one of ours saved without them."""
+    from st_matryoshka.metadata import matryoshka_dims
+
+    try:
+        meta = matryoshka_dims(resolve_model_path(model_name))
+    except ValueError:
+        return None  # not an st_matryoshka model: ranges come from the scored corpus, as for any base model
+    if "int8" in precisions and not meta.int8_ranges:
+        logger.warning(
+            f"--model: {model_name} has no stored int8 calibration (saved by st_matryoshka "
+            f"{meta.st_matryoshka_version or 'before 0.4'}); int8 ranges are computed from --data's corpus"
+        )
+    return meta.int8_ranges or None
 
 
 def trained_dims_of(model_name: str) -> list[int] | None:
@@ -322,6 +348,7 @@ def training_overrides(args: argparse.Namespace) -> dict:
         "max_samples": args.max_samples,
         "pca_init": False if args.no_pca_init else None,
         "center_input": True if args.center else None,
+        "precisions": [p.strip() for p in args.precision.split(",") if p.strip()] if args.precision else None,
     }
     if args.method == "smec":
         overrides.update(smec_overrides(args))
@@ -360,7 +387,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from st_matryoshka.config import config_for
     from st_matryoshka.data import load_beir
     from st_matryoshka.engine import fit_adaptor
-    from st_matryoshka.training import backbone_dim, save_model_atomic, stage_summary, training_metadata
+    from st_matryoshka.training import backbone_dim, calibrate, save_model_atomic, stage_summary, training_metadata
     from st_matryoshka.vectors import append_to
 
     parse_dims(args.dims)  # a malformed --dims fails before anything is loaded
@@ -393,6 +420,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         "train_seconds": time.perf_counter() - start,
     }
     metadata = training_metadata(trained, summary, stages)
+    calibrate(metadata, adaptor, corpus_vectors, args.data)  # int8 ranges stored with the model
     save_model_atomic(trained, args.output, overwrite=args.overwrite, extra=summary, metadata=metadata)
     print_stages(stages)
     print(f"saved to {args.output}")
@@ -400,6 +428,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_fit_vectors(args: argparse.Namespace) -> int:
+    from st_matryoshka.training import calibrate
     from st_matryoshka.vectors import fit_vectors, read_ids, read_vectors, save_adaptor
 
     dims = parse_dims(args.dims)
@@ -427,6 +456,7 @@ def cmd_fit_vectors(args: argparse.Namespace) -> int:
         query_ids=query_ids,
         **overrides,
     )
+    calibrate(meta, adaptor, corpus, args.corpus)
     save_adaptor(adaptor, args.output, meta, overwrite=args.overwrite)
     print_stages(stages)
     print(f"trained dims {meta.dims}; saved to {args.output}")
@@ -441,9 +471,10 @@ def cmd_apply_vectors(args: argparse.Namespace) -> int:
         raise ValueError(f"--output: {args.output!r} exists; pass --overwrite to replace it")
     adaptor = load_adaptor(args.model)
     vectors = read_vectors(args.input, "--input", width=adaptor.get_embedding_dimension())
+    ranges = stored_int8_ranges(args.model, [args.precision])
     tmp = args.output + ".tmp.npy"
     try:
-        apply_vectors(adaptor, vectors, args.dim, precision=args.precision, output=tmp)
+        apply_vectors(adaptor, vectors, args.dim, precision=args.precision, output=tmp, int8_ranges=ranges)
         os.replace(tmp, args.output)
     finally:
         if os.path.exists(tmp):
@@ -479,7 +510,7 @@ def cmd_extend(args: argparse.Namespace) -> int:
     from dataclasses import fields
 
     from st_matryoshka.data import load_beir
-    from st_matryoshka.training import save_model_atomic, stage_summary, training_metadata
+    from st_matryoshka.training import calibrate, save_model_atomic, stage_summary, training_metadata
     from st_matryoshka.training_smec import SMECTrainingConfig, extend_smec, smec_adaptor_of
 
     new_dims = parse_dims(args.dims)
@@ -520,6 +551,7 @@ def cmd_extend(args: argparse.Namespace) -> int:
         metadata.scores, metadata.eval_split, metadata.notes = previous.scores, previous.eval_split, previous.notes
         metadata.default_dim, metadata.license = previous.default_dim, previous.license
         metadata.losses = {**previous.losses, **metadata.losses}
+    calibrate(metadata, adaptor, corpus_vectors, data_path)  # the new dim's int8 ranges too
     save_model_atomic(model, args.output, overwrite=args.overwrite, extra=info, metadata=metadata)
     for stage in stages:
         if stage.best is not None:
@@ -549,12 +581,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     data = load_beir(args.data, split=args.split)
     vectors = vectors_for(model, data, args)
     fast = data_fast_model(data, *vectors, head_of(model))
+    ranges = stored_int8_ranges(args.model, precisions)
     by_precision = {}
     for precision in precisions:
         if precision == "float32":
             by_precision[precision] = evaluate_per_dim(fast, data, dims)
         else:
-            by_precision[precision] = evaluate_quantized(fast, data, dims, precision, rescore=args.rescore)
+            by_precision[precision] = evaluate_quantized(
+                fast, data, dims, precision, rescore=args.rescore, int8_ranges=ranges
+            )
     sizes = {dim: bytes_per_vector(dim) for dim in dims}
     for precision, result in by_precision.items():
         result["bytes_per_vector"] = {str(dim): sizes[dim][precision] for dim in dims}
@@ -643,6 +678,11 @@ def cmd_frontier(args: argparse.Namespace) -> int:
 
     precisions = parse_precisions(args)
     check_creatable(os.path.join(args.output, "frontier.json"), "--output")
+    record_folder = None
+    if args.record:
+        record_folder = resolve_model_path(args.model)
+        if not os.path.isfile(os.path.join(record_folder, METADATA_FILE)):
+            raise ValueError(f"--record: {args.model!r} is not an st_matryoshka model folder (no {METADATA_FILE})")
     model, dims = model_and_dims(args)
     data = load_beir(args.data, split=args.split)
     corpus_vectors, query_vectors = vectors_for(model, data, args)
@@ -650,13 +690,22 @@ def cmd_frontier(args: argparse.Namespace) -> int:
     heads = {"truncation": [], "PCA": [pca_adaptor(width, corpus_vectors)]}
     if head_of(model) and any(type(m).__module__.startswith("st_matryoshka.") for m in head_of(model)):
         heads["model"] = head_of(model)
-    rows = frontier(heads, data, corpus_vectors, query_vectors, dims, precisions, rescore=args.rescore)
+    ranges = {"model": stored_int8_ranges(args.model, precisions)} if "model" in heads else None
+    rows = frontier(heads, data, corpus_vectors, query_vectors, dims, precisions, args.rescore, ranges)
     write_frontier(rows, args.output, title=f"{os.path.basename(os.path.normpath(args.data))} ({args.split})")
     for method in heads:
         front = pareto_front([r for r in rows if r["method"] == method])
         points = ", ".join(f"{r['bytes']} B {r['dim']}-d {r['precision']} {r['ndcg_at_10']:.4f}" for r in front)
         print(f"{method}: {points}")
     print(f"wrote {args.output}/frontier.md, frontier.json, frontier.png")
+    if record_folder is not None:
+        from st_matryoshka.model_card import dataset_key, write_card_files
+
+        meta = MatryoshkaMetadata.load(record_folder)
+        meta.frontier[dataset_key(args.data)] = {"split": args.split, "rescore": args.rescore, "rows": rows}
+        meta.save(record_folder)
+        write_card_files(record_folder, meta)
+        print(f"recorded in {os.path.join(record_folder, METADATA_FILE)} and its card")
     return 0
 
 
@@ -694,9 +743,10 @@ def cmd_push(args: argparse.Namespace) -> int:
 
 
 # Library parameters whose command-line flag is not the parameter's name with dashes, per command.
+_TRAINING_FLAGS = {"config": "--method", "precisions": "--precision"}
 FLAG_OF = {
-    "train": {"corpus_vectors": "--embeddings", "qrels": "--train-split", "config": "--method"},
-    "fit-vectors": {"corpus_vectors": "--corpus", "supervised": "--qrels", "config": "--method"},
+    "train": {"corpus_vectors": "--embeddings", "qrels": "--train-split", **_TRAINING_FLAGS},
+    "fit-vectors": {"corpus_vectors": "--corpus", "supervised": "--qrels", **_TRAINING_FLAGS},
     "extend": {"dim": "--dims", "corpus_vectors": "--embeddings", "qrels": "--data"},
 }
 

@@ -16,6 +16,7 @@ from st_matryoshka._validation import ParameterError, check_dims
 from st_matryoshka.callbacks import check_temperature
 
 METHODS = ("matryoshka-adaptor", "pca", "search-adaptor", "smec")
+PRECISIONS = ("float32", "int8", "binary")
 """Every method a config can describe; ``pca`` fits without training."""
 
 
@@ -54,6 +55,11 @@ class AdaptorTrainingConfig:
         unsupervised_weight: α in ``L_rank + α · L_unsup``.
         patience: Evaluations without improvement before a stage stops.
         seed: Random seed.
+        precisions: Index precisions to train for (quantisation-aware training; ``float32`` is always trained):
+            ``binary`` and ``int8`` add every loss term computed on the prefixes' codes (sign bits; 256 levels),
+            straight-through, and the label-free criterion scores the codes' neighbours too. The output stays a float
+            vector usable at every dim. ``binary`` needs every dim divisible by 8.
+        quantization_weight: Weight of the loss terms on codes.
     """
 
     dims: list[int] = field(default_factory=lambda: [192, 96, 48, 24])
@@ -80,9 +86,24 @@ class AdaptorTrainingConfig:
     unsupervised_weight: float = 1.0
     patience: int = 5
     seed: int = 42
+    precisions: list[str] = field(default_factory=lambda: ["float32"])
+    quantization_weight: float = 1.0
 
     def __post_init__(self) -> None:
         self.dims = check_dims(self.dims, name="dims")
+        precisions = list(self.precisions) if not isinstance(self.precisions, str) else [self.precisions]
+        if not precisions or any(p not in PRECISIONS for p in precisions):
+            raise ParameterError("precisions", f"precisions must be among {list(PRECISIONS)}, got {self.precisions!r}")
+        self.precisions = list(dict.fromkeys(["float32", *precisions]))
+        odd = [d for d in self.dims if d % 8]
+        if "binary" in self.precisions and odd:
+            raise ParameterError(
+                "precisions", f"precisions: binary codes pack 8 dims a byte; dims {odd} are not divisible by 8"
+            )
+        if not isinstance(self.quantization_weight, (int, float)) or self.quantization_weight < 0:
+            raise ParameterError(
+                "quantization_weight", f"quantization_weight must be >= 0, got {self.quantization_weight!r}"
+            )
         if self.center_input and not self.pca_init:
             raise ParameterError(
                 "center_input", "center_input=True needs pca_init=True (the mean is set with the principal axes)"

@@ -167,6 +167,7 @@ def holdout_split(
         dims=list(dims),
         k=config.overlap_k,
         name="holdout",
+        precisions=config.precisions,
     )
     used = np.unique(np.concatenate([train, hold, search]))
     return Dataset.from_dict({"text": [corpus[i] for i in train]}), evaluator, used
@@ -326,9 +327,12 @@ def stage_plan(
     aggregate = "geomean" if unsupervised else "mean"
 
     def keys(dims: Sequence[int]) -> list[str]:
-        # The overlap with the backbone is 1.0 at the full width at the start and can only fall: it would veto
-        # every change, so the label-free criterion leaves the full width out.
-        return [metric.format(dim=d) for d in dims if not (unsupervised and d == full)]
+        # The float overlap with the backbone is 1.0 at the full width at the start and can only fall: it would veto
+        # every change, so the label-free criterion leaves the full width out (its codes' overlap counts).
+        found = [metric.format(dim=d) for d in dims if not (unsupervised and d == full)]
+        if unsupervised:
+            found += [metric.format(dim=d) + f"_{p}" for d in dims for p in config.precisions if p != "float32"]
+        return found
 
     if not isinstance(adaptor, SMECAdaptor):
         dims = [full, *[d for d in config.dims if d < full]]
@@ -510,6 +514,8 @@ def train_phases(
                 top_k=config.top_k,
                 distill_weight=config.resolved_distill_weight(supervised),
                 memory_size=memory_size,
+                precisions=config.precisions,
+                quantization_weight=config.quantization_weight,
             )
             results += run_phase(
                 "unsupervised",
@@ -561,6 +567,8 @@ def train_phases(
                 unsupervised_weight=config.unsupervised_weight,
                 top_k=config.top_k,
                 memory_size=memory_size,
+                precisions=config.precisions,
+                quantization_weight=config.quantization_weight,
             )
             results += run_phase(
                 "supervised",

@@ -222,7 +222,7 @@ def export_model(
 
             export_model("runs/scifact", "runs/scifact-hub", repo_id="me/minilm-scifact-matryoshka", default_dim=96)
     """
-    from st_matryoshka.model_card import PLOT_FILE, MatryoshkaModelCardData, plot_scores
+    from st_matryoshka.model_card import PLOT_FILE, MatryoshkaModelCardData, plot_frontiers, plot_scores
     from st_matryoshka.training import rebuild
 
     check_repo_id(repo_id)
@@ -247,6 +247,7 @@ def export_model(
     with atomic_folder(output, overwrite=overwrite) as tmp:
         if plot_scores(meta, os.path.join(tmp, PLOT_FILE)):
             card.plot_file = PLOT_FILE
+        card.frontier_plots = plot_frontiers(meta, tmp)
         exported.save(tmp, model_name=repo_id)
         if not os.path.isfile(os.path.join(tmp, "README.md")):  # ST logs card errors and carries on; we do not
             raise ValueError("export: the model card could not be rendered (the log above says why); nothing written")

@@ -46,6 +46,14 @@ class MatryoshkaMetadata:
         exported: Whether the folder is a Hub-ready export (``st-matryoshka export``) rather than a training output.
         needs_remote_code: Whether the export ships a module file (loading needs ``trust_remote_code=True``).
         adaptor_class: For a standalone adaptor (``fit-vectors``): the module class saved in the folder.
+        int8_ranges: ``{dim: [[low per coordinate], [high per coordinate]]}``: the int8 quantisation ranges of the
+            unit-normalised prefix at each trained dim, calibrated on the training corpus
+            (:func:`st_matryoshka.evaluation.quantized.calibrate_int8`); ``evaluate``, ``frontier`` and
+            ``apply-vectors`` use them instead of recomputing ranges per batch or per data set.
+        int8_calibration: Where ``int8_ranges`` came from: ``{"data": name, "documents": count}``.
+        frontier: ``{data set: {"split": split, "rescore": K or None, "rows": [...]}}``: NDCG@10 against bytes per
+            vector of the model, truncation and PCA at every dim × precision, as ``st-matryoshka frontier --record``
+            writes it; the card shows each method's Pareto front and plots it.
         st_matryoshka_version: The version of st_matryoshka that wrote the file.
     """
 
@@ -65,6 +73,9 @@ class MatryoshkaMetadata:
     exported: bool = False
     needs_remote_code: bool = False
     adaptor_class: str | None = None
+    int8_ranges: dict[str, list[list[float]]] = field(default_factory=dict)
+    int8_calibration: dict[str, Any] = field(default_factory=dict)
+    frontier: dict[str, dict[str, Any]] = field(default_factory=dict)
     st_matryoshka_version: str = ""
 
     def __post_init__(self) -> None:

@@ -21,6 +21,8 @@ from sentence_transformers.sentence_transformer.model_card import SentenceTransf
 from st_matryoshka.metadata import MatryoshkaMetadata
 
 PLOT_FILE = "matryoshka_dims.png"
+FRONTIER_PLOT = "frontier_{key}.png"
+"""File name pattern of the bytes-frontier plot of one data set (``st-matryoshka frontier --record``)."""
 """The per-dim plot written next to the card."""
 
 
@@ -143,6 +145,7 @@ class MatryoshkaModelCardData(SentenceTransformerModelCardData):
     Args:
         matryoshka: The model's metadata (trained dims, scores, training settings).
         plot_file: File name of the per-dim plot in the model folder, when there is one.
+        frontier_plots: Whether the folder holds the frontier plots (:data:`FRONTIER_PLOT`) of ``matryoshka``.
         **kwargs: ST's card data arguments (``model_id``, ``license``, ``language``, ...).
 
     Example:
@@ -158,6 +161,7 @@ class MatryoshkaModelCardData(SentenceTransformerModelCardData):
 
     matryoshka: MatryoshkaMetadata | None = None
     plot_file: str | None = None
+    frontier_plots: bool = False
     local_files_only: bool = True
     generate_widget_examples: bool = False
     template_path: Path = field(default=Path(__file__).parent / "model_card_template.md", init=False, repr=False)
@@ -281,11 +285,48 @@ class MatryoshkaModelCardData(SentenceTransformerModelCardData):
             "full_dim": full,
             "score_tables": tables,
             "bytes_rows": [{"dim": d, **bytes_per_vector(d)} for d in meta.dims],
+            "frontier_tables": frontier_tables(meta, self.frontier_plots),
             "hyperparameters": sorted(meta.config.items()),
             "train_dataset": train_info,
             "mteb_tasks": mteb_training_tasks(meta),
             "citations": citations,
         }
+
+
+def frontier_tables(meta: MatryoshkaMetadata, with_plots: bool) -> list[dict[str, Any]]:
+    """Per data set with a recorded frontier: each method's best (dim, precision) at each byte budget, for the card."""
+    from st_matryoshka.evaluation.frontier import budget_table
+
+    tables = []
+    for key, entry in meta.frontier.items():
+        rows = []
+        for line in budget_table(entry["rows"]):
+            cells = {}
+            for method, row in line["best"].items():
+                cells[method] = f"{row['ndcg_at_10']:.4f} ({row['dim']}-d {row['precision']})" if row else "-"
+            rows.append({"bytes": line["bytes"], **cells})
+        methods = sorted(dict.fromkeys(r["method"] for r in entry["rows"]), key=lambda m: m != "model")
+        tables.append(
+            {
+                "name": known_dataset(key).name,
+                "split": entry.get("split", "test"),
+                "rescore": entry.get("rescore"),
+                "methods": methods,
+                "rows": rows,
+                "plot": FRONTIER_PLOT.format(key=key) if with_plots else None,
+            }
+        )
+    return tables
+
+
+def plot_frontiers(meta: MatryoshkaMetadata, folder: str) -> bool:
+    """Draw each recorded frontier into ``folder`` (:data:`FRONTIER_PLOT`); ``False`` when none is recorded."""
+    from st_matryoshka.evaluation.frontier import plot_frontier
+
+    for key, entry in meta.frontier.items():
+        title = f"{known_dataset(key).name} ({entry.get('split', 'test')})"
+        plot_frontier(entry["rows"], os.path.join(folder, FRONTIER_PLOT.format(key=key)), title)
+    return bool(meta.frontier)
 
 
 def copy_card_data(card: MatryoshkaModelCardData) -> MatryoshkaModelCardData:
@@ -306,7 +347,7 @@ def mteb_training_tasks(meta: MatryoshkaMetadata) -> list[str]:
     return [task] if task else []
 
 
-def render_model_card(meta: MatryoshkaMetadata, plot: bool = False) -> str:
+def render_model_card(meta: MatryoshkaMetadata, plot: bool = False, frontier_plots: bool = False) -> str:
     """The card of a model with metadata ``meta``, rendered without the model (e.g. for ``model_cards/``).
 
     Whether it is a Hub-ready folder, its repo id and whether it needs ``trust_remote_code`` all come from ``meta``.
@@ -314,6 +355,7 @@ def render_model_card(meta: MatryoshkaMetadata, plot: bool = False) -> str:
     from huggingface_hub import ModelCard
 
     card = MatryoshkaModelCardData(model_id=meta.repo_id, matryoshka=meta, plot_file=PLOT_FILE if plot else None)
+    card.frontier_plots = frontier_plots
     return ModelCard.from_template(card_data=card, template_path=str(card.template_path)).content
 
 
@@ -352,9 +394,9 @@ def plot_scores(meta: MatryoshkaMetadata, path: str) -> bool:
 
 
 def write_card_files(folder: str, meta: MatryoshkaMetadata) -> None:
-    """Write ``README.md`` and the per-dim plot for ``meta`` into ``folder``."""
+    """Write ``README.md``, the per-dim plot and the frontier plots for ``meta`` into ``folder``."""
     plot = plot_scores(meta, os.path.join(folder, PLOT_FILE))
-    text = render_model_card(meta, plot=plot)
+    text = render_model_card(meta, plot=plot, frontier_plots=plot_frontiers(meta, folder))
     tmp = os.path.join(folder, "README.md.tmp")
     with open(tmp, "w", encoding="utf-8") as f:
         f.write(text)

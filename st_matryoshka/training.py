@@ -170,19 +170,44 @@ def train_matryoshka_adaptor(
     method = "search-adaptor" if config.num_layers == 0 and config.unsupervised_epochs == 0 else "matryoshka-adaptor"
     width = backbone_dim(model)
     adaptor, stages = fit_adaptor(method, width, corpus_data, corpus_vectors, query_vectors, config, supervised)
-    return with_metadata(with_adaptor(model, adaptor), method, config, supervised, stages), stages
+    trained = with_adaptor(model, adaptor)
+    return with_metadata(trained, method, config, supervised, stages, corpus_vectors, corpus_data.name), stages
 
 
 def with_metadata(
-    model: SentenceTransformer, method: str, config: Any, supervised: bool, stages: Sequence[StageResult]
+    model: SentenceTransformer,
+    method: str,
+    config: Any,
+    supervised: bool,
+    stages: Sequence[StageResult],
+    corpus_vectors: Any = None,
+    data_name: str | None = None,
 ) -> SentenceTransformer:
     """Attach the trained dims, method, settings and losses to ``model``'s card data; returns the model.
 
-    ``matryoshka_dims(model)`` and the card (also when the model is saved with plain ``model.save``) read them.
+    ``matryoshka_dims(model)`` and the card (also when the model is saved with plain ``model.save``) read them. With
+    ``corpus_vectors`` (the training corpus' backbone vectors), the int8 calibration is stored too
+    (:func:`calibrate`).
     """
     summary = {"method": method, "supervised": supervised, "config": dict(config.__dict__)}
-    model.model_card_data.matryoshka = training_metadata(model, summary, stages)
+    metadata = training_metadata(model, summary, stages)
+    if corpus_vectors is not None:
+        adaptors = [m for m in head_of(model) if type(m).__module__.startswith("st_matryoshka.")]
+        calibrate(metadata, adaptors[0], corpus_vectors, data_name or "")
+    model.model_card_data.matryoshka = metadata
     return model
+
+
+def calibrate(metadata: MatryoshkaMetadata, adaptor: torch.nn.Module, corpus_vectors: Any, data_name: str) -> None:
+    """Store in ``metadata`` the int8 ranges of ``adaptor``'s outputs on the training corpus at every trained dim.
+
+    See :func:`st_matryoshka.evaluation.quantized.calibrate_int8`; ``int8_calibration`` names the data and counts
+    its documents.
+    """
+    from st_matryoshka.evaluation.quantized import calibrate_int8
+
+    metadata.int8_ranges = calibrate_int8(adaptor, corpus_vectors, metadata.dims)
+    metadata.int8_calibration = {"data": dataset_key(data_name) or None, "documents": int(len(corpus_vectors))}
 
 
 def fit_pca_adaptor(model: SentenceTransformer, corpus_vectors: np.ndarray) -> SentenceTransformer:

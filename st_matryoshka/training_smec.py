@@ -56,7 +56,8 @@ def train_smec(
     """
     width = backbone_dim(model)
     adaptor, results = fit_adaptor("smec", width, data, corpus_vectors, query_vectors, config, supervised, callbacks)
-    return with_metadata(_with_smec(model, adaptor), "smec", config, supervised, results), results
+    trained = _with_smec(model, adaptor)
+    return with_metadata(trained, "smec", config, supervised, results, corpus_vectors, data.name), results
 
 
 def _with_smec(model: SentenceTransformer, adaptor: SMECAdaptor) -> SentenceTransformer:

@@ -233,6 +233,7 @@ def apply_vectors(
     precision: str = "float32",
     output: str | None = None,
     chunk_size: int = 65536,
+    int8_ranges: dict[str, list[list[float]]] | None = None,
 ) -> np.ndarray:
     """Map vectors through ``adaptor`` and keep the first ``dim`` coordinates, chunk by chunk.
 
@@ -240,8 +241,10 @@ def apply_vectors(
         adaptor: A trained adaptor (:func:`load_adaptor`).
         vectors: ``(n, D)`` array or memory-mapped ``.npy``.
         dim: Output size (a trained dim is best; any ``1 <= dim <= D`` works).
-        precision: ``float32``, ``int8`` (ranges calibrated on the outputs themselves, a first pass) or ``binary``
-            (``dim`` divisible by 8), through ST's ``quantize_embeddings``.
+        precision: ``float32`` (the raw prefix), or codes of the unit-normalised prefix through ST's
+            ``quantize_embeddings``: ``int8`` or ``binary`` (``dim`` divisible by 8).
+        int8_ranges: The model's stored int8 calibration (``MatryoshkaMetadata.int8_ranges``); without one for
+            ``dim``, the ranges of these vectors' outputs (a first pass, with a notice).
         output: Write to this ``.npy`` as the chunks come (and return the memory map); otherwise return an array.
         chunk_size: Rows per chunk.
     """
@@ -256,13 +259,18 @@ def apply_vectors(
         raise ValueError(f"--dim must be divisible by 8 for binary codes (8 dims a byte), got {dim}")
     adaptor = adaptor.eval()
 
-    def chunks():
-        for start in range(0, len(vectors), chunk_size):
-            x = torch.from_numpy(np.array(vectors[start : start + chunk_size], dtype=np.float32))
-            yield adaptor({"sentence_embedding": x})["sentence_embedding"][:, :dim].numpy()
+    from st_matryoshka.evaluation.quantized import normalised_prefix, stored_ranges
 
-    ranges = None
-    if precision == "int8":
+    def chunks():
+        with torch.no_grad():
+            for start in range(0, len(vectors), chunk_size):
+                x = torch.from_numpy(np.array(vectors[start : start + chunk_size], dtype=np.float32))
+                out = adaptor({"sentence_embedding": x})["sentence_embedding"].numpy()
+                yield out[:, :dim] if precision == "float32" else normalised_prefix(out, dim)
+
+    ranges = stored_ranges(int8_ranges, dim) if precision == "int8" else None
+    if precision == "int8" and ranges is None:
+        logger.warning(f"no stored int8 calibration for dim {dim}: ranges computed from these vectors' outputs")
         lows, highs = zip(*((c.min(axis=0), c.max(axis=0)) for c in chunks()))
         ranges = np.stack([np.min(lows, axis=0), np.max(highs, axis=0)])
     out_dim = dim // 8 if precision == "binary" else dim
@@ -273,6 +281,8 @@ def apply_vectors(
         result = np.empty((len(vectors), out_dim), dtype=dtype)
     row = 0
     for chunk in chunks():
+        if precision == "int8":  # ST's cast wraps out-of-range values around: clip to the calibrated ranges first
+            chunk = np.clip(chunk, ranges[0], ranges[1])
         if precision != "float32":
             chunk = quantize_embeddings(chunk, precision=precision, ranges=ranges)
         result[row : row + len(chunk)] = chunk

@@ -144,3 +144,19 @@ def test_frontier_command_writes_table_plot_and_pareto_fronts(scifact_slice, tmp
     by_key = {(r["method"], r["dim"], r["precision"]): r["ndcg_at_10"] for r in rows}
     assert by_key[("model", 48, "float32")] == pytest.approx(by_key[("PCA", 48, "float32")], abs=1e-6)
     assert (out / "frontier.png").stat().st_size > 5_000 and "| Pareto |" in (out / "frontier.md").read_text()
+    # --record stores the points with the model; its card then shows the best config per byte budget and the plot
+    argv = ["frontier", "--model", str(model), *args, "--dims", "384,96,48", "--output", str(out), "--record"]
+    assert main(argv) == 0
+    card = (model / "README.md").read_text()
+    assert "### Index size against quality" in card and "![NDCG@10 against bytes per vector" in card
+    key = scifact_slice.name
+    assert (model / f"frontier_{key}.png").stat().st_size > 5_000
+    section = card.split("### Index size against quality")[1]
+    budget_48 = next(line for line in section.splitlines() if line.startswith("| 48 |"))
+    model_cell, truncation_cell = budget_48.split("|")[2:4]  # this model's column first
+    assert truncation_cell.strip() == f"{by_key[('truncation', 384, 'binary')]:.4f} (384-d binary)"
+    best = max((v, d, p) for (m, d, p), v in by_key.items() if m == "model" and d * {"float32": 4, "int8": 1,
+               "binary": 1 / 8}[p] <= 48)  # fmt: skip
+    assert model_cell.strip() == f"{best[0]:.4f} ({best[1]}-d {best[2]})"
+    with pytest.raises(SystemExit):  # a base model has no folder to record into
+        main(["frontier", "--model", "all-MiniLM-L6-v2", *args, "--dims", "48", "--output", str(out), "--record"])

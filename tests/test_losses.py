@@ -98,3 +98,29 @@ def test_loss_needs_an_adaptor():
     plain = SentenceTransformer(modules=[CachedEmbeddings(["a", "b"], np.eye(2, dtype="float32"))], device="cpu")
     with pytest.raises(ValueError, match="needs a model with a MatryoshkaAdaptor"):
         MatryoshkaUnsupervisedLoss(plain, [2])([plain.preprocess(["a", "b"])], None)
+
+
+def test_binary_codes_are_sign_bits_forward_and_identity_backward():
+    from st_matryoshka.losses.matryoshka_unsupervised import quantize_prefix
+
+    x = torch.nn.functional.normalize(torch.randn(5, 8), dim=-1).requires_grad_(True)
+    codes = quantize_prefix(x, "binary")
+    assert torch.allclose(codes, torch.sign(x.detach()) / 8**0.5)
+    codes.sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0  # straight-through: the sign does not stop the gradient
+    levels = quantize_prefix(x.detach(), "int8")
+    assert torch.allclose(levels, torch.nn.functional.normalize(x.detach(), dim=-1), atol=0.02)
+    with pytest.raises(ValueError, match="precision must be one of"):
+        quantize_prefix(x, "int4")
+
+
+def test_quantisation_aware_terms_see_the_codes(model):
+    """With binary training, the identity adaptor is no longer loss-free at full width: its sign bits lose detail."""
+    texts = [model.preprocess([f"t{i}" for i in range(12)])]
+    float_only = MatryoshkaUnsupervisedLoss(model, [DIM], top_k=3)(texts, None)
+    with_codes = MatryoshkaUnsupervisedLoss(model, [DIM], top_k=3, precisions=["binary"])(texts, None)
+    assert float(float_only["pair"]) < 1e-5 < float(with_codes["pair"])
+    rank = MatryoshkaRankLoss(model, [DIM, 8], precisions=["binary"], quantization_weight=0.5)
+    assert rank.get_config_dict()["precisions"] == ["float32", "binary"]
+    with pytest.raises(ValueError, match="precisions must be among"):
+        MatryoshkaUnsupervisedLoss(model, [DIM], precisions=["int4"])

@@ -186,6 +186,8 @@ def test_metadata_default_dim_and_card_contents(published):
     hub = published["root"] / "mlp-hub"
     meta = matryoshka_dims(str(hub))
     assert meta.dims == [384, 96, 48, 24] and meta.default_dim == 48 and meta.method == "matryoshka-adaptor"
+    # the int8 calibration of the training corpus travels with the model, one range pair per trained dim
+    assert {d: len(meta.int8_ranges[str(d)][0]) for d in meta.dims} == {d: d for d in meta.dims}
     config = json.loads((hub / "config_sentence_transformers.json").read_text())
     assert config["truncate_dim"] == 48
     card = (hub / "README.md").read_text()
@@ -351,9 +353,9 @@ def test_publishing_bad_input(published, monkeypatch, capsys, tmp_path):
 
 def test_metadata_from_a_newer_version_names_the_key_and_version(tmp_path):
     (tmp_path / "st_matryoshka.json").write_text(
-        json.dumps({"dims": [384, 48], "st_matryoshka_version": "3.0.0", "frontier": {}})
+        json.dumps({"dims": [384, 48], "st_matryoshka_version": "3.0.0", "index_shards": {}})
     )
-    with pytest.raises(ValueError, match=r"unknown keys \['frontier'\]: written by st_matryoshka 3.0.0"):
+    with pytest.raises(ValueError, match=r"unknown keys \['index_shards'\]: written by st_matryoshka 3.0.0"):
         matryoshka_dims(str(tmp_path))
 
 

@@ -109,6 +109,37 @@ def test_apply_vectors_streams_precisions(vectors, tmp_path):
     assert np.allclose(np.load(tmp_path / "float32.npy"), whole, atol=1e-6)
 
 
+def test_int8_calibration_is_stored_with_the_model_and_used(vectors, tmp_path, caplog):
+    """fit-vectors stores int8 ranges per trained dim; apply-vectors uses them, and says so when a model has none."""
+    from st_matryoshka.evaluation.quantized import normalised_prefix
+    from st_matryoshka.metadata import MatryoshkaMetadata
+
+    folder = tmp_path / "pca"
+    argv = ["fit-vectors", "--corpus", str(vectors / "corpus.npy"), "--method", "pca", "--dims", "96,48"]
+    assert main([*argv, "--output", str(folder)]) == 0
+    meta = MatryoshkaMetadata.load(str(folder))
+    assert sorted(meta.int8_ranges, key=int) == ["48", "96", "384"]
+    assert meta.int8_calibration["documents"] == 1500
+    x = np.load(vectors / "corpus.npy")
+    prefix = normalised_prefix(apply_vectors(load_adaptor(str(folder)), x, dim=48), 48)
+    low, high = np.asarray(meta.int8_ranges["48"])
+    assert np.allclose(low, prefix.min(axis=0), atol=1e-6) and np.allclose(high, prefix.max(axis=0), atol=1e-6)
+    # New vectors outside the calibrated ranges are clipped to them, not wrapped around by the int8 cast.
+    far = x[:20] + 0.5 * np.sign(x[:20])
+    argv = ["apply-vectors", "--model", str(folder), "--dim", "48", "--precision", "int8"]
+    np.save(tmp_path / "far.npy", far)
+    assert main([*argv, "--input", str(tmp_path / "far.npy"), "--output", str(tmp_path / "a.npy")]) == 0
+    codes = np.load(tmp_path / "a.npy").astype(np.int32)
+    far_prefix = normalised_prefix(apply_vectors(load_adaptor(str(folder)), far, dim=48), 48)
+    assert np.all(codes[far_prefix >= high] == 127) and np.all(codes[far_prefix <= low] == -128)
+    assert "no stored int8 calibration" not in caplog.text
+    # An older model without the calibration: ranges from the vectors themselves, with a notice.
+    meta.int8_ranges, meta.int8_calibration = {}, {}
+    meta.save(str(folder))
+    assert main([*argv, "--input", str(vectors / "corpus.npy"), "--output", str(tmp_path / "b.npy")]) == 0
+    assert "has no stored int8 calibration" in caplog.text and "computed from these vectors" in caplog.text
+
+
 def test_large_corpus_fits_without_an_n_by_n_matrix(tmp_path, scifact_slice):
     """100k vectors (real ones tiled with small noise): PCA's axes come from the D x D moment, not an n x n SVD."""
     base = np.load(scifact_slice / "embeddings" / "corpus.npy")
@@ -247,3 +278,15 @@ def test_parquet_column_input_gives_the_same_adaptor(vectors, tmp_path):
     assert np.allclose(a, b, atol=1e-5)
     with pytest.raises(SystemExit):
         main([*argv, "--corpus", str(tmp_path / "c.parquet"), "--column", "nope", "--output", str(tmp_path / "x")])
+
+
+def test_fit_vectors_for_binary_codes(vectors, tmp_path, capsys):
+    """--precision binary trains on the codes too: its criterion scores the sign bits' neighbours; odd dims refused."""
+    argv = ["fit-vectors", "--corpus", str(vectors / "corpus.npy"), "--unsupervised-epochs", "2"]
+    assert main([*argv, "--dims", "96,48", "--precision", "binary", "--output", str(tmp_path / "b")]) == 0
+    meta = json.loads((tmp_path / "b" / "st_matryoshka.json").read_text())
+    assert meta["config"]["precisions"] == ["float32", "binary"]
+    assert "holdout_overlap@10_dim384_binary" in capsys.readouterr().out
+    assert "--precision: binary codes pack 8 dims a byte; dims [20]" in _fails(
+        [*argv, "--dims", "96,20", "--precision", "binary", "--output", str(tmp_path / "c")], capsys
+    )

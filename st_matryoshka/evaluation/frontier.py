@@ -24,6 +24,7 @@ def frontier(
     dims: Sequence[int],
     precisions: Sequence[str] = ("float32", "int8", "binary"),
     rescore: int | None = None,
+    int8_ranges: dict[str, dict[str, list[list[float]]]] | None = None,
 ) -> list[dict[str, Any]]:
     """Score every ``(method, dim, precision)``; one row each with its bytes per vector.
 
@@ -35,6 +36,8 @@ def frontier(
         dims: Prefix sizes.
         precisions: Any of ``float32``, ``int8``, ``binary``.
         rescore: See :func:`~st_matryoshka.evaluation.quantized.evaluate_quantized`.
+        int8_ranges: ``{method name: stored int8 ranges}`` for methods calibrated at training time; the others use
+            the ranges of ``data``'s corpus.
 
     Example:
         ::
@@ -48,7 +51,8 @@ def frontier(
     for method, head in heads.items():
         fast = data_fast_model(data, corpus_vectors, query_vectors, head)
         for precision in precisions:
-            scores = evaluate_quantized(fast, data, dims, precision, rescore=rescore)
+            ranges = (int8_ranges or {}).get(method)
+            scores = evaluate_quantized(fast, data, dims, precision, rescore=rescore, int8_ranges=ranges)
             for dim in dims:
                 rows.append(
                     {
@@ -61,6 +65,28 @@ def frontier(
                     }
                 )
     return rows
+
+
+def budget_table(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """At each byte budget of any Pareto point: each method's best row within that many bytes (``None`` if none).
+
+    Example:
+        ::
+
+            for line in budget_table(rows):
+                print(line["bytes"], {m: r and r["ndcg_at_10"] for m, r in line["best"].items()})
+    """
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    fronts = {m: pareto_front([r for r in rows if r["method"] == m]) for m in methods}
+    budgets = sorted({r["bytes"] for front in fronts.values() for r in front})
+    table = []
+    for budget in budgets:
+        best = {}
+        for method, front in fronts.items():
+            within = [r for r in front if r["bytes"] <= budget]
+            best[method] = within[-1] if within else None
+        table.append({"bytes": budget, "best": best})
+    return table
 
 
 def pareto_front(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -89,6 +115,14 @@ def write_frontier(rows: Sequence[dict[str, Any]], output: str, title: str = "")
         )
     with open(os.path.join(output, "frontier.md"), "w", encoding="utf-8") as f:
         f.write("\n".join(lines) + "\n")
+    plot_frontier(rows, os.path.join(output, "frontier.png"), title)
+
+
+def plot_frontier(rows: Sequence[dict[str, Any]], path: str, title: str = "") -> None:
+    """NDCG@10 against bytes per vector (log scale): every point, and each method's Pareto front as a step line."""
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    fronts = {m: pareto_front([r for r in rows if r["method"] == m]) for m in methods}
+
     import matplotlib
 
     matplotlib.use("Agg")
@@ -112,5 +146,5 @@ def write_frontier(rows: Sequence[dict[str, Any]], output: str, title: str = "")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
-    fig.savefig(os.path.join(output, "frontier.png"), dpi=110)
+    fig.savefig(path, dpi=110, metadata={"Software": None})
     plt.close(fig)

@@ -32,6 +32,9 @@ class NeighbourOverlapEvaluator(BaseEvaluator):
         k: Neighbours per probe.
         name: Prefix of the metric names.
         batch_size: Encoding batch size.
+        precisions: Also score the prefixes' codes at these index precisions (``int8``: 256 levels per coordinate
+            over the corpus prefix's range; ``binary``: sign bits), as ``overlap@k_dim{m}_{precision}``: the
+            criterion of quantisation-aware training. ``float32`` is always scored.
 
     Example:
         ::
@@ -50,8 +53,13 @@ class NeighbourOverlapEvaluator(BaseEvaluator):
         k: int = 10,
         name: str = "",
         batch_size: int = 512,
+        precisions: Sequence[str] = ("float32",),
     ) -> None:
         super().__init__()
+        self.precisions = list(dict.fromkeys(["float32", *precisions]))
+        bad = [p for p in self.precisions if p not in ("float32", "int8", "binary")]
+        if bad:
+            raise ValueError(f"precisions must be among ['float32', 'int8', 'binary'], got {list(precisions)!r}")
         if len(probes) != len(reference_probes) or len(corpus) != len(reference_corpus):
             raise ValueError("reference embeddings must have one row per probe and per corpus text")
         if not isinstance(k, int) or not 1 <= k < len(corpus):
@@ -81,8 +89,27 @@ class NeighbourOverlapEvaluator(BaseEvaluator):
         corpus = model.encode(self.corpus, **kw).float().cpu()
         metrics: dict[str, float] = {}
         for dim in self.dims:
-            found = self._neighbours(probes[:, :dim], corpus[:, :dim])
-            shared = (found.unsqueeze(2) == self.reference_neighbours.unsqueeze(1)).any(dim=2).float().mean()
-            metrics[f"overlap@{self.k}_dim{dim}"] = float(shared)
+            for precision in self.precisions:
+                p, c = _codes(probes[:, :dim], corpus[:, :dim], precision)
+                found = self._neighbours(p, c)
+                shared = (found.unsqueeze(2) == self.reference_neighbours.unsqueeze(1)).any(dim=2).float().mean()
+                suffix = "" if precision == "float32" else f"_{precision}"
+                metrics[f"overlap@{self.k}_dim{dim}{suffix}"] = float(shared)
         metrics[f"geomean_overlap@{self.k}"] = float(np.exp(np.mean(np.log(np.maximum(list(metrics.values()), 1e-9)))))
         return self.prefix_name_to_metrics(metrics, self.name)
+
+
+def _codes(probes: torch.Tensor, corpus: torch.Tensor, precision: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The vectors an index at ``precision`` compares: the prefixes themselves, int8 levels or sign bits."""
+    if precision == "float32":
+        return probes, corpus
+    probes, corpus = F.normalize(probes, dim=-1), F.normalize(corpus, dim=-1)
+    if precision == "binary":
+        return torch.sign(probes), torch.sign(corpus)
+    low, high = corpus.min(dim=0).values, corpus.max(dim=0).values
+    step = ((high - low) / 255).clamp_min(1e-12)
+
+    def levels(x: torch.Tensor) -> torch.Tensor:
+        return torch.round((x.clamp(low, high) - low) / step) * step + low
+
+    return levels(probes), levels(corpus)

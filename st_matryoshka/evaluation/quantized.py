@@ -2,7 +2,9 @@
 
 Bytes are what an index pays per vector, so a dim is scored at each precision Sentence-Transformers'
 ``quantize_embeddings`` offers. Documents and queries are both quantised (symmetric codes): int8 with per-dimension
-ranges calibrated on the corpus prefix (computed once, not per batch; scored as the values the codes stand for),
+ranges of the unit-normalised prefix (a trained model's are calibrated on its training corpus and stored in its
+``st_matryoshka.json``, :func:`calibrate_int8`; otherwise computed once on the scored corpus, never per batch;
+scored as the values the codes stand for),
 binary as the sign bits (8 dims a byte, scored by the ±1 dot product, Hamming-equivalent). With ``rescore=K`` the
 top ``K`` documents by code score are re-ranked by the float query prefix against the same document codes: only the
 codes are stored per document, so the bytes per vector do not change.
@@ -32,6 +34,60 @@ def check_precisions(precisions: Sequence[str], dims: Sequence[int], rescore: in
     if rescore is not None and rescore < 100:
         raise ValueError(f"--rescore must be at least 100 (the Recall@100 cut-off), got {rescore}")
     return precisions
+
+
+def calibrate_int8(
+    adaptor: Any, corpus_vectors: Any, dims: Sequence[int], chunk_size: int = 65536
+) -> dict[str, list[list[float]]]:
+    """int8 ranges of the unit-normalised output prefix at each of ``dims``: ``{dim: [[lows], [highs]]}``.
+
+    ``adaptor`` maps backbone vectors (``{"sentence_embedding": x}``, as in a SentenceTransformer) and
+    ``corpus_vectors`` (an array or memory-mapped ``.npy``) is read ``chunk_size`` rows at a time, so the calibration
+    costs one pass over the corpus whatever its size. The ranges are stored with the model (``int8_ranges`` of its
+    metadata), so an index quantised later uses the scale the model was calibrated with.
+
+    Example:
+        ::
+
+            ranges = calibrate_int8(adaptor, corpus_vectors, [384, 48])
+            len(ranges["48"][0])
+            # => 48
+    """
+    import torch
+
+    lows: dict[int, np.ndarray] = {}
+    highs: dict[int, np.ndarray] = {}
+    was_training = getattr(adaptor, "training", False)
+    if hasattr(adaptor, "eval"):
+        adaptor.eval()
+    with torch.no_grad():
+        for start in range(0, len(corpus_vectors), chunk_size):
+            x = torch.from_numpy(np.array(corpus_vectors[start : start + chunk_size], dtype=np.float32))
+            out = adaptor({"sentence_embedding": x})["sentence_embedding"].numpy()
+            for dim in dims:
+                prefix = normalised_prefix(out, dim)
+                low, high = prefix.min(axis=0), prefix.max(axis=0)
+                lows[dim] = low if dim not in lows else np.minimum(lows[dim], low)
+                highs[dim] = high if dim not in highs else np.maximum(highs[dim], high)
+    if was_training:
+        adaptor.train()
+    return {str(d): [lows[d].astype(np.float32).tolist(), highs[d].astype(np.float32).tolist()] for d in dims}
+
+
+def normalised_prefix(vectors: np.ndarray, dim: int) -> np.ndarray:
+    """The first ``dim`` coordinates of each row, scaled to unit length (the vectors cosine similarity compares)."""
+    prefix = vectors[:, :dim]
+    return (prefix / np.linalg.norm(prefix, axis=1, keepdims=True).clip(1e-12)).astype(np.float32)
+
+
+def stored_ranges(ranges: dict[str, list[list[float]]] | None, dim: int) -> np.ndarray | None:
+    """The stored int8 ranges of ``dim`` as a ``(2, dim)`` array, or ``None`` when the model has none for it."""
+    if not ranges or str(dim) not in ranges:
+        return None
+    value = np.asarray(ranges[str(dim)], dtype=np.float32)
+    if value.shape != (2, dim) or not np.all(value[1] >= value[0]):
+        raise ValueError(f"int8_ranges[{dim!r}] must be [[{dim} lows], [{dim} highs]] with lows <= highs")
+    return value
 
 
 def _codes(prefix: np.ndarray, precision: str, ranges: np.ndarray | None) -> np.ndarray:
@@ -78,6 +134,7 @@ def evaluate_quantized(
     precision: str,
     rescore: int | None = None,
     batch_size: int = 512,
+    int8_ranges: dict[str, list[list[float]]] | None = None,
 ) -> dict[str, dict[str, float]]:
     """NDCG@10 and Recall@100 at each dim with quantised codes, and the bytes per vector of each.
 
@@ -88,6 +145,8 @@ def evaluate_quantized(
         precision: ``int8`` or ``binary`` (``float32`` gives the float scores, as ``evaluate_per_dim``).
         rescore: Re-rank the top ``rescore`` documents by the float query prefix against the document codes.
         batch_size: Queries scored at a time.
+        int8_ranges: The model's stored calibration (``MatryoshkaMetadata.int8_ranges``); dims without one use the
+            ranges of the scored corpus.
 
     Returns:
         ``{"ndcg_at_10": {dim: v}, "recall_at_100": {dim: v}, "bytes_per_vector": {dim: bytes}}``.
@@ -106,9 +165,12 @@ def evaluate_quantized(
     queries = model.encode([data.queries[i] for i in query_rows], **kw).astype(np.float32)
     out: dict[str, dict[str, float]] = {"ndcg_at_10": {}, "recall_at_100": {}, "bytes_per_vector": {}}
     for dim in dims:
-        c = corpus[:, :dim] / np.linalg.norm(corpus[:, :dim], axis=1, keepdims=True).clip(1e-12)
-        q = queries[:, :dim] / np.linalg.norm(queries[:, :dim], axis=1, keepdims=True).clip(1e-12)
-        ranges = np.stack([c.min(axis=0), c.max(axis=0)]) if precision == "int8" else None
+        c, q = normalised_prefix(corpus, dim), normalised_prefix(queries, dim)
+        ranges = None
+        if precision == "int8":
+            ranges = stored_ranges(int8_ranges, dim)
+            if ranges is None:
+                ranges = np.stack([c.min(axis=0), c.max(axis=0)])
         doc_codes = _codes(c, precision, ranges)
         query_codes = _codes(q, precision, ranges)
         scores = np.concatenate(

@@ -10,10 +10,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from st_matryoshka._validation import check_dims
-from st_matryoshka.losses.matryoshka_unsupervised import MatryoshkaUnsupervisedLoss
+from st_matryoshka.losses.matryoshka_unsupervised import MatryoshkaUnsupervisedLoss, quantize_prefix
 
 
-def rank_loss(query: torch.Tensor, docs: torch.Tensor, relevance: torch.Tensor, dims: Sequence[int]) -> torch.Tensor:
+def rank_loss(
+    query: torch.Tensor,
+    docs: torch.Tensor,
+    relevance: torch.Tensor,
+    dims: Sequence[int],
+    precisions: Sequence[tuple[str, float]] = (("float32", 1.0),),
+) -> torch.Tensor:
     """Eq. 8 of SMEC: ``Σ_m Σ_{j,k: y_ij > y_ik} (y_ij − y_ik) · log(1 + exp(s_ik[:m] − s_ij[:m]))``.
 
     The sum over pairs is divided by the total weight ``Σ (y_ij − y_ik)`` so the scale does not depend on the batch
@@ -24,6 +30,8 @@ def rank_loss(query: torch.Tensor, docs: torch.Tensor, relevance: torch.Tensor, 
         docs: ``(N, D)`` candidate documents.
         relevance: ``(B, N)`` graded relevance of each document to each query (0 = not relevant).
         dims: Prefix sizes.
+        precisions: ``(precision, weight)``: each adds the loss on both sides' codes at that precision
+            (:func:`~st_matryoshka.losses.matryoshka_unsupervised.quantize_prefix`), times ``weight``.
     """
     rows, cols = (relevance > 0).nonzero(as_tuple=True)
     if rows.numel() == 0:
@@ -31,9 +39,11 @@ def rank_loss(query: torch.Tensor, docs: torch.Tensor, relevance: torch.Tensor, 
     weight = (relevance[rows, cols].unsqueeze(1) - relevance[rows]).clamp(min=0)
     total = query.new_zeros(())
     for dim in dims:
-        s = F.normalize(query[:, :dim], dim=-1) @ F.normalize(docs[:, :dim], dim=-1).T
-        margin = s[rows] - s[rows, cols].unsqueeze(1)
-        total = total + (weight * F.softplus(margin)).sum() / weight.sum().clamp(min=1e-12)
+        q, d = F.normalize(query[:, :dim], dim=-1), F.normalize(docs[:, :dim], dim=-1)
+        for precision, scale in precisions:
+            s = quantize_prefix(q, precision) @ quantize_prefix(d, precision).T
+            margin = s[rows] - s[rows, cols].unsqueeze(1)
+            total = total + scale * (weight * F.softplus(margin)).sum() / weight.sum().clamp(min=1e-12)
     return total
 
 
@@ -54,6 +64,9 @@ class MatryoshkaRankLoss(nn.Module):
         distill_weight: Weight of the unsupervised ``L_distill`` term; ``0`` (default) keeps the paper's terms.
         memory_size: Entries of S-XBM's cross-batch memory for the unsupervised ``L_topk`` term; ``None`` (default)
             takes neighbours in-batch. See :class:`MatryoshkaUnsupervisedLoss`.
+        precisions: Index precisions to train for: ``int8``/``binary`` add the rank loss and the unsupervised terms on
+            the prefixes' codes (straight-through), times ``quantization_weight``.
+        quantization_weight: Weight of the terms on codes.
 
     References:
         Zhang et al., "SMEC: Rethinking Matryoshka Representation Learning for Retrieval Embedding Compression",
@@ -92,6 +105,8 @@ class MatryoshkaRankLoss(nn.Module):
         top_k: int = 10,
         distill_weight: float = 0.0,
         memory_size: int | None = None,
+        precisions: Sequence[str] = ("float32",),
+        quantization_weight: float = 1.0,
     ) -> None:
         super().__init__()
         self.model = model
@@ -103,7 +118,13 @@ class MatryoshkaRankLoss(nn.Module):
         self.distill_weight = distill_weight
         self.memory_size = memory_size
         self.unsupervised = MatryoshkaUnsupervisedLoss(
-            model, self.matryoshka_dims, top_k=top_k, distill_weight=distill_weight, memory_size=memory_size
+            model,
+            self.matryoshka_dims,
+            top_k=top_k,
+            distill_weight=distill_weight,
+            memory_size=memory_size,
+            precisions=precisions,
+            quantization_weight=quantization_weight,
         )
 
     def set_matryoshka_dims(self, dims: Sequence[int]) -> None:
@@ -132,7 +153,8 @@ class MatryoshkaRankLoss(nn.Module):
         rows, cols = (relevance > 0).nonzero(as_tuple=True)
         copies = (text_id[cols].unsqueeze(1) == text_id.unsqueeze(0)).to(adapted.dtype) * relevance[rows, cols, None]
         relevance = relevance.scatter_reduce(0, rows.unsqueeze(1).expand_as(copies), copies, "amax")
-        terms = {"rank": rank_loss(query, docs, relevance, self.matryoshka_dims)}
+        weighted = self.unsupervised.weighted_precisions()
+        terms = {"rank": rank_loss(query, docs, relevance, self.matryoshka_dims, weighted)}
         if self.unsupervised_weight > 0:
             unsup = self.unsupervised.terms(adapted, reference, residual)
             terms.update({name: self.unsupervised_weight * value for name, value in unsup.items()})
@@ -145,6 +167,8 @@ class MatryoshkaRankLoss(nn.Module):
             "top_k": self.top_k,
             "distill_weight": self.distill_weight,
             "memory_size": self.memory_size,
+            "precisions": self.unsupervised.precisions,
+            "quantization_weight": self.unsupervised.quantization_weight,
         }
 
     @property

@@ -13,6 +13,30 @@ from st_matryoshka._validation import check_dims
 from st_matryoshka.losses.cross_batch_memory import SelectableCrossBatchMemory
 from st_matryoshka.models.matryoshka_adaptor import REFERENCE_KEY, RESIDUAL_KEY
 
+TRAINABLE_PRECISIONS = ("float32", "int8", "binary")
+
+
+def quantize_prefix(prefix: torch.Tensor, precision: str) -> torch.Tensor:
+    """Unit-length codes of unit-length ``prefix`` rows as an index at ``precision`` stores them, straight-through.
+
+    The forward pass gives the codes' own vectors (``binary``: the sign bits as ±1, the ``quantize_embeddings``
+    binary code; ``int8``: 256 levels per coordinate over the batch's range), so the similarities the losses compare
+    are those of the codes; the backward pass is the identity (straight-through estimator), so the adaptor learns
+    outputs whose codes keep the similarities. ``float32`` returns ``prefix`` unchanged.
+    """
+    if precision == "float32":
+        return prefix
+    if precision == "binary":
+        scaled = prefix * prefix.shape[1] ** 0.5  # entries of order ±1
+        codes = scaled + (torch.sign(scaled) - scaled).detach()
+    elif precision == "int8":
+        low = prefix.detach().min(dim=0).values
+        step = ((prefix.detach().max(dim=0).values - low) / 255).clamp_min(1e-12)
+        codes = prefix + (torch.round((prefix - low) / step) * step + low - prefix).detach()
+    else:
+        raise ValueError(f"precision must be one of {list(TRAINABLE_PRECISIONS)}, got {precision!r}")
+    return F.normalize(codes, dim=-1)
+
 
 def similarity_preservation_terms(
     embeddings: torch.Tensor,
@@ -20,14 +44,16 @@ def similarity_preservation_terms(
     matryoshka_dims: Sequence[int],
     top_k: int,
     temperature: float = 0.05,
+    precisions: Sequence[tuple[str, float]] = (("float32", 1.0),),
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Return ``(L_pair, L_topk, L_distill)`` summed over ``matryoshka_dims``.
+    """Return ``(L_pair, L_topk, L_distill)`` summed over ``matryoshka_dims`` (and weighted ``precisions``).
 
     ``L_pair`` is the mean absolute difference between the cosine similarity of every pair of prefixes
     ``ê_i[:m], ê_j[:m]`` and that of the full reference embeddings ``e_i, e_j``; ``L_topk`` is the same restricted
     to each item's ``top_k`` most similar items under the reference. ``L_distill`` is the KL divergence from each
     item's softmax over the other items' reference similarities (``/ temperature``) to the same softmax over prefix
-    similarities: it weighs near neighbours most, which is what retrieval needs.
+    similarities: it weighs near neighbours most, which is what retrieval needs. Each ``(precision, weight)`` adds
+    the three terms computed on the prefixes' codes at that precision (:func:`quantize_prefix`), times ``weight``.
     """
     ref = F.normalize(reference, dim=-1)
     target = ref @ ref.T
@@ -41,15 +67,17 @@ def similarity_preservation_terms(
     teacher = (target / temperature).masked_fill(~off_diag, float("-inf")).softmax(dim=1)
     log_teacher = teacher.clamp_min(1e-12).log()
     for dim in matryoshka_dims:
-        prefix = F.normalize(embeddings[:, :dim], dim=-1)
-        sims = prefix @ prefix.T
-        diff = (sims - target).abs()
-        pair = pair + diff[off_diag].mean()
-        if neighbours is not None:
-            topk = topk + diff.gather(1, neighbours).mean()
-        log_student = (sims / temperature).masked_fill(~off_diag, float("-inf")).log_softmax(dim=1)
-        kl = teacher * (log_teacher - log_student.masked_fill(~off_diag, 0.0))
-        distill = distill + kl.sum(dim=1).mean()
+        normalised = F.normalize(embeddings[:, :dim], dim=-1)
+        for precision, weight in precisions:
+            prefix = quantize_prefix(normalised, precision)
+            sims = prefix @ prefix.T
+            diff = (sims - target).abs()
+            pair = pair + weight * diff[off_diag].mean()
+            if neighbours is not None:
+                topk = topk + weight * diff.gather(1, neighbours).mean()
+            log_student = (sims / temperature).masked_fill(~off_diag, float("-inf")).log_softmax(dim=1)
+            kl = teacher * (log_teacher - log_student.masked_fill(~off_diag, 0.0))
+            distill = distill + weight * kl.sum(dim=1).mean()
     return pair, topk, distill
 
 
@@ -86,6 +114,10 @@ class MatryoshkaUnsupervisedLoss(nn.Module):
         distill_weight: δ, the weight of ``L_distill``; ``0`` gives the paper's loss.
         temperature: Softmax temperature of ``L_distill``.
         memory_size: Entries of the cross-batch memory; ``None`` (default) takes ``L_topk`` neighbours in-batch.
+        precisions: Index precisions to train for (quantisation-aware training): ``int8`` and ``binary`` add
+            ``L_pair``, in-batch ``L_topk`` and ``L_distill`` computed on each prefix's codes
+            (:func:`quantize_prefix`, straight-through), times ``quantization_weight``; ``float32`` is always trained.
+        quantization_weight: Weight of the terms on codes.
 
     References:
         Yoon et al., "Matryoshka-Adaptor: Unsupervised and Supervised Tuning for Smaller Embedding Dimensions",
@@ -126,9 +158,18 @@ class MatryoshkaUnsupervisedLoss(nn.Module):
         distill_weight: float = 1.0,
         temperature: float = 0.05,
         memory_size: int | None = None,
+        precisions: Sequence[str] = ("float32",),
+        quantization_weight: float = 1.0,
     ) -> None:
         super().__init__()
         self.model = model
+        bad = [p for p in precisions if p not in TRAINABLE_PRECISIONS]
+        if bad or not precisions:
+            raise ValueError(f"precisions must be among {list(TRAINABLE_PRECISIONS)}, got {list(precisions)!r}")
+        if quantization_weight < 0:
+            raise ValueError(f"quantization_weight must be >= 0, got {quantization_weight!r}")
+        self.precisions = list(dict.fromkeys(["float32", *precisions]))
+        self.quantization_weight = quantization_weight
         self.matryoshka_dims = check_dims(matryoshka_dims)
         if not isinstance(top_k, int) or top_k < 1:
             raise ValueError(f"top_k must be a positive int, got {top_k!r}")
@@ -152,6 +193,10 @@ class MatryoshkaUnsupervisedLoss(nn.Module):
                 raise ValueError(f"memory_size={memory_size!r} needs a model with a MatryoshkaAdaptor module")
             self._adaptor = adaptors[0]
             self.memory = SelectableCrossBatchMemory(adaptors[0].embedding_dim, memory_size=memory_size, top_k=top_k)
+
+    def weighted_precisions(self) -> list[tuple[str, float]]:
+        """``(precision, weight)`` of every precision trained: float32 at 1, codes at ``quantization_weight``."""
+        return [(p, 1.0 if p == "float32" else self.quantization_weight) for p in self.precisions]
 
     def set_matryoshka_dims(self, dims: Sequence[int]) -> None:
         """Change the prefix sizes the loss covers (used by :class:`~st_matryoshka.callbacks.StageCallback`)."""
@@ -182,9 +227,14 @@ class MatryoshkaUnsupervisedLoss(nn.Module):
         With a memory, the batch's reference vectors are enqueued afterwards when gradients are enabled (training).
         """
         pair, topk, distill = similarity_preservation_terms(
-            adapted, reference, self.matryoshka_dims, 0 if self.memory is not None else self.top_k, self.temperature
+            adapted,
+            reference,
+            self.matryoshka_dims,
+            0 if self.memory is not None else self.top_k,
+            self.temperature,
+            self.weighted_precisions(),
         )
-        if self.memory is not None:
+        if self.memory is not None:  # float neighbours from the memory (the codes' terms stay in-batch)
             topk = self.memory.preservation_loss(adapted, reference, self._adaptor.adapt, self.matryoshka_dims)
             if torch.is_grad_enabled():
                 self.memory.enqueue(reference)
@@ -210,6 +260,8 @@ class MatryoshkaUnsupervisedLoss(nn.Module):
             "distill_weight": self.distill_weight,
             "temperature": self.temperature,
             "memory_size": self.memory_size,
+            "precisions": self.precisions,
+            "quantization_weight": self.quantization_weight,
         }
 
     @property
