@@ -1,15 +1,19 @@
-"""Bytes frontier with quantisation-aware training: base truncation, PCA, the Matryoshka-Adaptor with and without it.
+"""Bytes frontier per method, with and without quantisation-aware training, on provided vectors only.
 
-For each set, on the provided all-MiniLM-L6-v2 vectors (the transformer never runs): the unsupervised
-Matryoshka-Adaptor fit by ``st-matryoshka fit-vectors`` with the default float32 training and with
-``--precision binary`` (the binary codes' terms added to every loss, straight-through), PCA, and plain truncation,
-each scored on the test split at every dim as float32, int8 (ranges stored with the model, or of the corpus for the
-baselines), symmetric binary (documents and queries as sign bits, Hamming-equivalent) and asymmetric binary (float
-query prefix against the documents' sign bits, every document: nothing but the bits is stored per document).
+For each set and backbone (vectors in ``<set>/embeddings/<backbone>``; the transformer never runs), every variant is
+fit with :func:`st_matryoshka.vectors.fit_vectors` (the engine ``fit-vectors`` and ``train`` use), with its int8
+calibration stored as ``train`` stores it, and scored on the test split at every dim as float32, int8 (the stored
+ranges; the corpus' ranges for truncation), symmetric binary (documents and queries as sign bits,
+Hamming-equivalent) and asymmetric binary (float query prefix against the documents' sign bits, every document:
+nothing but the bits is stored per document). Supervised variants train on the set's ``train`` qrels.
 
     OMP_NUM_THREADS=2 HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/quantization.py --data-root ../shared/data
+    OMP_NUM_THREADS=2 HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/quantization.py --data-root ../shared/data \
+        --sets scifact --backbone all-mpnet-base-v2 --variants pca matryoshka_adaptor matryoshka_adaptor_binary \
+        search_adaptor matryoshka_adaptor_supervised smec
 
-Results go to ``benchmarks/results/quantization.json``; ``benchmarks/render.py`` writes the tables.
+Results go to ``benchmarks/results/quantization.json`` keyed ``<set>`` (MiniLM) or ``<set>/<backbone>``;
+``benchmarks/render.py`` writes the tables.
 """
 
 from __future__ import annotations
@@ -17,30 +21,35 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import tempfile
 import time
 
 import numpy as np
 
-from st_matryoshka.cli import main as st_matryoshka
 from st_matryoshka.data import load_beir, load_embeddings_dir
 from st_matryoshka.engine import fast_model
 from st_matryoshka.evaluation.quantized import evaluate_quantized
-from st_matryoshka.metadata import MatryoshkaMetadata
-from st_matryoshka.vectors import apply_vectors, load_adaptor
+from st_matryoshka.training import calibrate
+from st_matryoshka.vectors import apply_vectors, fit_vectors
 
-DIMS = [384, 192, 96, 48, 24]
-VARIANTS = {"matryoshka_adaptor": [], "matryoshka_adaptor_binary": ["--precision", "binary"]}
+SMALL_DIMS = [384, 192, 96, 48, 24]
+VARIANTS = {
+    "pca": ("pca", False, {}),
+    "matryoshka_adaptor": ("matryoshka-adaptor", False, {}),
+    "matryoshka_adaptor_binary": ("matryoshka-adaptor", False, {"precisions": ["binary"]}),
+    "search_adaptor": ("search-adaptor", True, {}),
+    "matryoshka_adaptor_supervised": ("matryoshka-adaptor", True, {}),
+    "matryoshka_adaptor_supervised_binary": ("matryoshka-adaptor", True, {"precisions": ["binary"]}),
+    "smec": ("smec", True, {}),
+}
 
 
-def scores(data, corpus: np.ndarray, queries: np.ndarray, int8_ranges=None) -> dict[str, dict[str, float]]:
+def scores(data, corpus: np.ndarray, queries: np.ndarray, dims, int8_ranges=None) -> dict[str, dict[str, float]]:
     """NDCG@10 per precision (float32, int8, binary, binary_asym) and dim."""
     scorer = fast_model(list(data.corpus) + list(data.queries), np.concatenate([corpus, queries]), [])
     out = {}
     for precision in ("float32", "int8", "binary"):
-        out[precision] = evaluate_quantized(scorer, data, DIMS, precision, int8_ranges=int8_ranges)["ndcg_at_10"]
-    asym = evaluate_quantized(scorer, data, DIMS, "binary", rescore=len(data.corpus))
-    out["binary_asym"] = asym["ndcg_at_10"]
+        out[precision] = evaluate_quantized(scorer, data, dims, precision, int8_ranges=int8_ranges)["ndcg_at_10"]
+    out["binary_asym"] = evaluate_quantized(scorer, data, dims, "binary", rescore=len(data.corpus))["ndcg_at_10"]
     return out
 
 
@@ -48,34 +57,47 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-root", default=os.environ.get("ST_MATRYOSHKA_DATA", "../shared/data"))
     parser.add_argument("--sets", nargs="+", default=["scifact", "cranfield", "cisi", "msmarco-5k"])
+    parser.add_argument("--backbone", default="all-MiniLM-L6-v2")
+    parser.add_argument("--variants", nargs="+", default=["pca", "matryoshka_adaptor", "matryoshka_adaptor_binary"],
+                        choices=list(VARIANTS))  # fmt: skip
     parser.add_argument("--out", default="benchmarks/results/quantization.json")
     args = parser.parse_args()
-    results = json.load(open(args.out)) if os.path.exists(args.out) else {}
     for name in args.sets:
         folder = os.path.join(args.data_root, name)
-        emb = os.path.join(folder, "embeddings", "all-MiniLM-L6-v2")
-        data = load_beir(folder, "test")
-        cv, qv = load_embeddings_dir(emb, data, dim=384)
-        row = {"truncation": scores(data, cv, qv)}
-        with tempfile.TemporaryDirectory() as work:
-            fits = {"pca": ["--method", "pca"], **VARIANTS}
-            seconds = {}
-            for method, flags in fits.items():
-                out = os.path.join(work, method)
-                start = time.perf_counter()
-                argv = ["fit-vectors", "--corpus", os.path.join(emb, "corpus.npy"), *flags, "--output", out]
-                if st_matryoshka([*argv, "--dims", ",".join(map(str, DIMS[1:]))]) != 0:
-                    raise SystemExit(f"failed: {argv}")
-                seconds[method] = time.perf_counter() - start
-                adaptor = load_adaptor(out)
-                ranges = MatryoshkaMetadata.load(out).int8_ranges
-                row[method] = scores(data, *(apply_vectors(adaptor, x, dim=384) for x in (cv, qv)), ranges)
-        row["fit_seconds"] = seconds
-        results[name] = row
-        print(name, json.dumps({m: row[m]["binary"]["384"] for m in row if m != "fit_seconds"}), flush=True)
-        os.makedirs(os.path.dirname(args.out), exist_ok=True)
-        with open(args.out, "w") as f:
-            json.dump(results, f, indent=2)
+        test = load_beir(folder, "test")
+        cv, qv = load_embeddings_dir(os.path.join(folder, "embeddings", args.backbone), test)
+        width = cv.shape[1]
+        dims = [width, *[d for d in SMALL_DIMS if d < width]]
+        key = name if args.backbone == "all-MiniLM-L6-v2" else f"{name}/{args.backbone}"
+        results = json.load(open(args.out)) if os.path.exists(args.out) else {}
+        row = results.get(key, {})
+        row["truncation"] = scores(test, cv, qv, dims)
+        row.setdefault("fit_seconds", {})
+        for variant in args.variants:
+            method, supervised, config = VARIANTS[variant]
+            qrels = None
+            if supervised:
+                if not os.path.exists(os.path.join(folder, "qrels", "train.tsv")):
+                    print(f"{name}: no train qrels, {variant} skipped")
+                    continue
+                qrels = load_beir(folder, "train").qrels
+            start = time.perf_counter()
+            adaptor, meta, _ = fit_vectors(
+                cv, dims[1:], method=method, queries=qv if supervised else None, qrels=qrels,
+                corpus_ids=test.corpus_ids, query_ids=test.query_ids if supervised else None, **config,
+            )  # fmt: skip
+            calibrate(meta, adaptor, cv, name)
+            row["fit_seconds"][variant] = time.perf_counter() - start
+            outputs = [apply_vectors(adaptor, x, dim=width) for x in (cv, qv)]
+            row[variant] = scores(test, *outputs, dims, meta.int8_ranges)
+            binary = {d: round(row[variant]["binary"][str(d)], 4) for d in dims}
+            print(name, args.backbone, variant, json.dumps(binary), f"{row['fit_seconds'][variant]:.0f}s", flush=True)
+            latest = json.load(open(args.out)) if os.path.exists(args.out) else {}
+            latest[key] = row
+            os.makedirs(os.path.dirname(args.out), exist_ok=True)
+            with open(args.out + ".tmp", "w") as f:
+                json.dump(latest, f, indent=2)
+            os.replace(args.out + ".tmp", args.out)
 
 
 if __name__ == "__main__":

@@ -31,6 +31,8 @@ VARIANTS = {
     # The same two with every stage starting from where it was left instead of from PCA of its input block.
     "smrl_no_stage_pca": {"smrl": True, "ads": False, "xbm": False, "stage_pca_init": False},
     "smec_no_stage_pca": {"smrl": True, "ads": True, "xbm": True, "stage_pca_init": False},
+    # Full SMEC whose first stage trains the body with the loss over every dim (--body-all-dims).
+    "smec_body_all_dims": {"smrl": True, "ads": True, "xbm": True, "body_all_dims": True},
 }
 # The SMRL variants as they were run while the body's unsupervised stage was early-stopped (then the default).
 VARIANTS.update(

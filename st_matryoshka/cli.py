@@ -150,6 +150,12 @@ def _smec_options(parser: argparse.ArgumentParser) -> None:
         help="Select the body's unsupervised weights by early stopping (default: train it for the full "
         "unsupervised epochs and keep the last weights).",
     )
+    group.add_argument(
+        "--body-all-dims",
+        action="store_true",
+        help="The first SMRL stage trains the body with the loss over every dim (as the Matryoshka-Adaptor does), "
+        "not over D and D/2 only.",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -363,11 +369,13 @@ def training_overrides(args: argparse.Namespace) -> dict:
             args.stage_lr_multiplier is not None,
             args.no_stage_pca_init,
             args.unsupervised_body_early_stop,
+            args.body_all_dims,
         )
     ):
         raise ValueError(
             "--no-smrl/--no-ads/--no-xbm/--memory-size/--temperature/--allow-any-dims/--stage-lr-multiplier/"
-            f"--no-stage-pca-init/--unsupervised-body-early-stop need --method smec, got --method {args.method}"
+            "--no-stage-pca-init/--unsupervised-body-early-stop/--body-all-dims need --method smec, got --method "
+            f"{args.method}"
         )
     return {k: v for k, v in overrides.items() if v is not None}
 
@@ -494,6 +502,7 @@ def smec_overrides(args: argparse.Namespace) -> dict:
         "stage_lr_multiplier": args.stage_lr_multiplier,
         "stage_pca_init": not args.no_stage_pca_init,
         "unsupervised_body_early_stop": args.unsupervised_body_early_stop,
+        "body_all_dims": args.body_all_dims,
     }
     if args.temperature is not None:
         try:

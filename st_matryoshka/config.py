@@ -163,6 +163,10 @@ class SMECTrainingConfig(AdaptorTrainingConfig):
             Matryoshka-Adaptor trains for fixed epochs. The criterion (neighbour overlap at ``D/2``, against the
             backbone) is highest at the stage's PCA start, so selecting by it kept step 0 in every measured run and
             the body got no unsupervised training at all; BENCHMARKS.md compares both.
+        body_all_dims: With ``smrl``, the first stage (which trains the body with the ``D → D/2`` stage) takes its
+            loss and criterion over every trained dim, through the later stages at their start, instead of over
+            ``D`` and ``D/2`` only; the later stages then train their own transitions as usual. The body is then
+            trained as the Matryoshka-Adaptor's is (the full width included), for users who keep full-width vectors.
     """
 
     smrl: bool = True
@@ -175,6 +179,7 @@ class SMECTrainingConfig(AdaptorTrainingConfig):
     stage_lr_multiplier: float = 5.0
     stage_pca_init: bool = True
     unsupervised_body_early_stop: bool = False
+    body_all_dims: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()

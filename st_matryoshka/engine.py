@@ -358,6 +358,8 @@ def stage_plan(
         if n == 0 and train_body:
             params = adaptor.body_parameters() + params
             dims = [full, dim_of(i)]
+            if config.body_all_dims:
+                dims = sorted({full, *(dim_of(j) for j in indices)}, reverse=True)
             select_best = not fixed_body
         _, end, _ = adaptor.stages[i]
         on_start = None if init_vectors is None else partial(adaptor.init_stage, i, init_vectors)

@@ -354,3 +354,24 @@ def test_cli_smec_train_extend_and_errors(scifact_slice, tmp_path, capsys):
             main(argv)
         assert exc.value.code == 2
         assert message in capsys.readouterr().err
+
+
+def test_stage_plans_of_every_method():
+    """One engine: a joint stage for the Matryoshka-Adaptor, one per dim for SMEC, the body's loss as configured."""
+    from st_matryoshka.config import AdaptorTrainingConfig
+    from st_matryoshka.engine import stage_plan
+    from st_matryoshka.models import MatryoshkaAdaptor
+
+    plain = MatryoshkaAdaptor(32)
+    (joint,) = stage_plan(plain, AdaptorTrainingConfig(dims=[16, 8]), "unsupervised")
+    assert joint.loss_dims == [32, 16, 8] and joint.aggregate == "geomean"
+    assert joint.metric_keys == ["holdout_overlap@10_dim16", "holdout_overlap@10_dim8"]  # full width left out
+    assert len(joint.parameters) == len(list(plain.parameters()))
+    smec = SMECAdaptor(32, stages=plan_stages(32, [16, 8]))
+    stages = stage_plan(smec, SMECTrainingConfig(dims=[16, 8]), "supervised")
+    assert [s.loss_dims for s in stages] == [[32, 16], [8]]
+    assert stages[1].metric_keys == ["validation_dim8_cosine_ndcg@10"] and stages[1].aggregate == "mean"
+    wide = stage_plan(smec, SMECTrainingConfig(dims=[16, 8], body_all_dims=True), "supervised")
+    assert [s.loss_dims for s in wide] == [[32, 16, 8], [8]]
+    binary = stage_plan(plain, AdaptorTrainingConfig(dims=[16, 8], precisions=["binary"]), "unsupervised")[0]
+    assert "holdout_overlap@10_dim32_binary" in binary.metric_keys
