@@ -508,8 +508,12 @@ def train_phases(
     init_vectors = None
     if isinstance(adaptor, SMECAdaptor) and adaptor.stage_rotation and getattr(config, "stage_pca_init", False):
         init_vectors = corpus_vectors
-    xbm = getattr(config, "xbm", False)
-    memory_size = config.memory_size if xbm else None
+    loss_settings = {
+        "top_k": config.top_k,
+        "memory_size": config.memory_size if getattr(config, "xbm", False) else None,
+        "precisions": config.precisions,
+        "quantization_weight": config.quantization_weight,
+    }
     results: list[StageResult] = []
     with tempfile.TemporaryDirectory(prefix="st_matryoshka_") as work:
         if config.unsupervised_epochs > 0:
@@ -517,15 +521,8 @@ def train_phases(
             passes = config.unsupervised_epochs * len(stages)
             dataset, evaluator, used = holdout_split(keyed.corpus, corpus_vectors, all_dims, config, epochs=passes)
             model = fast_model_of_rows(keyed.corpus, corpus_vectors, used, [adaptor])
-            loss = MatryoshkaUnsupervisedLoss(
-                model,
-                all_dims,
-                top_k=config.top_k,
-                distill_weight=config.resolved_distill_weight(supervised),
-                memory_size=memory_size,
-                precisions=config.precisions,
-                quantization_weight=config.quantization_weight,
-            )
+            distill = config.resolved_distill_weight(supervised)
+            loss = MatryoshkaUnsupervisedLoss(model, all_dims, distill_weight=distill, **loss_settings)
             results += run_phase(
                 "unsupervised",
                 model,
@@ -570,15 +567,7 @@ def train_phases(
             texts = [keyed.corpus[i] for i in doc_rows] + [keyed.queries[j] for j in q_rows]
             vectors = np.concatenate([np.asarray(corpus_vectors[doc_rows]), np.asarray(query_vectors[q_rows])])
             model = fast_model(texts, vectors, [adaptor])
-            loss = MatryoshkaRankLoss(
-                model,
-                all_dims,
-                unsupervised_weight=config.unsupervised_weight,
-                top_k=config.top_k,
-                memory_size=memory_size,
-                precisions=config.precisions,
-                quantization_weight=config.quantization_weight,
-            )
+            loss = MatryoshkaRankLoss(model, all_dims, unsupervised_weight=config.unsupervised_weight, **loss_settings)
             results += run_phase(
                 "supervised",
                 model,
