@@ -26,6 +26,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from st_matryoshka.cache import backbone_vectors  # noqa: E402
 from st_matryoshka.data import RetrievalData, load_beir  # noqa: E402
 from st_matryoshka.evaluation import evaluate_per_dim  # noqa: E402
+from st_matryoshka.evaluation.quantized import check_precisions, evaluate_quantized  # noqa: E402
 from st_matryoshka.loading import load_model  # noqa: E402
 from st_matryoshka.training import (  # noqa: E402
     AdaptorTrainingConfig,
@@ -56,14 +57,25 @@ def splits(folder: str) -> tuple[RetrievalData, RetrievalData]:
     return test.split_by_query(0.5, salt="st_matryoshka-benchmark")
 
 
-def compare_folder(model, folder: str, dims: list[int], smoke: bool, embeddings_name: str) -> dict:
+def compare_folder(
+    model, folder: str, dims: list[int], smoke: bool, embeddings_name: str, precisions: tuple[str, ...] = ("float32",)
+) -> dict:
     train, test = splits(folder)
     emb = os.path.join(folder, "embeddings", embeddings_name)
     cv, qv = backbone_vectors(model, test, emb if os.path.isdir(emb) else None, cache_dir=None, batch_size=32)
 
     def score(trained) -> dict[str, float]:
+        """Float32 NDCG@10 per dim; with --precision, also ``<precision>: {dim: NDCG@10}`` for each code."""
         fast = data_fast_model(test, cv, qv, head_of(trained))
-        return evaluate_per_dim(fast, test, [backbone_dim(model), *dims])["ndcg_at_10"]
+        all_dims = [backbone_dim(model), *dims]
+        result = evaluate_per_dim(fast, test, all_dims)["ndcg_at_10"]
+        meta = getattr(trained.model_card_data, "matryoshka", None)
+        ranges = getattr(meta, "int8_ranges", None)  # stored at training time; the corpus' for the baselines
+        for precision in precisions:
+            if precision != "float32":
+                codes = evaluate_quantized(fast, test, all_dims, precision, int8_ranges=ranges)["ndcg_at_10"]
+                result.update({f"{d}@{precision}": v for d, v in codes.items()})
+        return result
 
     quick = {"unsupervised_epochs": 2, "supervised_epochs": 2} if smoke else {}
     config = AdaptorTrainingConfig(dims=dims, **quick)
@@ -79,13 +91,21 @@ def compare_folder(model, folder: str, dims: list[int], smoke: bool, embeddings_
 
 
 def markdown(results: dict[str, dict[str, dict[str, float]]]) -> str:
+    """One table per data set and precision (float32 keys are dims, codes' keys ``<dim>@<precision>``)."""
     lines = []
     for name, rows in results.items():
-        dims = sorted({d for scores in rows.values() for d in scores}, key=int, reverse=True)
-        lines += [f"### {name}", "", "| method | " + " | ".join(dims) + " |", "|---|" + "---|" * len(dims)]
-        for method, scores in rows.items():
-            lines.append(f"| {LABELS.get(method, method)} | " + " | ".join(f"{scores[d]:.4f}" for d in dims) + " |")
-        lines.append("")
+        keys = {k for scores in rows.values() for k in scores}
+        precisions = ["float32", *sorted({k.split("@")[1] for k in keys if "@" in k})]
+        for precision in precisions:
+            suffix = "" if precision == "float32" else f"@{precision}"
+            dims = sorted({k.split("@")[0] for k in keys if k.endswith(suffix) and ("@" in k) == bool(suffix)},
+                          key=int, reverse=True)  # fmt: skip
+            title = name if precision == "float32" else f"{name}, {precision} codes (documents and queries)"
+            lines += [f"### {title}", "", "| method | " + " | ".join(dims) + " |", "|---|" + "---|" * len(dims)]
+            for method, scores in rows.items():
+                cells = " | ".join(f"{scores[d + suffix]:.4f}" for d in dims)
+                lines.append(f"| {LABELS.get(method, method)} | {cells} |")
+            lines.append("")
     return "\n".join(lines)
 
 
@@ -94,9 +114,9 @@ def plot(results: dict[str, dict[str, dict[str, float]]], path: str, titles: dic
     fig, axes = plt.subplots(1, len(results), figsize=(4.2 * len(results), 3.6), squeeze=False)
     for ax, (name, rows) in zip(axes[0], results.items()):
         for method, scores in rows.items():
-            dims = sorted(int(d) for d in scores)
+            dims = sorted(int(d) for d in scores if "@" not in d)  # float32 only; codes are in the tables
             ax.plot(dims, [scores[str(d)] for d in dims], marker="o", label=LABELS.get(method, method))
-        ticks = sorted({int(d) for scores in rows.values() for d in scores})
+        ticks = sorted({int(d) for scores in rows.values() for d in scores if "@" not in d})
         ax.set_xscale("log", base=2)
         ax.set_xticks(ticks, labels=[str(t) for t in ticks])
         ax.set_title((titles or {}).get(name, name), fontsize=9)
@@ -117,13 +137,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dims", default="192,96,48,24")
     parser.add_argument("--out", required=True, help="Folder for compare.md, compare.json and compare.png.")
     parser.add_argument("--smoke", action="store_true", help="Two epochs per stage: checks the pipeline, not quality.")
+    parser.add_argument(
+        "--precision", default="float32", help="Comma-separated float32,int8,binary: also score each method's codes."
+    )
     args = parser.parse_args(argv)
     model = load_model(args.model)
     dims = [int(d) for d in args.dims.split(",")]
+    precisions = tuple(check_precisions([p.strip() for p in args.precision.split(",") if p.strip()], dims, None))
     results = {}
     for folder in args.folders:
         name = os.path.basename(os.path.normpath(folder))
-        results[name] = compare_folder(model, folder, dims, args.smoke, args.embeddings_name)
+        results[name] = compare_folder(model, folder, dims, args.smoke, args.embeddings_name, precisions)
         print(name, json.dumps({m: round(s[str(dims[-1])], 4) for m, s in results[name].items()}), flush=True)
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "compare.json"), "w") as f:

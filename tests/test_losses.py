@@ -70,6 +70,8 @@ def test_rank_loss_terms_and_copy_handling(model):
         "top_k": 10,
         "distill_weight": 0.0,
         "memory_size": None,
+        "precisions": ["float32"],
+        "quantization_weight": 1.0,
     }
     assert "arXiv" in loss.citation or "arxiv" in loss.citation.lower()
 

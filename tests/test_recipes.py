@@ -22,17 +22,20 @@ def test_compare_methods_smoke(scifact_slice, tmp_path):
             target.symlink_to(scifact_slice / "embeddings" / name)
     recipe = _recipe("compare_methods")
     recipe.main(
-        [str(scifact_slice), "--out", str(tmp_path), "--smoke", "--dims", "96,48", "--embeddings-name", "minilm"]
-    )
+        [str(scifact_slice), "--out", str(tmp_path), "--smoke", "--dims", "96,48", "--embeddings-name", "minilm",
+         "--precision", "float32,binary"]
+    )  # fmt: skip
     results = json.loads((tmp_path / "compare.json").read_text())
     rows = results[scifact_slice.name]
     assert set(rows) == {"truncation", "pca", "search_adaptor", "unsupervised", "supervised", "smec"}
-    assert all(set(scores) == {"384", "96", "48"} for scores in rows.values())
+    assert all(set(scores) == {"384", "96", "48", "384@binary", "96@binary", "48@binary"} for scores in rows.values())
+    assert rows["truncation"]["384@binary"] < rows["truncation"]["384"]  # sign bits lose some quality
     # PCA fit on the corpus beats plain truncation at 48 dims on real data
     assert rows["pca"]["48"] > rows["truncation"]["48"]
     assert (tmp_path / "compare.png").stat().st_size > 10_000
     assert "| Search-Adaptor |" in (tmp_path / "compare.md").read_text()
     assert "| SMEC |" in (tmp_path / "compare.md").read_text()
+    assert "binary codes (documents and queries)" in (tmp_path / "compare.md").read_text()
 
 
 def test_publish_scifact_smoke(scifact_slice, tmp_path):
