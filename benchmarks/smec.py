@@ -33,6 +33,9 @@ VARIANTS = {
     "smec_no_stage_pca": {"smrl": True, "ads": True, "xbm": True, "stage_pca_init": False},
     # Full SMEC whose first stage trains the body with the loss over every dim (--body-all-dims).
     "smec_body_all_dims": {"smrl": True, "ads": True, "xbm": True, "body_all_dims": True},
+    # ... and whose body stage runs to its cap (patience = the 40-pass cap), keeping its best evaluation.
+    "smec_body_all_dims_to_cap": {"smrl": True, "ads": True, "xbm": True, "body_all_dims": True, "body_patience": 40},
+    "smrl_body_to_cap": {"smrl": True, "ads": False, "xbm": False, "body_patience": 40},
 }
 # The SMRL variants as they were run while the body's unsupervised stage was early-stopped (then the default).
 VARIANTS.update(

@@ -64,6 +64,7 @@ class Stage:
         select_best: Keep the best-scoring weights and stop after ``patience`` evaluations without improvement;
             ``False`` runs the stage to ``max_evaluations`` and keeps its last weights (a fixed-length stage whose
             score is only recorded; ``best``/``best_step`` then name the kept, last evaluation).
+        patience: This stage's evaluations without improvement before it stops (``None``: the callback's).
     """
 
     name: str
@@ -73,6 +74,7 @@ class Stage:
     aggregate: str = "mean"
     on_start: Callable[[], None] | None = None
     select_best: bool = True
+    patience: int | None = None
     history: list[tuple[int, float]] = field(default_factory=list)
     best: float | None = None
     best_step: int | None = None
@@ -227,7 +229,9 @@ class StageCallback(TrainerCallback):
             return
         self._evaluations += 1
         self._record(state.global_step, self._score(metrics or {}))
-        stopped = self.stages[self.current].select_best and self._bad_rounds >= self.patience
+        stage = self.stages[self.current]
+        patience = stage.patience if stage.patience is not None else self.patience
+        stopped = stage.select_best and self._bad_rounds >= patience
         if stopped or self._evaluations >= self.max_evaluations:
             self._finish(state.global_step)
             if self.current + 1 < len(self.stages):

@@ -151,6 +151,13 @@ def _smec_options(parser: argparse.ArgumentParser) -> None:
         "unsupervised epochs and keep the last weights).",
     )
     group.add_argument(
+        "--body-patience",
+        type=int,
+        default=None,
+        help="Evaluations without improvement before the SMRL stage that trains the body stops (default: --patience "
+        "of the other stages, 5).",
+    )
+    group.add_argument(
         "--body-all-dims",
         action="store_true",
         help="The first SMRL stage trains the body with the loss over every dim (as the Matryoshka-Adaptor does), "
@@ -370,12 +377,13 @@ def training_overrides(args: argparse.Namespace) -> dict:
             args.no_stage_pca_init,
             args.unsupervised_body_early_stop,
             args.body_all_dims,
+            args.body_patience is not None,
         )
     ):
         raise ValueError(
             "--no-smrl/--no-ads/--no-xbm/--memory-size/--temperature/--allow-any-dims/--stage-lr-multiplier/"
-            "--no-stage-pca-init/--unsupervised-body-early-stop/--body-all-dims need --method smec, got --method "
-            f"{args.method}"
+            "--no-stage-pca-init/--unsupervised-body-early-stop/--body-all-dims/--body-patience need --method smec, "
+            f"got --method {args.method}"
         )
     return {k: v for k, v in overrides.items() if v is not None}
 
@@ -503,6 +511,7 @@ def smec_overrides(args: argparse.Namespace) -> dict:
         "stage_pca_init": not args.no_stage_pca_init,
         "unsupervised_body_early_stop": args.unsupervised_body_early_stop,
         "body_all_dims": args.body_all_dims,
+        "body_patience": args.body_patience,
     }
     if args.temperature is not None:
         try:

@@ -167,6 +167,10 @@ class SMECTrainingConfig(AdaptorTrainingConfig):
             loss and criterion over every trained dim, through the later stages at their start, instead of over
             ``D`` and ``D/2`` only; the later stages then train their own transitions as usual. The body is then
             trained as the Matryoshka-Adaptor's is (the full width included), for users who keep full-width vectors.
+        body_patience: With ``smrl``, evaluations without improvement before the stage that trains the body stops
+            (``None``: ``patience``). The body's supervised stage is scored on the mean of two dims on a few hundred
+            validation queries; with patience 5 it stopped after about a third of the passes the joint stage of
+            the Matryoshka-Adaptor trains (BENCHMARKS.md, SMEC at full width).
     """
 
     smrl: bool = True
@@ -180,9 +184,14 @@ class SMECTrainingConfig(AdaptorTrainingConfig):
     stage_pca_init: bool = True
     unsupervised_body_early_stop: bool = False
     body_all_dims: bool = False
+    body_patience: int | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.body_patience is not None and (not isinstance(self.body_patience, int) or self.body_patience < 1):
+            raise ParameterError(
+                "body_patience", f"body_patience must be a positive int or None, got {self.body_patience!r}"
+            )
         if not self.stage_lr_multiplier > 0:
             raise ParameterError(
                 "stage_lr_multiplier", f"stage_lr_multiplier must be > 0, got {self.stage_lr_multiplier!r}"
@@ -225,9 +234,7 @@ def search_adaptor_config(dims: Sequence[int], **overrides: Any) -> AdaptorTrain
     return AdaptorTrainingConfig(dims=list(dims), **settings)
 
 
-def config_for(
-    method: str, dims: Sequence[int], width: int | None = None, **overrides: Any
-) -> AdaptorTrainingConfig:
+def config_for(method: str, dims: Sequence[int], width: int | None = None, **overrides: Any) -> AdaptorTrainingConfig:
     """The training config of ``method`` with ``dims`` and ``overrides`` (config field names).
 
     With ``width`` (the vectors' width), SMEC's dims leave it out: SMEC's stages reduce from it, it is not a stage.

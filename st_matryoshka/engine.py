@@ -355,16 +355,20 @@ def stage_plan(
         params = adaptor.stage_parameters(i)
         dims = [dim_of(i)]
         select_best = True
+        body_patience = None
         if n == 0 and train_body:
             params = adaptor.body_parameters() + params
             dims = [full, dim_of(i)]
             if config.body_all_dims:
                 dims = sorted({full, *(dim_of(j) for j in indices)}, reverse=True)
             select_best = not fixed_body
+            body_patience = config.body_patience
         _, end, _ = adaptor.stages[i]
         on_start = None if init_vectors is None else partial(adaptor.init_stage, i, init_vectors)
         name = f"{end}->{dim_of(i)}"
-        stages.append(Stage(name, params, dims, keys(dims), aggregate, on_start=on_start, select_best=select_best))
+        stage = Stage(name, params, dims, keys(dims), aggregate, on_start=on_start, select_best=select_best)
+        stage.patience = body_patience
+        stages.append(stage)
     return stages
 
 
@@ -420,19 +424,19 @@ def run_phase(
     SMEC stages' own parameters at ``stage_lr_multiplier`` times the phase's rate.
     """
     temperature = (getattr(config, "temperature_start", 0.5), getattr(config, "temperature_end", 0.05))
-    patience = config.patience
     if name == "unsupervised" and len(config.precisions) > 1:
         # Quantisation-aware: the criterion dips while the codes reorganise, then rises past its start (measured on
         # SciFact: below the start for 5 evaluations, above it from the 6th), so the phase runs to its cap and keeps
         # its best evaluation instead of stopping after `patience` evaluations without improvement.
-        patience = max_evaluations
+        for stage in stages:
+            stage.patience = max_evaluations
     callback = StageCallback(
         adaptor,
         loss,
         stages,
         model,
         evaluator,
-        patience=patience,
+        patience=config.patience,
         max_evaluations=max_evaluations,
         temperature=temperature,
         seed=config.seed,

@@ -371,7 +371,20 @@ def test_stage_plans_of_every_method():
     stages = stage_plan(smec, SMECTrainingConfig(dims=[16, 8]), "supervised")
     assert [s.loss_dims for s in stages] == [[32, 16], [8]]
     assert stages[1].metric_keys == ["validation_dim8_cosine_ndcg@10"] and stages[1].aggregate == "mean"
-    wide = stage_plan(smec, SMECTrainingConfig(dims=[16, 8], body_all_dims=True), "supervised")
-    assert [s.loss_dims for s in wide] == [[32, 16, 8], [8]]
+    wide = stage_plan(smec, SMECTrainingConfig(dims=[16, 8], body_all_dims=True, body_patience=9), "supervised")
+    assert [s.loss_dims for s in wide] == [[32, 16, 8], [8]] and [s.patience for s in wide] == [9, None]
     binary = stage_plan(plain, AdaptorTrainingConfig(dims=[16, 8], precisions=["binary"]), "unsupervised")[0]
     assert "holdout_overlap@10_dim32_binary" in binary.metric_keys
+
+
+def test_a_stage_can_have_its_own_patience():
+    module = torch.nn.Linear(2, 2)
+    patient = Stage("body", [module.weight], [2], ["score"], patience=3)
+    callback = StageCallback(module, _Loss(), [patient], module, lambda model: {"score": 1.0}, patience=1)
+    control = type("Control", (), {"should_training_stop": False})()
+    callback.on_train_begin(None, _State(0), control)
+    for step in (1, 2):  # two evaluations without improvement: the callback's patience of 1 would have stopped it
+        callback.on_evaluate(None, _State(step), control, metrics={"eval_score": 0.5})
+        assert not control.should_training_stop
+    callback.on_evaluate(None, _State(3), control, metrics={"eval_score": 0.5})
+    assert control.should_training_stop and patient.best_step == 0
