@@ -251,6 +251,12 @@ def build_parser() -> argparse.ArgumentParser:
     mteb.add_argument("--cache-dir", help="Backbone embedding cache.")
     mteb.add_argument("--batch-size", type=int, default=32, help="Backbone encoding batch size.")
     mteb.add_argument("--revision", help="Model revision recorded in the results (default: a hash of the weights).")
+    mteb.add_argument(
+        "--precision",
+        default="float32",
+        help="Comma-separated float32,int8,binary: also score each dim's codes, each as its own MTEB experiment "
+        "(int8 needs the model's stored calibration).",
+    )
     _device(mteb)
     _trust(mteb)
 
@@ -318,6 +324,7 @@ def cmd_mteb(args: argparse.Namespace) -> int:
     from st_matryoshka.data import load_beir
     from st_matryoshka.evaluation.mteb_runner import beir_task, mteb_model_meta, named_tasks, run_mteb_per_dim
 
+    precisions = parse_precisions(args)
     model, dims = model_and_dims(args)
     default_name = args.model if args.model.count("/") == 1 and not os.path.exists(args.model) else None
     name = args.model_name or default_name or f"st-matryoshka/{os.path.basename(os.path.normpath(args.model))}"
@@ -340,6 +347,8 @@ def cmd_mteb(args: argparse.Namespace) -> int:
         revision=revision,
         trained_dims=trained_dims,
         model_meta=model_meta,
+        precisions=precisions,
+        int8_ranges=stored_int8_ranges(args.model, precisions),
     )
     for task, by_dim in scores.items():
         print(task + "  " + "  ".join(f"{dim}: {value:.4f}" for dim, value in by_dim.items()))
@@ -637,7 +646,7 @@ def parse_precisions(args: argparse.Namespace) -> list[str]:
     from st_matryoshka.evaluation.quantized import check_precisions
 
     names = [p.strip() for p in args.precision.split(",") if p.strip()]
-    return check_precisions(names, parse_dims(args.dims), args.rescore)
+    return check_precisions(names, parse_dims(args.dims), getattr(args, "rescore", None))
 
 
 def check_writable_file(path: str, argument: str) -> None:

@@ -66,3 +66,20 @@ def test_mteb_cli_on_a_local_folder(scifact_slice, tmp_path, capsys):
     line = [x for x in capsys.readouterr().out.splitlines() if x.startswith("LocalScifact")][0]
     assert "384:" in line and "48:" in line
     assert list((tmp_path / "results" / "st-matryoshka__all-MiniLM-L6-v2").iterdir())
+
+
+def test_mteb_scores_binary_codes_as_their_own_experiment(fast_and_data, tmp_path):
+    """Sign bits through MTEB equal our own symmetric binary scoring; int8 needs the stored calibration."""
+    from st_matryoshka.evaluation.quantized import evaluate_quantized
+
+    fast, data, revision = fast_and_data
+    task = beir_task(data)
+    scores = run_mteb_per_dim(
+        fast, [task], [48], str(tmp_path), "st-matryoshka/minilm", revision, precisions=["float32", "binary"]
+    )[task.metadata.name]
+    ours = evaluate_quantized(fast, data, [48], "binary")["ndcg_at_10"]["48"]
+    assert scores["48@binary"] == pytest.approx(ours, abs=0.01) and scores["48@binary"] < scores["48"]
+    experiments = tmp_path / "results" / "st-matryoshka__minilm" / revision / "experiments"
+    assert sorted(p.name for p in experiments.iterdir()) == ["embed_dim_48", "embed_dim_48__precision_binary"]
+    with pytest.raises(ValueError, match="no stored int8 calibration for dim 48"):
+        run_mteb_per_dim(fast, [task], [48], str(tmp_path), "st-matryoshka/minilm", revision, precisions=["int8"])

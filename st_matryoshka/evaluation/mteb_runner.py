@@ -222,6 +222,37 @@ def mteb_model_meta(
     return model_meta
 
 
+def quantized_encoder(model: Any, dim: int, precision: str, int8_ranges: dict | None = None) -> Any:
+    """An MTEB encoder for ``model`` that returns the vectors an index at ``precision`` compares.
+
+    Each output is the unit-normalised ``dim`` prefix's code, as floats MTEB's cosine can score: ``binary`` the ±1
+    sign bits (cosine of ±1 vectors ranks as Hamming distance does), ``int8`` the values the 256 levels stand for,
+    with the model's stored ranges (queries and documents are encoded apart, so the ranges must be fixed first).
+
+    Raises:
+        ValueError: for int8 without stored ranges for ``dim``.
+    """
+    import numpy as np
+    from mteb.models.sentence_transformer_wrapper import SentenceTransformerEncoderWrapper
+
+    from st_matryoshka.evaluation.quantized import index_codes, normalised_prefix, stored_ranges
+
+    ranges = stored_ranges(int8_ranges, dim) if precision == "int8" else None
+    if precision == "int8" and ranges is None:
+        raise ValueError(
+            f"--precision int8: the model has no stored int8 calibration for dim {dim} (train, fit-vectors and extend "
+            "store it in st_matryoshka.json); MTEB encodes queries and documents apart, so ranges cannot be taken "
+            "from the corpus"
+        )
+
+    class QuantizedEncoderWrapper(SentenceTransformerEncoderWrapper):
+        def encode(self, inputs: Any, **kwargs: Any) -> Any:
+            vectors = np.asarray(super().encode(inputs, **kwargs), dtype=np.float32)
+            return index_codes(normalised_prefix(vectors, dim), precision, ranges)
+
+    return QuantizedEncoderWrapper(model)
+
+
 def run_mteb_per_dim(
     model: Any,
     tasks: Sequence[Any],
@@ -231,8 +262,10 @@ def run_mteb_per_dim(
     revision: str,
     trained_dims: Sequence[int] | None = None,
     model_meta: Any | None = None,
+    precisions: Sequence[str] = ("float32",),
+    int8_ranges: dict | None = None,
 ) -> dict[str, dict[str, float]]:
-    """Score ``model`` with MTEB at every dim; results go to ``output`` in MTEB's own layout.
+    """Score ``model`` with MTEB at every dim (and precision); results go to ``output`` in MTEB's own layout.
 
     Each dim is one MTEB experiment (``experiment_kwargs={"embed_dim": k}``), so the results land in
     ``<output>/results/<model_name>/<revision>/experiments/embed_dim_<k>/`` and a leaderboard submission needs no
@@ -251,9 +284,12 @@ def run_mteb_per_dim(
         trained_dims: The dims the model was trained for; others get one warning (truncation is still defined).
         model_meta: The model's ``mteb.ModelMeta`` (:func:`mteb_model_meta`); results are written under it, with
             ``embed_dim`` set to each scored dim. Default: the meta mteb derives from the model.
+        precisions: ``float32`` and/or the codes ``int8``, ``binary`` (:func:`quantized_encoder`); a code is its
+            own experiment, ``embed_dim_<k>__precision_<p>``.
+        int8_ranges: The model's stored int8 calibration (``MatryoshkaMetadata.int8_ranges``), for ``int8``.
 
     Returns:
-        ``{task_name: {dim: main_score}}``.
+        ``{task_name: {dim: main_score}}``; codes under ``"<dim>@<precision>"``.
     """
     mteb = _require_mteb()
     from mteb.models.sentence_transformer_wrapper import SentenceTransformerEncoderWrapper
@@ -268,21 +304,22 @@ def run_mteb_per_dim(
     previous = model.truncate_dim
     try:
         for dim in dims:
-            model.truncate_dim = dim
-            wrapper = SentenceTransformerEncoderWrapper(model)
-            wrapper.mteb_model_meta = (model_meta or wrapper.mteb_model_meta).model_copy(
-                update={
-                    "name": model_name,
-                    "revision": revision,
-                    "embed_dim": dim,
-                    "experiment_kwargs": {"embed_dim": dim},
-                }
-            )
-            result = mteb.evaluate(
-                wrapper, list(tasks), cache=cache, overwrite_strategy="always", show_progress_bar=False
-            )
-            for task_result in result.task_results:
-                scores.setdefault(task_result.task_name, {})[str(dim)] = float(task_result.get_score())
+            for precision in precisions:
+                model.truncate_dim = dim
+                experiment: dict[str, Any] = {"embed_dim": dim}
+                if precision == "float32":
+                    wrapper = SentenceTransformerEncoderWrapper(model)
+                else:
+                    wrapper = quantized_encoder(model, dim, precision, int8_ranges)
+                    experiment["precision"] = precision
+                meta = {"name": model_name, "revision": revision, "embed_dim": dim, "experiment_kwargs": experiment}
+                wrapper.mteb_model_meta = (model_meta or wrapper.mteb_model_meta).model_copy(update=meta)
+                result = mteb.evaluate(
+                    wrapper, list(tasks), cache=cache, overwrite_strategy="always", show_progress_bar=False
+                )
+                key = str(dim) if precision == "float32" else f"{dim}@{precision}"
+                for task_result in result.task_results:
+                    scores.setdefault(task_result.task_name, {})[key] = float(task_result.get_score())
     finally:
         model.truncate_dim = previous
     return scores

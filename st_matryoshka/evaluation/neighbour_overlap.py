@@ -90,7 +90,7 @@ class NeighbourOverlapEvaluator(BaseEvaluator):
         metrics: dict[str, float] = {}
         for dim in self.dims:
             for precision in self.precisions:
-                p, c = _codes(probes[:, :dim], corpus[:, :dim], precision)
+                p, c = _code_vectors(probes[:, :dim], corpus[:, :dim], precision)
                 found = self._neighbours(p, c)
                 shared = (found.unsqueeze(2) == self.reference_neighbours.unsqueeze(1)).any(dim=2).float().mean()
                 suffix = "" if precision == "float32" else f"_{precision}"
@@ -99,7 +99,7 @@ class NeighbourOverlapEvaluator(BaseEvaluator):
         return self.prefix_name_to_metrics(metrics, self.name)
 
 
-def _codes(probes: torch.Tensor, corpus: torch.Tensor, precision: str) -> tuple[torch.Tensor, torch.Tensor]:
+def _code_vectors(probes: torch.Tensor, corpus: torch.Tensor, precision: str) -> tuple[torch.Tensor, torch.Tensor]:
     """The vectors an index at ``precision`` compares: the prefixes themselves, int8 levels or sign bits."""
     if precision == "float32":
         return probes, corpus

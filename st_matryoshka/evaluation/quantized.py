@@ -90,7 +90,7 @@ def stored_ranges(ranges: dict[str, list[list[float]]] | None, dim: int) -> np.n
     return value
 
 
-def _codes(prefix: np.ndarray, precision: str, ranges: np.ndarray | None) -> np.ndarray:
+def index_codes(prefix: np.ndarray, precision: str, ranges: np.ndarray | None) -> np.ndarray:
     """Quantised codes through ST's ``quantize_embeddings``, as floats ready for dot products (binary: ±1)."""
     from sentence_transformers.util.quantization import quantize_embeddings
 
@@ -171,8 +171,8 @@ def evaluate_quantized(
             ranges = stored_ranges(int8_ranges, dim)
             if ranges is None:
                 ranges = np.stack([c.min(axis=0), c.max(axis=0)])
-        doc_codes = _codes(c, precision, ranges)
-        query_codes = _codes(q, precision, ranges)
+        doc_codes = index_codes(c, precision, ranges)
+        query_codes = index_codes(q, precision, ranges)
         scores = np.concatenate(
             [query_codes[i : i + batch_size] @ doc_codes.T for i in range(0, len(query_codes), batch_size)]
         )
