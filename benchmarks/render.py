@@ -215,9 +215,9 @@ def vectors_section() -> list[str]:
     out = [
         "## Vectors only: fit-vectors on every shared set",
         "",
-        "    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/vectors.py --data-root ../shared/data",
+        "    OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/vectors.py --data-root ../shared/data",
         "",
-        "1 thread (`OMP_NUM_THREADS=1`), defaults (unsupervised Matryoshka-Adaptor, seed 42). `fit_vectors`: "
+        "1 thread, defaults (unsupervised Matryoshka-Adaptor, seed 42). `fit_vectors`: "
         "`st-matryoshka fit-vectors` on `corpus.npy` alone, applied with `apply_vectors`; `fit_vectors_center`: the "
         "same with `--center` (inputs centred on the corpus mean before the PCA rotation); `train_embeddings`: the "
         "default settings through `st-matryoshka train --embeddings` (the model path); `pca`: `fit-vectors --method "
@@ -287,6 +287,13 @@ def quantization_section() -> list[str]:
         "",
         "    OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/quantization.py "
         "--data-root ../shared/data",
+        "    OMP_NUM_THREADS=2 HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/quantization.py "
+        "--data-root ../shared/data --sets scifact \\",
+        "        --variants matryoshka_adaptor_supervised matryoshka_adaptor_supervised_binary smec",
+        "    OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/quantization.py "
+        "--data-root ../shared/data --sets scifact \\",
+        "        --backbone all-mpnet-base-v2 --variants pca matryoshka_adaptor matryoshka_adaptor_binary "
+        "search_adaptor matryoshka_adaptor_supervised",
         "",
         "Seed 42, provided vectors only (`fit_vectors`, the engine `fit-vectors` and `train` use), int8 calibration "
         "stored as `train` stores it. `--precision binary`: every loss term also computed on the prefixes' sign "
