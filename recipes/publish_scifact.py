@@ -5,7 +5,9 @@ Steps, each an ``st-matryoshka`` command (so this is also the worked example of 
 1. ``train``: PCA, the supervised Matryoshka-Adaptor and SMEC on SciFact's corpus and train qrels, from the provided
    all-MiniLM-L6-v2 embeddings (``--default-dim 96`` for the adaptors).
 2. ``evaluate --record``: NDCG@10 and Recall@100 on SciFact test at every trained dim, with the base model's
-   truncation and PCA on the same queries, recorded in each model's ``st_matryoshka.json``.
+   truncation and PCA on the same queries, recorded in each model's ``st_matryoshka.json``; then
+   ``frontier --record``: every trained dim as float32, int8 (the calibration ``train`` stored) and binary codes,
+   against the base model's truncation and PCA, recorded too (the card's bytes frontier table and plot).
 3. ``export --repo-id st-matryoshka/...``: the Hub-ready folders (what ``push`` would upload).
 4. The exported ``st_matryoshka.json`` of each model is copied to ``model_cards/<name>/``, and the cards and plots are
    rendered from it (``python -m st_matryoshka.model_card model_cards``, the command that regenerates them).
@@ -60,6 +62,8 @@ def main(argv: list[str] | None = None) -> None:
         run("train", "--model", "all-MiniLM-L6-v2", *common, *method, "--dims", DIMS, *extra, "--output", trained,
             "--overwrite")  # fmt: skip
         run("evaluate", "--model", trained, *common, "--split", "test", "--dims", f"384,{DIMS}", "--record")
+        run("frontier", "--model", trained, *common, "--split", "test", "--dims", f"384,{DIMS}", "--record",
+            "--output", os.path.join(args.out, f"{name}-frontier"))  # fmt: skip
         run("export", "--model", trained, "--output", hub, "--repo-id", f"{args.org}/{name}", "--overwrite")
         card_folder = os.path.join(args.cards, name)
         os.makedirs(card_folder, exist_ok=True)

@@ -50,3 +50,7 @@ def test_publish_scifact_smoke(scifact_slice, tmp_path):
         assert card == exported  # the card in cards/ is the one the Hub folder carries
         assert "### SciFact (test)" in card and "| 24 | **" in card
         assert f"st-matryoshka/{name}" in card
+        # the bytes frontier (frontier --record) and the stored int8 calibration travel with the card
+        assert "### Index size against quality: SciFact" in card and "frontier_scifact.png" in card
+        assert (tmp_path / "cards" / name / "frontier_scifact.png").stat().st_size > 5_000
+        assert "`int8_ranges`" in card
