@@ -393,9 +393,10 @@ def test_model_cards_are_generated_from_stored_results(name):
     folder = MODEL_CARDS / name
     meta = MatryoshkaMetadata.load(str(folder))
     assert meta.exported and meta.scores, "model_cards/ holds exported, evaluated models"
-    rendered = render_model_card(meta, plot=True)
+    rendered = render_model_card(meta, plot=True, frontier_plots=bool(meta.frontier))
     assert rendered == (folder / "README.md").read_text(encoding="utf-8")
     assert (folder / "matryoshka_dims.png").is_file()
+    assert all((folder / f"frontier_{key}.png").is_file() for key in meta.frontier)
 
 
 def test_derived_models_get_their_own_card_data(minilm):
