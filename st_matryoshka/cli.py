@@ -599,11 +599,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise ValueError(f"--record records float32 scores: add float32 to --precision, got {args.precision!r}")
     if args.json:
         check_writable_file(args.json, "--json")
-    record_folder = None
-    if args.record:
-        record_folder = resolve_model_path(args.model)
-        if not os.path.isfile(os.path.join(record_folder, METADATA_FILE)):
-            raise ValueError(f"--record: {args.model!r} is not an st_matryoshka model folder (no {METADATA_FILE})")
+    record_folder = record_folder_of(args)
     model, dims = model_and_dims(args)
     data = load_beir(args.data, split=args.split)
     vectors = vectors_for(model, data, args)
@@ -639,6 +635,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         record_scores(record_folder, model, data, vectors, scores, dims, args)
         print(f"recorded in {os.path.join(record_folder, METADATA_FILE)} and its card")
     return 0
+
+
+def record_folder_of(args: argparse.Namespace) -> str | None:
+    """With ``--record``, the model's local folder (checked before any work: it must hold st_matryoshka.json)."""
+    if not args.record:
+        return None
+    folder = resolve_model_path(args.model)
+    if not os.path.isfile(os.path.join(folder, METADATA_FILE)):
+        raise ValueError(f"--record: {args.model!r} is not an st_matryoshka model folder (no {METADATA_FILE})")
+    return folder
 
 
 def parse_precisions(args: argparse.Namespace) -> list[str]:
@@ -700,16 +706,12 @@ def record_scores(folder: str, model, data, vectors, scores: dict, dims: list[in
 
 def cmd_frontier(args: argparse.Namespace) -> int:
     from st_matryoshka.data import load_beir
-    from st_matryoshka.evaluation.frontier import frontier, pareto_front, write_frontier
+    from st_matryoshka.evaluation.frontier import frontier, pareto_fronts, write_frontier
     from st_matryoshka.training import head_of, pca_adaptor
 
     precisions = parse_precisions(args)
     check_creatable(os.path.join(args.output, "frontier.json"), "--output")
-    record_folder = None
-    if args.record:
-        record_folder = resolve_model_path(args.model)
-        if not os.path.isfile(os.path.join(record_folder, METADATA_FILE)):
-            raise ValueError(f"--record: {args.model!r} is not an st_matryoshka model folder (no {METADATA_FILE})")
+    record_folder = record_folder_of(args)
     model, dims = model_and_dims(args)
     data = load_beir(args.data, split=args.split)
     corpus_vectors, query_vectors = vectors_for(model, data, args)
@@ -720,8 +722,7 @@ def cmd_frontier(args: argparse.Namespace) -> int:
     ranges = {"model": stored_int8_ranges(args.model, precisions)} if "model" in heads else None
     rows = frontier(heads, data, corpus_vectors, query_vectors, dims, precisions, args.rescore, ranges)
     write_frontier(rows, args.output, title=f"{os.path.basename(os.path.normpath(args.data))} ({args.split})")
-    for method in heads:
-        front = pareto_front([r for r in rows if r["method"] == method])
+    for method, front in pareto_fronts(rows).items():
         points = ", ".join(f"{r['bytes']} B {r['dim']}-d {r['precision']} {r['ndcg_at_10']:.4f}" for r in front)
         print(f"{method}: {points}")
     print(f"wrote {args.output}/frontier.md, frontier.json, frontier.png")

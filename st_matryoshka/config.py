@@ -14,9 +14,9 @@ from typing import Any
 
 from st_matryoshka._validation import ParameterError, check_dims
 from st_matryoshka.callbacks import check_temperature
+from st_matryoshka.evaluation.quantized import PRECISIONS
 
 METHODS = ("matryoshka-adaptor", "pca", "search-adaptor", "smec")
-PRECISIONS = ("float32", "int8", "binary")
 """Every method a config can describe; ``pca`` fits without training."""
 
 

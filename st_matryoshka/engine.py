@@ -312,6 +312,27 @@ def stage_plan(
 ) -> list[Stage]:
     """The stages ``adaptor`` trains in ``phase`` (``"unsupervised"`` or ``"supervised"``), as ``config`` says.
 
+    See :func:`_plan` for the stages. Quantisation-aware training (``config.precisions`` beyond float32) runs its
+    unsupervised stages to their cap and keeps their best evaluation: the criterion dips while the codes reorganise,
+    then rises past its start (measured on SciFact: below the start for 5 evaluations, above it from the 6th).
+    """
+    stages = _plan(adaptor, config, phase, indices, train_body, init_vectors)
+    if phase == "unsupervised" and len(config.precisions) > 1:
+        for stage in stages:
+            stage.patience = config.unsupervised_epochs
+    return stages
+
+
+def _plan(
+    adaptor: MatryoshkaAdaptor,
+    config: AdaptorTrainingConfig,
+    phase: str,
+    indices: Sequence[int] | None = None,
+    train_body: bool = True,
+    init_vectors: Any = None,
+) -> list[Stage]:
+    """The stages of :func:`stage_plan`.
+
     One joint stage (all trainable parameters, loss and criterion over every dim) unless the adaptor is an
     :class:`~st_matryoshka.models.SMECAdaptor` and ``config.smrl``: then one stage per SMEC stage in ``indices``
     (default: all), each training its own parameters for its own transition, the first one also the body when
@@ -366,9 +387,9 @@ def stage_plan(
         _, end, _ = adaptor.stages[i]
         on_start = None if init_vectors is None else partial(adaptor.init_stage, i, init_vectors)
         name = f"{end}->{dim_of(i)}"
-        stage = Stage(name, params, dims, keys(dims), aggregate, on_start=on_start, select_best=select_best)
-        stage.patience = body_patience
-        stages.append(stage)
+        stages.append(
+            Stage(name, params, dims, keys(dims), aggregate, on_start, select_best=select_best, patience=body_patience)
+        )
     return stages
 
 
@@ -416,20 +437,13 @@ def run_phase(
 ) -> list[StageResult]:
     """One ``SentenceTransformerTrainer`` run of ``epochs`` over ``dataset``, through ``stages`` in order.
 
-    The trainer evaluates every ``eval_steps``; a stage ends after ``max_evaluations`` evaluations or
-    ``config.patience`` evaluations without improvement (the unsupervised phase of quantisation-aware training runs to
-    ``max_evaluations``).
+    The trainer evaluates every ``eval_steps``; a stage ends after ``max_evaluations`` evaluations or its patience
+    (``Stage.patience``, else ``config.patience``) of evaluations without improvement.
 
     The optimizer is the one the training arguments name (transformers' ``get_optimizer_cls_and_kwargs``), with the
     SMEC stages' own parameters at ``stage_lr_multiplier`` times the phase's rate.
     """
     temperature = (getattr(config, "temperature_start", 0.5), getattr(config, "temperature_end", 0.05))
-    if name == "unsupervised" and len(config.precisions) > 1:
-        # Quantisation-aware: the criterion dips while the codes reorganise, then rises past its start (measured on
-        # SciFact: below the start for 5 evaluations, above it from the 6th), so the phase runs to its cap and keeps
-        # its best evaluation instead of stopping after `patience` evaluations without improvement.
-        for stage in stages:
-            stage.patience = max_evaluations
     callback = StageCallback(
         adaptor,
         loss,

@@ -375,6 +375,7 @@ def test_stage_plans_of_every_method():
     assert [s.loss_dims for s in wide] == [[32, 16, 8], [8]] and [s.patience for s in wide] == [9, None]
     binary = stage_plan(plain, AdaptorTrainingConfig(dims=[16, 8], precisions=["binary"]), "unsupervised")[0]
     assert "holdout_overlap@10_dim32_binary" in binary.metric_keys
+    assert binary.patience == 30 and joint.patience is None  # binary training runs its unsupervised stage to the cap
 
 
 def test_a_stage_can_have_its_own_patience():

@@ -76,8 +76,7 @@ def budget_table(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             for line in budget_table(rows):
                 print(line["bytes"], {m: r and r["ndcg_at_10"] for m, r in line["best"].items()})
     """
-    methods = list(dict.fromkeys(r["method"] for r in rows))
-    fronts = {m: pareto_front([r for r in rows if r["method"] == m]) for m in methods}
+    fronts = pareto_fronts(rows)
     budgets = sorted({r["bytes"] for front in fronts.values() for r in front})
     table = []
     for budget in budgets:
@@ -87,6 +86,12 @@ def budget_table(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             best[method] = within[-1] if within else None
         table.append({"bytes": budget, "best": best})
     return table
+
+
+def pareto_fronts(rows: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """``{method: its Pareto front}``, methods in the order they first appear in ``rows``."""
+    methods = dict.fromkeys(r["method"] for r in rows)
+    return {m: pareto_front([r for r in rows if r["method"] == m]) for m in methods}
 
 
 def pareto_front(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -101,8 +106,7 @@ def pareto_front(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 def write_frontier(rows: Sequence[dict[str, Any]], output: str, title: str = "") -> None:
     """``frontier.json``, ``frontier.md`` (every point, Pareto points marked) and ``frontier.png`` in ``output``."""
     os.makedirs(output, exist_ok=True)
-    methods = list(dict.fromkeys(r["method"] for r in rows))
-    fronts = {m: pareto_front([r for r in rows if r["method"] == m]) for m in methods}
+    fronts = pareto_fronts(rows)
     with open(os.path.join(output, "frontier.json"), "w", encoding="utf-8") as f:
         json.dump({"rows": list(rows), "pareto": fronts}, f, indent=2)
     lines = ["| method | dim | precision | bytes | NDCG@10 | Recall@100 | Pareto |"]
@@ -120,8 +124,7 @@ def write_frontier(rows: Sequence[dict[str, Any]], output: str, title: str = "")
 
 def plot_frontier(rows: Sequence[dict[str, Any]], path: str, title: str = "") -> None:
     """NDCG@10 against bytes per vector (log scale): every point, and each method's Pareto front as a step line."""
-    methods = list(dict.fromkeys(r["method"] for r in rows))
-    fronts = {m: pareto_front([r for r in rows if r["method"] == m]) for m in methods}
+    fronts = pareto_fronts(rows)
 
     import matplotlib
 
@@ -130,7 +133,7 @@ def plot_frontier(rows: Sequence[dict[str, Any]], path: str, title: str = "") ->
 
     markers = {"float32": "o", "int8": "s", "binary": "^"}
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for i, method in enumerate(methods):
+    for i, method in enumerate(fronts):
         color = f"C{i}"
         for precision, marker in markers.items():
             points = [r for r in rows if r["method"] == method and r["precision"] == precision]

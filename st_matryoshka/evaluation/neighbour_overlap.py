@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from sentence_transformers.base.evaluation import BaseEvaluator
 
 from st_matryoshka._validation import check_dims
+from st_matryoshka.evaluation.quantized import PRECISIONS
 
 
 class NeighbourOverlapEvaluator(BaseEvaluator):
@@ -57,9 +58,8 @@ class NeighbourOverlapEvaluator(BaseEvaluator):
     ) -> None:
         super().__init__()
         self.precisions = list(dict.fromkeys(["float32", *precisions]))
-        bad = [p for p in self.precisions if p not in ("float32", "int8", "binary")]
-        if bad:
-            raise ValueError(f"precisions must be among ['float32', 'int8', 'binary'], got {list(precisions)!r}")
+        if any(p not in PRECISIONS for p in self.precisions):
+            raise ValueError(f"precisions must be among {list(PRECISIONS)}, got {list(precisions)!r}")
         if len(probes) != len(reference_probes) or len(corpus) != len(reference_corpus):
             raise ValueError("reference embeddings must have one row per probe and per corpus text")
         if not isinstance(k, int) or not 1 <= k < len(corpus):

@@ -10,10 +10,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from st_matryoshka._validation import check_dims
+from st_matryoshka.evaluation.quantized import PRECISIONS
 from st_matryoshka.losses.cross_batch_memory import SelectableCrossBatchMemory
 from st_matryoshka.models.matryoshka_adaptor import REFERENCE_KEY, RESIDUAL_KEY
-
-TRAINABLE_PRECISIONS = ("float32", "int8", "binary")
 
 
 def quantize_prefix(prefix: torch.Tensor, precision: str) -> torch.Tensor:
@@ -34,7 +33,7 @@ def quantize_prefix(prefix: torch.Tensor, precision: str) -> torch.Tensor:
         step = ((prefix.detach().max(dim=0).values - low) / 255).clamp_min(1e-12)
         codes = prefix + (torch.round((prefix - low) / step) * step + low - prefix).detach()
     else:
-        raise ValueError(f"precision must be one of {list(TRAINABLE_PRECISIONS)}, got {precision!r}")
+        raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
     return F.normalize(codes, dim=-1)
 
 
@@ -163,9 +162,9 @@ class MatryoshkaUnsupervisedLoss(nn.Module):
     ) -> None:
         super().__init__()
         self.model = model
-        bad = [p for p in precisions if p not in TRAINABLE_PRECISIONS]
+        bad = [p for p in precisions if p not in PRECISIONS]
         if bad or not precisions:
-            raise ValueError(f"precisions must be among {list(TRAINABLE_PRECISIONS)}, got {list(precisions)!r}")
+            raise ValueError(f"precisions must be among {list(PRECISIONS)}, got {list(precisions)!r}")
         if quantization_weight < 0:
             raise ValueError(f"quantization_weight must be >= 0, got {quantization_weight!r}")
         self.precisions = list(dict.fromkeys(["float32", *precisions]))
