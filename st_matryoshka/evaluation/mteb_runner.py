@@ -231,6 +231,14 @@ def quantized_encoder(model: Any, dim: int, precision: str, int8_ranges: dict | 
 
     Raises:
         ValueError: for int8 without stored ranges for ``dim``.
+
+    Example:
+        ::
+
+            import mteb
+
+            encoder = quantized_encoder(model, 48, "binary")  # what a 6-byte binary index of 48-d prefixes compares
+            mteb.evaluate(encoder, mteb.get_tasks(["SciFact"]))
     """
     import numpy as np
     from mteb.models.sentence_transformer_wrapper import SentenceTransformerEncoderWrapper

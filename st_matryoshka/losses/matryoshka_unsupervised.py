@@ -22,6 +22,16 @@ def quantize_prefix(prefix: torch.Tensor, precision: str) -> torch.Tensor:
     binary code; ``int8``: 256 levels per coordinate over the batch's range), so the similarities the losses compare
     are those of the codes; the backward pass is the identity (straight-through estimator), so the adaptor learns
     outputs whose codes keep the similarities. ``float32`` returns ``prefix`` unchanged.
+
+    Example:
+        ::
+
+            import torch
+            from st_matryoshka.losses.matryoshka_unsupervised import quantize_prefix
+
+            codes = quantize_prefix(torch.nn.functional.normalize(torch.randn(2, 8), dim=-1), "binary")
+            print(sorted(set(codes.abs().flatten().tolist())))
+            # => [0.3535533845424652]
     """
     if precision == "float32":
         return prefix
