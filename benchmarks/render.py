@@ -250,8 +250,9 @@ def vectors_section() -> list[str]:
     if moved:
         out += [
             f"The `train_embeddings` row of {', '.join(moved)} differs from the core-loop table's unsupervised row "
-            "(the same settings, run with 2 threads); the other sets match to four decimals. Single runs at different "
-            "thread counts are not bit-identical, and this one was not repeated at 2 threads.",
+            "(the same settings, run with 2 threads); the other sets match to four decimals. `bash scripts/demo.sh`, "
+            "which trains the same model through `train` with 2 threads after the engine change, reproduces the "
+            "core-loop row to four decimals: single runs at different thread counts are not bit-identical.",
             "",
         ]
     for name, rows in res.items():
