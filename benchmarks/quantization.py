@@ -34,10 +34,22 @@ from st_matryoshka.vectors import apply_vectors, fit_vectors
 SMALL_DIMS = [384, 192, 96, 48, 24]
 VARIANTS = {
     "pca": ("pca", False, {}),
+    "pca_balanced": ("pca", False, {"balance_bits": True}),
     "matryoshka_adaptor": ("matryoshka-adaptor", False, {}),
+    "matryoshka_adaptor_balanced": ("matryoshka-adaptor", False, {"balance_bits": True}),
+    "matryoshka_adaptor_binary_unbalanced": (
+        "matryoshka-adaptor",
+        False,
+        {"precisions": ["binary"], "balance_bits": False},
+    ),
     "matryoshka_adaptor_binary": ("matryoshka-adaptor", False, {"precisions": ["binary"]}),
     "search_adaptor": ("search-adaptor", True, {}),
     "matryoshka_adaptor_supervised": ("matryoshka-adaptor", True, {}),
+    "matryoshka_adaptor_supervised_binary_unbalanced": (
+        "matryoshka-adaptor",
+        True,
+        {"precisions": ["binary"], "balance_bits": False},
+    ),
     "matryoshka_adaptor_supervised_binary": ("matryoshka-adaptor", True, {"precisions": ["binary"]}),
     "smec": ("smec", True, {}),
 }

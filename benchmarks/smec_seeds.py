@@ -8,6 +8,8 @@ the train qrels.
 Usage (from the repository root, offline):
     OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/smec_seeds.py --data-root ../shared/data \
         --sets scifact --methods mrl smec --seeds 42 1 2
+    OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/smec_seeds.py --data-root ../shared/data \
+        --sets scifact --methods smec --seeds 42 1 2 3 4 --body-all-dims --body-patience 40
 Results go to benchmarks/results/smec_seeds.json; runs already there are skipped, so two processes (one per
 method) can share the file.
 """
@@ -30,12 +32,19 @@ from st_matryoshka.training_smec import SMECTrainingConfig, train_smec
 TARGET_DIMS = [192, 96, 48, 24]
 
 
-def train(method, base, data, cv, qv, seed, patience, stage_pca_init, ads=True, xbm=True, body_early_stop=False):
+def train(
+    method, base, data, cv, qv, seed, patience, stage_pca_init, ads=True, xbm=True, body_early_stop=False, body=None
+):
     settings = {"dims": TARGET_DIMS, "seed": seed} | ({} if patience is None else {"patience": patience})
     if method == "mrl":
         return train_matryoshka_adaptor(base, data, cv, qv, AdaptorTrainingConfig(**settings), supervised=True)
     config = SMECTrainingConfig(
-        **settings, stage_pca_init=stage_pca_init, ads=ads, xbm=xbm, unsupervised_body_early_stop=body_early_stop
+        **settings,
+        stage_pca_init=stage_pca_init,
+        ads=ads,
+        xbm=xbm,
+        unsupervised_body_early_stop=body_early_stop,
+        **(body or {}),
     )
     return train_smec(base, data, cv, qv, config, supervised=True)
 
@@ -77,6 +86,14 @@ def main():
         help="Select SMEC's unsupervised body weights by early stopping, the default before they trained for the "
         "full epochs (results under smec_..._body_early_stop).",
     )
+    parser.add_argument(
+        "--body-all-dims",
+        action="store_true",
+        help="SMEC's body stage takes its loss over every dim (results under smec_..._body_all_dims).",
+    )
+    parser.add_argument(
+        "--body-patience", type=int, help="SMEC's body stage patience (results under smec_..._body_patienceN)."
+    )
     parser.add_argument("--out", default="benchmarks/results/smec_seeds.json")
     args = parser.parse_args()
     base = load_model("all-MiniLM-L6-v2")
@@ -95,6 +112,8 @@ def main():
             key += "_no_ads" if method == "smec" and args.no_ads else ""
             key += "_no_xbm" if method == "smec" and args.no_xbm else ""
             key += "_body_early_stop" if method == "smec" and args.unsupervised_body_early_stop else ""
+            key += "_body_all_dims" if method == "smec" and args.body_all_dims else ""
+            key += f"_body_patience{args.body_patience}" if method == "smec" and args.body_patience else ""
             key += "" if args.patience is None else f"_patience{args.patience}"
             for seed in args.seeds:
                 done = json.load(open(args.out)) if os.path.exists(args.out) else {}
@@ -114,6 +133,7 @@ def main():
                     not args.no_ads,
                     not args.no_xbm,
                     args.unsupervised_body_early_stop,
+                    {"body_all_dims": args.body_all_dims, "body_patience": args.body_patience},
                 )
                 seconds = time.perf_counter() - start
                 entry = {"ndcg_at_10": score(head_of(model), test, cv, qv, DIMS), "train_seconds": seconds}

@@ -97,6 +97,13 @@ def _training_options(parser: argparse.ArgumentParser) -> None:
         help="Comma-separated index precisions to train for (quantisation-aware): float32 (default), int8, binary.",
     )
     parser.add_argument("--center", action="store_true", help="Centre inputs on the corpus mean (classic PCA start).")
+    parser.add_argument(
+        "--balance-bits",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="Rotate the start's coordinates between consecutive --dims for even sign bits (ITQ); prefix similarities "
+        "are unchanged. Default: on with --precision binary (Matryoshka-Adaptor, Search-Adaptor).",
+    )
     parser.add_argument("--unsupervised-epochs", type=int, default=None)
     parser.add_argument("--supervised-epochs", type=int, default=None)
     parser.add_argument("--hidden-dim", type=int, default=None)
@@ -370,6 +377,7 @@ def training_overrides(args: argparse.Namespace) -> dict:
         "max_samples": args.max_samples,
         "pca_init": False if args.no_pca_init else None,
         "center_input": True if args.center else None,
+        "balance_bits": args.balance_bits,
         "precisions": [p.strip() for p in args.precision.split(",") if p.strip()] if args.precision else None,
     }
     if args.method == "smec":

@@ -60,6 +60,12 @@ class AdaptorTrainingConfig:
             straight-through, and the label-free criterion scores the codes' neighbours too. The output stays a float
             vector usable at every dim. ``binary`` needs every dim divisible by 8.
         quantization_weight: Weight of the loss terms on codes.
+        balance_bits: After the principal-axes start, rotate the coordinates between consecutive trained dims among
+            themselves (ITQ, :func:`~st_matryoshka.models.matryoshka_adaptor.itq_rotation`) so each sign bit of a
+            block carries a similar share of its variance; the similarities of every trained prefix are unchanged.
+            ``None`` (resolved here): on when ``binary`` is among ``precisions`` and ``pca_init`` is set (measured in
+            BENCHMARKS.md, "Quantisation-aware training"). Matryoshka-Adaptor, Search-Adaptor and the PCA baseline
+            only; SMEC's stages make their own reductions, so its config refuses ``True``.
     """
 
     dims: list[int] = field(default_factory=lambda: [192, 96, 48, 24])
@@ -88,6 +94,7 @@ class AdaptorTrainingConfig:
     seed: int = 42
     precisions: list[str] = field(default_factory=lambda: ["float32"])
     quantization_weight: float = 1.0
+    balance_bits: bool | None = None
 
     def __post_init__(self) -> None:
         self.dims = check_dims(self.dims, name="dims")
@@ -104,6 +111,16 @@ class AdaptorTrainingConfig:
             raise ParameterError(
                 "quantization_weight", f"quantization_weight must be >= 0, got {self.quantization_weight!r}"
             )
+        if self.balance_bits not in (None, True, False):
+            raise ParameterError(
+                "balance_bits", f"balance_bits must be True, False or None, got {self.balance_bits!r}"
+            )
+        if self.balance_bits and not self.pca_init:
+            raise ParameterError(
+                "balance_bits", "balance_bits=True needs pca_init=True (it balances the principal-axes start)"
+            )
+        if self.balance_bits is None:
+            self.balance_bits = "binary" in self.precisions and self.pca_init
         if self.center_input and not self.pca_init:
             raise ParameterError(
                 "center_input", "center_input=True needs pca_init=True (the mean is set with the principal axes)"
@@ -187,6 +204,11 @@ class SMECTrainingConfig(AdaptorTrainingConfig):
     body_patience: int | None = None
 
     def __post_init__(self) -> None:
+        if self.balance_bits:
+            raise ParameterError(
+                "balance_bits", "balance_bits=True applies to the Matryoshka-Adaptor and Search-Adaptor, not to SMEC"
+            )
+        self.balance_bits = False  # SMEC's stages make their own reductions of the body's output
         super().__post_init__()
         if self.body_patience is not None and (not isinstance(self.body_patience, int) or self.body_patience < 1):
             raise ParameterError(

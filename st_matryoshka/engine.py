@@ -611,14 +611,16 @@ def train_phases(
 # Methods
 
 
-def pca_adaptor(width: int, corpus_vectors: Any) -> MatryoshkaAdaptor:
+def pca_adaptor(width: int, corpus_vectors: Any, balance_blocks: Sequence[int] | None = None) -> MatryoshkaAdaptor:
     """The PCA baseline as a module: a linear MatryoshkaAdaptor holding the corpus mean and principal axes.
 
     Its prefixes are the classic (centred) PCA projections fit on ``corpus_vectors``; nothing is trained, and
-    :func:`st_matryoshka.export.export_to_st_modules` folds it into ST's ``Normalize`` + ``Dense``.
+    :func:`st_matryoshka.export.export_to_st_modules` folds it into ST's ``Normalize`` + ``Dense``. With
+    ``balance_blocks`` (the dims), the axes between consecutive dims are rotated for even sign bits (PCA-ITQ, see
+    :meth:`MatryoshkaAdaptor.init_rotation`); the prefixes at those dims keep PCA's similarities.
     """
     adaptor = MatryoshkaAdaptor(width, num_layers=0, center_input=True)
-    adaptor.init_rotation(corpus_vectors)
+    adaptor.init_rotation(corpus_vectors, balance_blocks=balance_blocks)
     return adaptor.eval()
 
 
@@ -645,7 +647,7 @@ def build_adaptor(method: str, width: int, config: AdaptorTrainingConfig, corpus
             width, hidden_dim=config.hidden_dim, num_layers=config.num_layers, center_input=config.center_input
         )
     if config.pca_init:
-        adaptor.init_rotation(corpus_vectors)
+        adaptor.init_rotation(corpus_vectors, balance_blocks=config.dims if config.balance_bits else None)
     return adaptor
 
 
@@ -701,7 +703,7 @@ def fit_adaptor(
     if method == "pca":
         if supervised:
             raise ParameterError("supervised", "supervised does not apply to method 'pca' (nothing is trained)")
-        return pca_adaptor(width, corpus_vectors), []
+        return pca_adaptor(width, corpus_vectors, config.dims if config.balance_bits else None), []
     if method == "search-adaptor" and not supervised:
         raise ParameterError("supervised", "supervised: method 'search-adaptor' is supervised; it needs qrels")
     if isinstance(config, SMECTrainingConfig):

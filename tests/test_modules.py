@@ -183,3 +183,32 @@ def test_unknown_config_key_names_the_key_and_the_writing_version(tmp_path):
     (tmp_path / "st_matryoshka.json").write_text(json.dumps({"dims": [12], "st_matryoshka_version": "9.9.0"}))
     with pytest.raises(ValueError, match=r"unknown keys \['quantize'\], written by st_matryoshka 9.9.0; upgrade"):
         MatryoshkaAdaptor.load(str(tmp_path))
+
+
+def test_balanced_rotation_keeps_prefix_similarities_and_evens_sign_bits():
+    """balance_blocks rotates inside each block only: prefix dot products at the block ends stay those of the
+    principal-axes start, while the block's coordinates come closer to their signs (ITQ's objective)."""
+    torch.manual_seed(0)
+    data = torch.randn(400, 12) * torch.linspace(3.0, 0.1, 12)
+    plain = MatryoshkaAdaptor(12, normalize_input=False).eval()
+    plain.init_rotation(data)
+    balanced = MatryoshkaAdaptor(12, normalize_input=False).eval()
+    balanced.init_rotation(data, balance_blocks=[4, 8])
+    rot = balanced.rotation
+    assert torch.allclose(rot @ rot.T, torch.eye(12), atol=1e-5)
+    assert not torch.allclose(rot, plain.rotation, atol=1e-3)
+    a, b = (m({"sentence_embedding": data})["sentence_embedding"] for m in (plain, balanced))
+    for end in (4, 8, 12):
+        assert torch.allclose(a[:, :end] @ a[:, :end].T, b[:, :end] @ b[:, :end].T, atol=1e-3)
+    for start, end in ((0, 4), (4, 8), (8, 12)):
+        before, after = a[:, start:end], b[:, start:end]
+        scale = before.abs().mean()
+        gap = [torch.linalg.norm(torch.sign(x) * scale - x) for x in (before, after)]
+        assert gap[1] < gap[0]
+        spread = [x.pow(2).mean(0) for x in (before, after)]
+        assert spread[1].max() / spread[1].min() < spread[0].max() / spread[0].min()
+
+
+def test_balanced_rotation_checks_blocks():
+    with pytest.raises(ValueError, match=r"balance_blocks must be ints in \(0, 8\], got \[4, 9\]"):
+        MatryoshkaAdaptor(8).init_rotation(torch.randn(30, 8), balance_blocks=[4, 9])

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from st_matryoshka.cli import main
 from st_matryoshka.data import load_beir, load_embeddings_dir
@@ -289,4 +290,32 @@ def test_fit_vectors_for_binary_codes(vectors, tmp_path, capsys):
     assert "holdout_overlap@10_dim384_binary" in capsys.readouterr().out
     assert "--precision: binary codes pack 8 dims a byte; dims [20]" in _fails(
         [*argv, "--dims", "96,20", "--precision", "binary", "--output", str(tmp_path / "c")], capsys
+    )
+
+
+def test_balance_bits_follows_binary_training_and_is_refused_where_it_cannot_apply(vectors, tmp_path, capsys):
+    """--precision binary balances the start's blocks by default (recorded); --no-balance-bits and float training
+    keep the principal axes; SMEC and --no-pca-init refuse --balance-bits by name."""
+    argv = ["fit-vectors", "--corpus", str(vectors / "corpus.npy"), "--dims", "96,48", "--unsupervised-epochs", "0"]
+    runs = {
+        "auto": ["--precision", "binary"],
+        "off": ["--precision", "binary", "--no-balance-bits"],
+        "float": [],
+        "float_on": ["--balance-bits"],
+    }
+    rotations, recorded = {}, {}
+    for name, flags in runs.items():
+        assert main([*argv, *flags, "--output", str(tmp_path / name)]) == 0
+        recorded[name] = json.loads((tmp_path / name / "st_matryoshka.json").read_text())["config"]["balance_bits"]
+        rotations[name] = load_adaptor(str(tmp_path / name)).rotation
+    assert recorded == {"auto": True, "off": False, "float": False, "float_on": True}
+    assert torch.equal(rotations["off"], rotations["float"])
+    assert torch.equal(rotations["auto"], rotations["float_on"])
+    assert not torch.allclose(rotations["auto"], rotations["off"], atol=1e-3)
+    smec = [*argv, "--method", "smec", "--balance-bits", "--output", str(tmp_path / "s")]
+    assert "--balance-bits=True applies to the Matryoshka-Adaptor and Search-Adaptor, not to SMEC" in _fails(
+        smec, capsys
+    )
+    assert "--balance-bits=True needs pca_init=True" in _fails(
+        [*argv, "--no-pca-init", "--balance-bits", "--output", str(tmp_path / "n")], capsys
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -29,6 +30,39 @@ def principal_axes(moment: torch.Tensor) -> torch.Tensor:
     axes = vectors.flip(1).T
     signs = torch.sign(axes.gather(1, axes.abs().argmax(dim=1, keepdim=True)))
     return axes * signs
+
+
+def itq_rotation(codes: torch.Tensor, iterations: int = 50) -> torch.Tensor:
+    """The orthogonal ``R`` that brings ``codes @ R`` close to its own signs (ITQ, Gong & Lazebnik 2011).
+
+    Iterative quantisation alternates ``B = sign(V R)`` and the orthogonal Procrustes solution of
+    ``min_R ||B − V R||``, starting from the identity, so the same ``codes`` always give the same ``R``. Rotating a
+    block of coordinates by it spreads the block's variance over its coordinates, so each sign bit carries a similar
+    share of the block's information; dot products inside the block are unchanged.
+
+    Args:
+        codes: ``(n, c)`` rows (float64 recommended).
+        iterations: Alternations.
+
+    Returns:
+        The ``(c, c)`` rotation, same dtype as ``codes``.
+
+    Example:
+        ::
+
+            import torch
+            from st_matryoshka.models.matryoshka_adaptor import itq_rotation
+
+            v = torch.randn(500, 8, dtype=torch.float64) * torch.tensor([4.0, 2, 1, 1, 0.5, 0.5, 0.1, 0.1])
+            r = itq_rotation(v)
+            print(torch.allclose(r @ r.T, torch.eye(8, dtype=torch.float64)))
+            # => True
+    """
+    rotation = torch.eye(codes.shape[1], dtype=codes.dtype)
+    for _ in range(iterations):
+        u, _, vt = torch.linalg.svd(codes.T @ torch.sign(codes @ rotation))
+        rotation = u @ vt
+    return rotation
 
 
 class MatryoshkaAdaptor(StMatryoshkaModule):
@@ -125,7 +159,13 @@ class MatryoshkaAdaptor(StMatryoshkaModule):
         self.register_buffer("center", torch.zeros(embedding_dim))
 
     @torch.no_grad()
-    def init_rotation(self, embeddings: torch.Tensor | Any, chunk_size: int = 65536) -> None:
+    def init_rotation(
+        self,
+        embeddings: torch.Tensor | Any,
+        chunk_size: int = 65536,
+        balance_blocks: Sequence[int] | None = None,
+        balance_sample: int = 100_000,
+    ) -> None:
         """Set ``rotation`` to the principal axes of ``embeddings`` (largest variance first).
 
         With ``center_input`` the corpus mean is stored in ``center`` and subtracted first (classic PCA); otherwise
@@ -133,9 +173,18 @@ class MatryoshkaAdaptor(StMatryoshkaModule):
         ``(D, D)`` second-moment matrix is built, accumulated over ``chunk_size`` rows at a time, so memory does not
         grow with the number of rows (a memory-mapped ``.npy`` works).
 
+        With ``balance_blocks`` (prefix sizes, e.g. the trained dims), the coordinates between consecutive sizes
+        (``[0, 24)``, ``[24, 48)``, ..., ``[192, D)``) are then rotated among themselves by :func:`itq_rotation`,
+        fit on ``balance_sample`` evenly spaced rows. A principal-axes start gives the first coordinates of a block
+        far more variance than its last ones, yet every sign bit of a binary code counts the same in a Hamming
+        distance; the block rotation evens that out. It is orthogonal inside each block, so the similarities of every
+        prefix that ends at a block boundary are those of the principal-axes start.
+
         Args:
             embeddings: ``(n, embedding_dim)`` backbone embeddings of the corpus (tensor or array).
             chunk_size: Rows read at a time.
+            balance_blocks: Prefix sizes whose blocks are balanced for sign bits; ``None``: principal axes only.
+            balance_sample: Rows the block rotations are fit on at most.
         """
         if not self.use_rotation:
             raise ValueError("init_rotation needs use_rotation=True, got use_rotation=False")
@@ -157,6 +206,21 @@ class MatryoshkaAdaptor(StMatryoshkaModule):
             self.center.copy_(mean.to(self.center.dtype))
             moment -= n * torch.outer(mean, mean)
         self.rotation.copy_(principal_axes(moment).to(self.rotation.dtype))
+        if balance_blocks is not None:
+            bounds = sorted({0, dim, *balance_blocks})
+            if bounds[-1] != dim or bounds[0] != 0 or any(not isinstance(b, int) for b in bounds):
+                raise ValueError(f"balance_blocks must be ints in (0, {dim}], got {list(balance_blocks)!r}")
+            rows = np.linspace(0, n - 1, min(n, balance_sample)).round().astype(np.int64)
+            if isinstance(embeddings, torch.Tensor):
+                sample = embeddings[torch.from_numpy(rows)].to(self.rotation)
+            else:
+                sample = torch.from_numpy(np.array(embeddings[rows], dtype=np.float32)).to(self.rotation)
+            z = self.reference(sample).to(torch.float64)
+            rotation = self.rotation.to(torch.float64).clone()
+            for start, end in zip(bounds, bounds[1:]):
+                block = itq_rotation(z[:, start:end])
+                rotation[start:end] = block.T @ rotation[start:end]
+            self.rotation.copy_(rotation.to(self.rotation.dtype))
 
     def reference(self, x: torch.Tensor) -> torch.Tensor:
         """The fixed part of the map, ``z = R · (normalize(x) − center)``: backbone geometry, nothing trainable."""
