@@ -7,10 +7,13 @@ ranges; the corpus' ranges for truncation), symmetric binary (documents and quer
 Hamming-equivalent) and asymmetric binary (float query prefix against the documents' sign bits, every document:
 nothing but the bits is stored per document). Supervised variants train on the set's ``train`` qrels.
 
-    OMP_NUM_THREADS=2 HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/quantization.py --data-root ../shared/data
-    OMP_NUM_THREADS=2 HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/quantization.py --data-root ../shared/data \
+    OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/quantization.py --data-root ../shared/data
+    OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/quantization.py --data-root ../shared/data \
         --sets scifact --backbone all-mpnet-base-v2 --variants pca matryoshka_adaptor matryoshka_adaptor_binary \
-        search_adaptor matryoshka_adaptor_supervised smec
+        search_adaptor matryoshka_adaptor_supervised
+
+The default variants are the unsupervised ones (``UNSUPERVISED``); ``_unbalanced`` variants train for binary codes
+from the plain principal-axes start (``balance_bits=False``), the others with ``--precision binary`` balance it.
 
 Results go to ``benchmarks/results/quantization.json`` keyed ``<set>`` (MiniLM) or ``<set>/<backbone>``;
 ``benchmarks/render.py`` writes the tables.
@@ -43,6 +46,11 @@ VARIANTS = {
         {"precisions": ["binary"], "balance_bits": False},
     ),
     "matryoshka_adaptor_binary": ("matryoshka-adaptor", False, {"precisions": ["binary"]}),
+    "matryoshka_adaptor_binary_centred": (
+        "matryoshka-adaptor",
+        False,
+        {"precisions": ["binary"], "center_input": True},
+    ),
     "search_adaptor": ("search-adaptor", True, {}),
     "matryoshka_adaptor_supervised": ("matryoshka-adaptor", True, {}),
     "matryoshka_adaptor_supervised_binary_unbalanced": (
@@ -53,6 +61,16 @@ VARIANTS = {
     "matryoshka_adaptor_supervised_binary": ("matryoshka-adaptor", True, {"precisions": ["binary"]}),
     "smec": ("smec", True, {}),
 }
+
+UNSUPERVISED = [
+    "pca",
+    "pca_balanced",
+    "matryoshka_adaptor",
+    "matryoshka_adaptor_balanced",
+    "matryoshka_adaptor_binary_unbalanced",
+    "matryoshka_adaptor_binary",
+    "matryoshka_adaptor_binary_centred",
+]
 
 
 def scores(data, corpus: np.ndarray, queries: np.ndarray, dims, int8_ranges=None) -> dict[str, dict[str, float]]:
@@ -70,8 +88,7 @@ def main() -> None:
     parser.add_argument("--data-root", default=os.environ.get("ST_MATRYOSHKA_DATA", "../shared/data"))
     parser.add_argument("--sets", nargs="+", default=["scifact", "cranfield", "cisi", "msmarco-5k"])
     parser.add_argument("--backbone", default="all-MiniLM-L6-v2")
-    parser.add_argument("--variants", nargs="+", default=["pca", "matryoshka_adaptor", "matryoshka_adaptor_binary"],
-                        choices=list(VARIANTS))  # fmt: skip
+    parser.add_argument("--variants", nargs="+", default=UNSUPERVISED, choices=list(VARIANTS))
     parser.add_argument("--out", default="benchmarks/results/quantization.json")
     args = parser.parse_args()
     for name in args.sets:

@@ -238,8 +238,8 @@ def metadata_for(
     if summary.get("supervised"):
         train_data["split"] = summary.get("train_split", "train")
     config = {k: v for k, v in summary.get("config", {}).items() if k != "dims"}
-    if summary.get("method") == "pca":
-        config = {"center_input": True}  # the classic PCA baseline; no training settings apply
+    if summary.get("method") == "pca":  # the classic PCA baseline; no training settings apply but balanced bits
+        config = {"center_input": True, "balance_bits": bool(config.get("balance_bits"))}
     return MatryoshkaMetadata(
         dims=[d for d in dims if d <= width],
         default_dim=summary.get("default_dim"),

@@ -312,6 +312,14 @@ def test_balance_bits_follows_binary_training_and_is_refused_where_it_cannot_app
     assert torch.equal(rotations["off"], rotations["float"])
     assert torch.equal(rotations["auto"], rotations["float_on"])
     assert not torch.allclose(rotations["auto"], rotations["off"], atol=1e-3)
+    pca = [*argv, "--method", "pca", "--output"]
+    assert main([*pca, str(tmp_path / "pca")]) == 0 and main([*pca, str(tmp_path / "pca_itq"), "--balance-bits"]) == 0
+    meta = json.loads((tmp_path / "pca_itq" / "st_matryoshka.json").read_text())
+    assert meta["config"] == {"center_input": True, "balance_bits": True}
+    x = np.load(vectors / "corpus.npy")[:50]
+    for dim in (96, 48):  # PCA-ITQ keeps PCA's similarities at every trained dim, not its coordinates
+        a, b = (apply_vectors(load_adaptor(str(tmp_path / n)), x, dim=dim) for n in ("pca", "pca_itq"))
+        assert np.allclose(a @ a.T, b @ b.T, atol=1e-4) and not np.allclose(a, b, atol=1e-3)
     smec = [*argv, "--method", "smec", "--balance-bits", "--output", str(tmp_path / "s")]
     assert "--balance-bits=True applies to the Matryoshka-Adaptor and Search-Adaptor, not to SMEC" in _fails(
         smec, capsys
