@@ -31,7 +31,6 @@ import numpy as np
 from st_matryoshka.data import load_beir, load_embeddings_dir
 from st_matryoshka.engine import fast_model
 from st_matryoshka.evaluation.quantized import evaluate_quantized
-from st_matryoshka.training import calibrate
 from st_matryoshka.vectors import apply_vectors, fit_vectors
 
 SMALL_DIMS = [384, 192, 96, 48, 24]
@@ -111,12 +110,14 @@ def main() -> None:
                     continue
                 qrels = load_beir(folder, "train").qrels
             start = time.perf_counter()
-            adaptor, meta, _ = fit_vectors(
+            adaptor, meta, stages = fit_vectors(
                 cv, dims[1:], method=method, queries=qv if supervised else None, qrels=qrels,
-                corpus_ids=test.corpus_ids, query_ids=test.query_ids if supervised else None, **config,
+                corpus_ids=test.corpus_ids, query_ids=test.query_ids if supervised else None, data_name=name,
+                **config,
             )  # fmt: skip
-            calibrate(meta, adaptor, cv, name)
             row["fit_seconds"][variant] = time.perf_counter() - start
+            if stages:  # the label-free criterion the last stage was selected by (what a user sees without labels)
+                row.setdefault("criterion", {})[variant] = {"metric": stages[-1].metric, "best": stages[-1].best}
             outputs = [apply_vectors(adaptor, x, dim=width) for x in (cv, qv)]
             row[variant] = scores(test, *outputs, dims, meta.int8_ranges)
             binary = {d: round(row[variant]["binary"][str(d)], 4) for d in dims}

@@ -461,7 +461,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_fit_vectors(args: argparse.Namespace) -> int:
-    from st_matryoshka.training import calibrate
     from st_matryoshka.vectors import fit_vectors, read_ids, read_vectors, save_adaptor
 
     dims = parse_dims(args.dims)
@@ -487,9 +486,9 @@ def cmd_fit_vectors(args: argparse.Namespace) -> int:
         qrels=args.qrels,
         corpus_ids=corpus_ids,
         query_ids=query_ids,
+        data_name=args.corpus,
         **overrides,
     )
-    calibrate(meta, adaptor, corpus, args.corpus)
     save_adaptor(adaptor, args.output, meta, overwrite=args.overwrite)
     print_stages(stages)
     print(f"trained dims {meta.dims}; saved to {args.output}")

@@ -129,9 +129,13 @@ def fit_vectors(
     qrels: dict[str, dict[str, int]] | str | None = None,
     corpus_ids: Sequence[str] | None = None,
     query_ids: Sequence[str] | None = None,
+    data_name: str | None = None,
     **config: Any,
 ) -> tuple[MatryoshkaAdaptor, MatryoshkaMetadata, list[Any]]:
     """Fit an adaptor on an embedding matrix; queries and qrels add the supervised stage.
+
+    The returned metadata holds the int8 ranges of the adaptor's outputs on ``corpus`` at every trained dim
+    (``int8_ranges``), as ``train`` stores them, so :func:`save_adaptor` writes a model ready for int8 indexes.
 
     Args:
         corpus: ``(n, D)`` corpus vectors, or a ``.npy`` path (memory-mapped).
@@ -141,6 +145,7 @@ def fit_vectors(
         qrels: ``{query id: {corpus id: relevance}}`` or a BEIR ``.tsv`` path; ids are rows' ids.
         corpus_ids: Ids of the corpus rows (default: row numbers as strings).
         query_ids: Ids of the query rows (default: row numbers as strings).
+        data_name: What the corpus is, for the calibration record (default: its path, or none for an array).
         **config: ``AdaptorTrainingConfig`` / ``SMECTrainingConfig`` fields (``unsupervised_epochs``, ``seed``, ...).
 
     Returns:
@@ -159,8 +164,9 @@ def fit_vectors(
     """
     from st_matryoshka.config import config_for
     from st_matryoshka.engine import fit_adaptor
-    from st_matryoshka.training import metadata_for
+    from st_matryoshka.training import calibrate, metadata_for
 
+    corpus_path = corpus if isinstance(corpus, str) else None
     corpus = read_vectors(corpus, "--corpus") if isinstance(corpus, str) else _checked(corpus, "corpus")
     width = int(corpus.shape[1])
     corpus_ids = list(corpus_ids) if corpus_ids is not None else [str(i) for i in range(len(corpus))]
@@ -184,6 +190,7 @@ def fit_vectors(
     summary = {"method": method, "supervised": supervised, "base_model": "vectors", "config": settings.__dict__}
     meta = metadata_for(width, [adaptor], summary, stages)
     meta.adaptor_class = type(adaptor).__name__
+    calibrate(meta, adaptor, corpus, data_name or (corpus_path or ""))
     return adaptor, meta, stages
 
 

@@ -12,7 +12,7 @@ from st_matryoshka.cli import main
 from st_matryoshka.data import load_beir, load_embeddings_dir
 from st_matryoshka.evaluation import evaluate_per_dim
 from st_matryoshka.training import fast_model
-from st_matryoshka.vectors import apply_vectors, load_adaptor
+from st_matryoshka.vectors import apply_vectors, fit_vectors, load_adaptor
 
 DIMS = [384, 96, 48, 24]
 
@@ -139,6 +139,10 @@ def test_int8_calibration_is_stored_with_the_model_and_used(vectors, tmp_path, c
     meta.save(str(folder))
     assert main([*argv, "--input", str(vectors / "corpus.npy"), "--output", str(tmp_path / "b.npy")]) == 0
     assert "has no stored int8 calibration" in caplog.text and "computed from these vectors" in caplog.text
+    # The library calibrates too: a model saved from fit_vectors' metadata is ready for int8 indexes.
+    _, lib_meta, _ = fit_vectors(x, [96, 48], method="pca", data_name="slice")
+    assert np.allclose(np.asarray(lib_meta.int8_ranges["48"]), [low, high], atol=1e-6)
+    assert lib_meta.int8_calibration == {"data": "slice", "documents": 1500}
 
 
 def test_large_corpus_fits_without_an_n_by_n_matrix(tmp_path, scifact_slice):
