@@ -496,6 +496,7 @@ def cmd_fit_vectors(args: argparse.Namespace) -> int:
 
 
 def cmd_apply_vectors(args: argparse.Namespace) -> int:
+    from st_matryoshka.metadata import MatryoshkaMetadata
     from st_matryoshka.vectors import apply_vectors, load_adaptor, read_vectors
 
     check_writable_file(args.output, "--output")
@@ -503,7 +504,7 @@ def cmd_apply_vectors(args: argparse.Namespace) -> int:
         raise ValueError(f"--output: {args.output!r} exists; pass --overwrite to replace it")
     adaptor = load_adaptor(args.model)
     vectors = read_vectors(args.input, "--input", width=adaptor.get_embedding_dimension())
-    ranges = stored_int8_ranges(args.model, [args.precision])
+    ranges = MatryoshkaMetadata.load(args.model).int8_ranges or None  # apply_vectors says when there are none
     tmp = args.output + ".tmp.npy"
     try:
         apply_vectors(adaptor, vectors, args.dim, precision=args.precision, output=tmp, int8_ranges=ranges)

@@ -277,7 +277,10 @@ def apply_vectors(
 
     ranges = stored_ranges(int8_ranges, dim) if precision == "int8" else None
     if precision == "int8" and ranges is None:
-        logger.warning(f"no stored int8 calibration for dim {dim}: ranges computed from these vectors' outputs")
+        logger.warning(
+            f"the adaptor has no stored int8 calibration for dim {dim} (saved before st_matryoshka stored it): int8 "
+            "ranges computed from these vectors' outputs"
+        )
         lows, highs = zip(*((c.min(axis=0), c.max(axis=0)) for c in chunks()))
         ranges = np.stack([np.min(lows, axis=0), np.max(highs, axis=0)])
     out_dim = dim // 8 if precision == "binary" else dim

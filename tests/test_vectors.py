@@ -139,6 +139,7 @@ def test_int8_calibration_is_stored_with_the_model_and_used(vectors, tmp_path, c
     meta.save(str(folder))
     assert main([*argv, "--input", str(vectors / "corpus.npy"), "--output", str(tmp_path / "b.npy")]) == 0
     assert "has no stored int8 calibration" in caplog.text and "computed from these vectors" in caplog.text
+    assert caplog.text.count("no stored int8 calibration") == 1  # one notice, from the library
     # The library calibrates too: a model saved from fit_vectors' metadata is ready for int8 indexes.
     _, lib_meta, _ = fit_vectors(x, [96, 48], method="pca", data_name="slice")
     assert np.allclose(np.asarray(lib_meta.int8_ranges["48"]), [low, high], atol=1e-6)
