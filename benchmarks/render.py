@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import statistics
 
 DIMS = ["384", "192", "96", "48", "24"]
@@ -49,13 +50,21 @@ def _mean_sd(values: list[float]) -> str:
 
 
 # SMEC variants of smec_seeds.py: the suffixes of its result keys (MRL runs have none of them).
-SEED_VARIANTS = ("no_stage_pca", "no_ads", "no_xbm", "body_early_stop")
+SEED_VARIANTS = ("no_stage_pca", "no_ads", "no_xbm", "body_early_stop", "body_all_dims")
 SEED_SETTINGS = {
     "no-stage-pca": "SMEC stages start from truncation (`--no-stage-pca-init`)",
     "no-ads": "SMEC without ADS (`--no-ads`)",
     "no-xbm": "without S-XBM (`--no-xbm`)",
     "body-early-stop": "body early-stopped in the unsupervised phase (`--unsupervised-body-early-stop`)",
+    "body-all-dims": "body stage's loss over every dim (`--body-all-dims`)",
 }
+
+
+def seed_setting(part: str) -> str:
+    """The words for one suffix part of a smec_seeds.py result key."""
+    if part.startswith("body-patience"):
+        return f"body stage patience {part[len('body-patience') :]} (`--body-patience`)"
+    return SEED_SETTINGS.get(part, part.replace("patience", "patience "))
 
 
 def seeds_section() -> list[str]:
@@ -79,6 +88,10 @@ def seeds_section() -> list[str]:
         "--sets scifact --methods smec --unsupervised-body-early-stop --seeds 42 1 2 3 4",
         "    # the same with --no-ads, with --no-ads --no-xbm and with --no-stage-pca-init, and",
         "    # with --no-stage-pca-init --patience 10 --seeds 42 1 2",
+        "    # after the engine change (issue 16), SMEC at full width:",
+        "    OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/smec_seeds.py --data-root ../shared/data "
+        "--sets scifact --methods smec --body-all-dims --body-patience 40 --seeds "
+        + " ".join(sorted(scifact.get("smec_body_all_dims_body_patience40", {}), key=int)),
         "",
         "Both methods retrained with each seed (weight init, negative sampling, batch order, Gumbel noise); mean ±",
         "sample standard deviation of NDCG@10 over the seeds, and the SMEC − MRL difference per seed (same seed,",
@@ -94,13 +107,13 @@ def seeds_section() -> list[str]:
             for variant in SEED_VARIANTS:
                 mrl_key = mrl_key.replace(f"_{variant}", "")
                 variants = variants.replace(variant, variant.replace("_", "-"))
+            mrl_key = re.sub(r"_body_patience\d+", "", mrl_key)
+            variants = re.sub(r"body_patience(\d+)", r"body-patience\1", variants)
             if mrl_key not in methods:
                 continue
             pair = {"MRL": methods[mrl_key], "SMEC": methods[smec_key]}
             seeds = sorted(set(pair["MRL"]) & set(pair["SMEC"]), key=int)
-            setting = ", ".join(
-                SEED_SETTINGS.get(part, part.replace("patience", "patience ")) for part in variants.split("_") if part
-            )
+            setting = ", ".join(seed_setting(part) for part in variants.split("_") if part)
             setting = setting or "defaults"
             for key, label in (("ndcg_at_10", "all test queries"), ("ndcg_at_10_unseen", "unseen-document queries")):
                 if not seeds or key not in pair["SMEC"][seeds[0]]:
