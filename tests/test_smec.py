@@ -174,6 +174,21 @@ def test_config_rejects_bad_smec_settings():
         SMECTrainingConfig(temperature_start=0.5, temperature_end=0.0)
 
 
+def test_balance_bits_default_follows_the_precisions_and_the_method():
+    """The config resolves balance_bits: on for binary training from the PCA start, never for SMEC."""
+    from st_matryoshka.config import AdaptorTrainingConfig
+
+    assert AdaptorTrainingConfig(precisions=["binary"]).balance_bits is True
+    assert AdaptorTrainingConfig(precisions=["int8"]).balance_bits is False
+    assert AdaptorTrainingConfig(precisions=["binary"], pca_init=False).balance_bits is False
+    assert AdaptorTrainingConfig(balance_bits=True).balance_bits is True
+    assert SMECTrainingConfig(precisions=["binary"]).balance_bits is False
+    with pytest.raises(ValueError, match="balance_bits must be True, False or None, got 'yes'"):
+        AdaptorTrainingConfig(balance_bits="yes")
+    with pytest.raises(ValueError, match="balance_bits=True applies to the Matryoshka-Adaptor and Search-Adaptor"):
+        SMECTrainingConfig(balance_bits=True)
+
+
 @pytest.fixture(scope="module")
 def slice_data(scifact_slice):
     data = load_beir(str(scifact_slice), "train")
