@@ -102,7 +102,7 @@ def _training_options(parser: argparse.ArgumentParser) -> None:
         action=argparse.BooleanOptionalAction,
         default=None,
         help="Rotate the start's coordinates between consecutive --dims for even sign bits (ITQ); prefix similarities "
-        "are unchanged. Default: on with --precision binary (Matryoshka-Adaptor, Search-Adaptor).",
+        "are unchanged. Default: on with --precision binary (not for --method smec; with pca: PCA-ITQ).",
     )
     parser.add_argument("--unsupervised-epochs", type=int, default=None)
     parser.add_argument("--supervised-epochs", type=int, default=None)
