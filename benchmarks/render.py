@@ -50,13 +50,14 @@ def _mean_sd(values: list[float]) -> str:
 
 
 # SMEC variants of smec_seeds.py: the suffixes of its result keys (MRL runs have none of them).
-SEED_VARIANTS = ("no_stage_pca", "no_ads", "no_xbm", "body_early_stop", "body_all_dims")
+SEED_VARIANTS = ("no_stage_pca", "no_ads", "no_xbm", "body_early_stop", "body_all_dims", "after_engine")
 SEED_SETTINGS = {
     "no-stage-pca": "SMEC stages start from truncation (`--no-stage-pca-init`)",
     "no-ads": "SMEC without ADS (`--no-ads`)",
     "no-xbm": "without S-XBM (`--no-xbm`)",
     "body-early-stop": "body early-stopped in the unsupervised phase (`--unsupervised-body-early-stop`)",
     "body-all-dims": "body stage's loss over every dim (`--body-all-dims`)",
+    "after-engine": "defaults, rerun after the engine change",
 }
 
 

@@ -10,6 +10,8 @@ Usage (from the repository root, offline):
         --sets scifact --methods mrl smec --seeds 42 1 2
     OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/smec_seeds.py --data-root ../shared/data \
         --sets scifact --methods smec --seeds 42 1 2 3 4 --body-all-dims --body-patience 40
+    OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/smec_seeds.py --data-root ../shared/data \
+        --sets scifact --methods smec --seeds 42 1 2 3 4 --after-engine
 Results go to benchmarks/results/smec_seeds.json; runs already there are skipped, so two processes (one per
 method) can share the file.
 """
@@ -94,6 +96,11 @@ def main():
     parser.add_argument(
         "--body-patience", type=int, help="SMEC's body stage patience (results under smec_..._body_patienceN)."
     )
+    parser.add_argument(
+        "--after-engine",
+        action="store_true",
+        help="Rerun SMEC runs made before the engine change (issue 16) under their key + _after_engine.",
+    )
     parser.add_argument("--out", default="benchmarks/results/smec_seeds.json")
     args = parser.parse_args()
     base = load_model("all-MiniLM-L6-v2")
@@ -115,6 +122,7 @@ def main():
             key += "_body_all_dims" if method == "smec" and args.body_all_dims else ""
             key += f"_body_patience{args.body_patience}" if method == "smec" and args.body_patience else ""
             key += "" if args.patience is None else f"_patience{args.patience}"
+            key += "_after_engine" if method == "smec" and args.after_engine else ""
             for seed in args.seeds:
                 done = json.load(open(args.out)) if os.path.exists(args.out) else {}
                 if str(seed) in done.get(name, {}).get(key, {}):
