@@ -45,6 +45,11 @@ VARIANTS = {
         {"precisions": ["binary"], "balance_bits": False},
     ),
     "matryoshka_adaptor_binary": ("matryoshka-adaptor", False, {"precisions": ["binary"]}),
+    "matryoshka_adaptor_binary_dims96": (
+        "matryoshka-adaptor",
+        False,
+        {"precisions": ["binary"], "dims": [96, 48, 24]},
+    ),
     "matryoshka_adaptor_binary_centred": (
         "matryoshka-adaptor",
         False,
@@ -68,6 +73,7 @@ UNSUPERVISED = [
     "matryoshka_adaptor_balanced",
     "matryoshka_adaptor_binary_unbalanced",
     "matryoshka_adaptor_binary",
+    "matryoshka_adaptor_binary_dims96",
     "matryoshka_adaptor_binary_centred",
 ]
 
@@ -110,8 +116,10 @@ def main() -> None:
                     continue
                 qrels = load_beir(folder, "train").qrels
             start = time.perf_counter()
+            config = dict(config)
+            trained = config.pop("dims", dims[1:])  # a variant may train fewer dims (all are still scored)
             adaptor, meta, stages = fit_vectors(
-                cv, dims[1:], method=method, queries=qv if supervised else None, qrels=qrels,
+                cv, trained, method=method, queries=qv if supervised else None, qrels=qrels,
                 corpus_ids=test.corpus_ids, query_ids=test.query_ids if supervised else None, data_name=name,
                 **config,
             )  # fmt: skip
