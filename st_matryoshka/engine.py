@@ -312,33 +312,16 @@ def stage_plan(
 ) -> list[Stage]:
     """The stages ``adaptor`` trains in ``phase`` (``"unsupervised"`` or ``"supervised"``), as ``config`` says.
 
-    See :func:`_plan` for the stages. Quantisation-aware training (``config.precisions`` beyond float32) runs its
-    unsupervised stages to their cap and keeps their best evaluation: the criterion dips while the codes reorganise,
-    then rises past its start (measured on SciFact: below the start for 5 evaluations, above it from the 6th).
-    """
-    stages = _plan(adaptor, config, phase, indices, train_body, init_vectors)
-    if phase == "unsupervised" and len(config.precisions) > 1:
-        for stage in stages:
-            stage.patience = config.unsupervised_epochs
-    return stages
-
-
-def _plan(
-    adaptor: MatryoshkaAdaptor,
-    config: AdaptorTrainingConfig,
-    phase: str,
-    indices: Sequence[int] | None = None,
-    train_body: bool = True,
-    init_vectors: Any = None,
-) -> list[Stage]:
-    """The stages of :func:`stage_plan`.
-
     One joint stage (all trainable parameters, loss and criterion over every dim) unless the adaptor is an
     :class:`~st_matryoshka.models.SMECAdaptor` and ``config.smrl``: then one stage per SMEC stage in ``indices``
     (default: all), each training its own parameters for its own transition, the first one also the body when
     ``train_body``. With ``init_vectors`` each SMRL stage starts as PCA of its input block over them. In the
     unsupervised phase, unless ``config.unsupervised_body_early_stop``, the stage that trains the body runs to its cap
     and keeps its last weights.
+
+    Quantisation-aware training (``config.precisions`` beyond float32) runs its unsupervised stages to their cap and
+    keeps their best evaluation: the criterion dips while the codes reorganise, then rises past its start (measured
+    on SciFact: below the start for 5 evaluations, above it from the 6th).
     """
     if phase not in PHASES:
         raise ParameterError("phase", f"phase must be one of {list(PHASES)}, got {phase!r}")
@@ -346,6 +329,7 @@ def _plan(
     unsupervised = phase == "unsupervised"
     metric = f"holdout_overlap@{config.overlap_k}_dim{{dim}}" if unsupervised else "validation_dim{dim}_cosine_ndcg@10"
     aggregate = "geomean" if unsupervised else "mean"
+    to_cap = config.unsupervised_epochs if unsupervised and len(config.precisions) > 1 else None
 
     def keys(dims: Sequence[int]) -> list[str]:
         # The float overlap with the backbone is 1.0 at the full width at the start and can only fall: it would veto
@@ -357,7 +341,7 @@ def _plan(
 
     if not isinstance(adaptor, SMECAdaptor):
         dims = [full, *[d for d in config.dims if d < full]]
-        return [Stage("joint", list(adaptor.parameters()), dims, keys(dims), aggregate)]
+        return [Stage("joint", list(adaptor.parameters()), dims, keys(dims), aggregate, patience=to_cap)]
 
     def dim_of(i: int) -> int:
         start, _, keep = adaptor.stages[i]
@@ -369,26 +353,26 @@ def _plan(
         for i in indices:
             params += adaptor.stage_parameters(i)
         dims = sorted({full, *(dim_of(i) for i in indices)}, reverse=True)
-        return [Stage("joint", params, dims, keys(dims), aggregate)]
+        return [Stage("joint", params, dims, keys(dims), aggregate, patience=to_cap)]
     fixed_body = unsupervised and not config.unsupervised_body_early_stop
     stages = []
     for n, i in enumerate(indices):
         params = adaptor.stage_parameters(i)
         dims = [dim_of(i)]
         select_best = True
-        body_patience = None
+        patience = to_cap
         if n == 0 and train_body:
             params = adaptor.body_parameters() + params
             dims = [full, dim_of(i)]
             if config.body_all_dims:
                 dims = sorted({full, *(dim_of(j) for j in indices)}, reverse=True)
             select_best = not fixed_body
-            body_patience = config.body_patience
+            patience = config.body_patience if to_cap is None else to_cap
         _, end, _ = adaptor.stages[i]
         on_start = None if init_vectors is None else partial(adaptor.init_stage, i, init_vectors)
         name = f"{end}->{dim_of(i)}"
         stages.append(
-            Stage(name, params, dims, keys(dims), aggregate, on_start, select_best=select_best, patience=body_patience)
+            Stage(name, params, dims, keys(dims), aggregate, on_start, select_best=select_best, patience=patience)
         )
     return stages
 
