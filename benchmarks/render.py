@@ -380,6 +380,18 @@ QUANT_LABEL = {
 }
 
 
+def fraction(results: dict, name: str, method: str, precision: str = "binary", dim: str = "384") -> float:
+    """NDCG@10 of ``method`` at ``dim`` and ``precision`` on set ``name``, over the base model's full float score."""
+    res = results[name]
+    full_dim = max(res["truncation"]["float32"], key=int)
+    return res[method][precision][dim] / res["truncation"]["float32"][full_dim]
+
+
+def unsupervised_rows(res: dict) -> list[str]:
+    """The unsupervised st_matryoshka variants in one set's results (base methods and supervised ones left out)."""
+    return [k for k, _ in QUANT_ROWS if k in res and k not in BASE_METHODS and not is_supervised(k)]
+
+
 def dims96_finding(results: dict, sets: list[str]) -> str:
     """What leaving 192 out of --dims does to the full-width (48-byte) bits, from ``results``."""
     key = "matryoshka_adaptor_binary_dims96"
@@ -387,7 +399,7 @@ def dims96_finding(results: dict, sets: list[str]) -> str:
         return ""
 
     def frac(name: str, method: str) -> float:
-        return results[name][method]["binary"]["384"] / results[name]["truncation"]["float32"]["384"]
+        return fraction(results, name, method)
 
     beats = [n for n in sets if frac(n, key) > frac(n, "truncation")]
     return (
@@ -411,8 +423,7 @@ def quantization_findings(results: dict) -> list[str]:
         return []
 
     def frac(name: str, method: str, precision: str, dim: str) -> float:
-        res = results[name]
-        return res[method][precision][dim] / res["truncation"]["float32"]["384"]
+        return fraction(results, name, method, precision, dim)
 
     def codes(name: str, method: str, precision: str = "binary") -> str:
         return " / ".join(f"{frac(name, method, precision, d):.3f}" for d in ("384", "192", "96"))
@@ -437,11 +448,7 @@ def quantization_findings(results: dict) -> list[str]:
         if frac(n, "matryoshka_adaptor_binary_centred", "binary", "384")
         > frac(n, "matryoshka_adaptor_binary", "binary", "384")
     ]
-    unsupervised = [
-        k
-        for k in results.get("scifact", {})
-        if k not in ("fit_seconds", "criterion", *BASE_METHODS) and not is_supervised(k)
-    ]
+    unsupervised = unsupervised_rows(results.get("scifact", {}))
     best_sci = max(unsupervised, key=lambda k: frac("scifact", k, "binary", "384")) if unsupervised else None
     lines = [
         "**Findings.** Binary training alone (`--precision binary --no-balance-bits`) starts from principal axes, "
@@ -534,7 +541,7 @@ def best_within(res: dict, methods, budget: int) -> tuple[float, str] | None:
 
 def budget_table(res: dict) -> list[str]:
     """Best unsupervised st_matryoshka configuration against the best base one at each byte budget (symmetric)."""
-    ours = [k for k, _ in QUANT_ROWS if k not in BASE_METHODS and k in res and not is_supervised(k)]
+    ours = unsupervised_rows(res)
     full = res["truncation"]["float32"]["384"]
     out = [
         "| bytes | best of truncation / PCA × float32 / int8 / binary | best st_matryoshka, unsupervised "
@@ -568,7 +575,7 @@ def goals_table(results: dict) -> list[str]:
     for name, res in results.items():
         full_dim = max(int(d) for d in res["truncation"]["float32"])
         full = res["truncation"]["float32"][str(full_dim)]
-        ours = [k for k, _ in QUANT_ROWS if k in res and k not in BASE_METHODS and not is_supervised(k)]
+        ours = unsupervised_rows(res)
         if not ours:
             continue
         for kind, goals in (("binary", SYM_GOALS), ("binary_asym", ASYM_GOALS)):
