@@ -101,6 +101,20 @@ def test_init_stage_starts_from_pca_of_its_block_and_saves(tmp_path):
         SMECAdaptor(16, stages=plan_stages(16, [8]), stage_rotation=False).init_stage(0, corpus)
 
 
+def test_init_stage_reads_a_read_only_memory_mapped_corpus_in_chunks(tmp_path):
+    import warnings
+
+    corpus = (torch.randn(300, 16, generator=torch.Generator().manual_seed(2)) * torch.linspace(3.0, 0.2, 16)).numpy()
+    np.save(tmp_path / "corpus.npy", corpus)
+    in_memory = _randomised(SMECAdaptor(16, stages=plan_stages(16, [8, 4]))).eval()
+    mapped = _randomised(SMECAdaptor(16, stages=plan_stages(16, [8, 4]))).eval()
+    in_memory.init_stage(0, corpus)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch warns when a tensor is made from a non-writable array
+        mapped.init_stage(0, np.load(tmp_path / "corpus.npy", mmap_mode="r"), chunk_size=7)
+    assert torch.allclose(mapped.stage_basis(0), in_memory.stage_basis(0), atol=1e-5)
+
+
 def test_linear_smec_folds_into_normalize_and_dense(minilm, tmp_path):
     adaptor = _randomised(SMECAdaptor(384, stages=plan_stages(384, [192, 96]), num_layers=0), seed=1).eval()
     model = SentenceTransformer(modules=[*minilm, adaptor], device="cpu")

@@ -227,16 +227,18 @@ class SMECAdaptor(MatryoshkaAdaptor):
             raise ValueError("init_stage needs stage_rotation=True, got stage_rotation=False")
         if not isinstance(index, int) or not 0 <= index < len(self.stages):
             raise ValueError(f"index must name one of the {len(self.stages)} stages, got {index!r}")
-        x = torch.as_tensor(embeddings)
-        if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] != self.embedding_dim:
-            raise ValueError(f"embeddings must have shape (n > 0, {self.embedding_dim}), got {tuple(x.shape)}")
+        shape = tuple(embeddings.shape)
+        if len(shape) != 2 or shape[0] == 0 or shape[1] != self.embedding_dim:
+            raise ValueError(f"embeddings must have shape (n > 0, {self.embedding_dim}), got {shape}")
         start, end, _ = self.stages[index]
         basis = self.stage_basis(index)
         was_training = self.training
         self.eval()
         try:
             moment = torch.zeros(end - start, end - start, dtype=torch.float64, device=basis.device)
-            for rows in x.split(chunk_size):
+            for begin in range(0, shape[0], chunk_size):
+                rows = embeddings[begin : begin + chunk_size]  # a memory-mapped corpus is read a chunk at a time
+                rows = torch.from_numpy(np.array(rows)) if isinstance(rows, np.ndarray) else torch.as_tensor(rows)
                 z = self.reference(rows.to(device=basis.device, dtype=basis.dtype))
                 block = self.head(z + self.residual(z), upto=index)[:, start:end].to(torch.float64)
                 moment += block.T @ block
