@@ -112,6 +112,21 @@ def test_binary_codes_are_sign_bits_forward_and_identity_backward():
     assert x.grad is not None and x.grad.abs().sum() > 0  # straight-through: the sign does not stop the gradient
     levels = quantize_prefix(x.detach(), "int8")
     assert torch.allclose(levels, torch.nn.functional.normalize(x.detach(), dim=-1), atol=0.02)
+    # The codes trained on, and those the label-free criterion scores, are the ones the index stores.
+    from st_matryoshka.evaluation.neighbour_overlap import _code_vectors
+    from st_matryoshka.evaluation.quantized import index_codes
+
+    prefix = x.detach().numpy()
+    ranges = np.stack([prefix.min(axis=0), prefix.max(axis=0)])
+    stored = torch.from_numpy(index_codes(prefix, "int8", ranges))
+    assert torch.allclose(levels, torch.nn.functional.normalize(stored, dim=-1), atol=1e-6)
+    again = torch.nn.functional.normalize(x.detach(), dim=-1).numpy()  # the criterion normalises its prefixes
+    ranges = np.stack([again.min(axis=0), again.max(axis=0)])
+    _, criterion = _code_vectors(x.detach(), x.detach(), "int8")
+    assert torch.allclose(criterion, torch.from_numpy(index_codes(again, "int8", ranges)), atol=1e-6)
+    _, bits = _code_vectors(x.detach(), torch.zeros(1, 8), "binary")
+    assert torch.equal(bits, -torch.ones(1, 8))  # quantize_embeddings packs x > 0: a zero is a 0 bit, -1
+    assert torch.equal(quantize_prefix(torch.zeros(1, 8), "binary"), -torch.ones(1, 8) / 8**0.5)
     with pytest.raises(ValueError, match="precision must be one of"):
         quantize_prefix(x, "int4")
 

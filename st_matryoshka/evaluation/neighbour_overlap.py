@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from sentence_transformers.base.evaluation import BaseEvaluator
 
 from st_matryoshka._validation import check_dims
-from st_matryoshka.evaluation.quantized import PRECISIONS
+from st_matryoshka.evaluation.quantized import PRECISIONS, index_codes
 
 
 class NeighbourOverlapEvaluator(BaseEvaluator):
@@ -100,16 +100,14 @@ class NeighbourOverlapEvaluator(BaseEvaluator):
 
 
 def _code_vectors(probes: torch.Tensor, corpus: torch.Tensor, precision: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """The vectors an index at ``precision`` compares: the prefixes themselves, int8 levels or sign bits."""
+    """The vectors an index at ``precision`` compares: the prefixes themselves, or the values of their codes.
+
+    Codes come from :func:`~st_matryoshka.evaluation.quantized.index_codes` (ST's ``quantize_embeddings``), the
+    quantiser the index and ``evaluate`` use; int8 ranges are those of the corpus prefix.
+    """
     if precision == "float32":
         return probes, corpus
-    probes, corpus = F.normalize(probes, dim=-1), F.normalize(corpus, dim=-1)
-    if precision == "binary":
-        return torch.sign(probes), torch.sign(corpus)
-    low, high = corpus.min(dim=0).values, corpus.max(dim=0).values
-    step = ((high - low) / 255).clamp_min(1e-12)
-
-    def levels(x: torch.Tensor) -> torch.Tensor:
-        return torch.round((x.clamp(low, high) - low) / step) * step + low
-
-    return levels(probes), levels(corpus)
+    p = F.normalize(probes, dim=-1).numpy()
+    c = F.normalize(corpus, dim=-1).numpy()
+    ranges = np.stack([c.min(axis=0), c.max(axis=0)]) if precision == "int8" else None
+    return tuple(torch.from_numpy(index_codes(x, precision, ranges)) for x in (p, c))

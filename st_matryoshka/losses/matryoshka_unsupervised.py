@@ -19,9 +19,9 @@ def quantize_prefix(prefix: torch.Tensor, precision: str) -> torch.Tensor:
     """Unit-length codes of unit-length ``prefix`` rows as an index at ``precision`` stores them, straight-through.
 
     The forward pass gives the codes' own vectors (``binary``: the sign bits as ±1, the ``quantize_embeddings``
-    binary code; ``int8``: 256 levels per coordinate over the batch's range), so the similarities the losses compare
-    are those of the codes; the backward pass is the identity (straight-through estimator), so the adaptor learns
-    outputs whose codes keep the similarities. ``float32`` returns ``prefix`` unchanged.
+    binary code; ``int8``: its 256 levels per coordinate over the batch's range), so the similarities the losses
+    compare are those of the codes; the backward pass is the identity (straight-through estimator), so the adaptor
+    learns outputs whose codes keep the similarities. ``float32`` returns ``prefix`` unchanged.
 
     Example:
         ::
@@ -37,11 +37,14 @@ def quantize_prefix(prefix: torch.Tensor, precision: str) -> torch.Tensor:
         return prefix
     if precision == "binary":
         scaled = prefix * prefix.shape[1] ** 0.5  # entries of order ±1
-        codes = scaled + (torch.sign(scaled) - scaled).detach()
-    elif precision == "int8":
+        bits = torch.where(scaled > 0, 1.0, -1.0).to(scaled.dtype)  # quantize_embeddings packs x > 0: zero is -1
+        codes = scaled + (bits - scaled).detach()
+    elif precision == "int8":  # quantize_embeddings' levels: floor((x − low) / step) in [0, 255], as the index stores
         low = prefix.detach().min(dim=0).values
-        step = ((prefix.detach().max(dim=0).values - low) / 255).clamp_min(1e-12)
-        codes = prefix + (torch.round((prefix - low) / step) * step + low - prefix).detach()
+        step = (prefix.detach().max(dim=0).values - low) / 255
+        step = torch.where(step == 0, torch.ones_like(step), step)
+        levels = torch.floor((prefix - low) / step).clamp(0, 255)
+        codes = prefix + (levels * step + low - prefix).detach()
     else:
         raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
     return F.normalize(codes, dim=-1)
