@@ -50,6 +50,7 @@ VARIANTS = {
         False,
         {"precisions": ["binary"], "dims": [96, 48, 24]},
     ),
+    "matryoshka_adaptor_binary_dims24": ("matryoshka-adaptor", False, {"precisions": ["binary"], "dims": [24]}),
     "matryoshka_adaptor_binary_centred": (
         "matryoshka-adaptor",
         False,
@@ -74,6 +75,7 @@ UNSUPERVISED = [
     "matryoshka_adaptor_binary_unbalanced",
     "matryoshka_adaptor_binary",
     "matryoshka_adaptor_binary_dims96",
+    "matryoshka_adaptor_binary_dims24",
     "matryoshka_adaptor_binary_centred",
 ]
 

@@ -355,6 +355,7 @@ QUANT_ROWS = [
     ("matryoshka_adaptor_binary_unbalanced", "Matryoshka-Adaptor, `--precision binary --no-balance-bits`"),
     ("matryoshka_adaptor_binary", "Matryoshka-Adaptor, `--precision binary`"),
     ("matryoshka_adaptor_binary_dims96", "Matryoshka-Adaptor, `--precision binary --dims 96,48,24`"),
+    ("matryoshka_adaptor_binary_dims24", "Matryoshka-Adaptor, `--precision binary --dims 24`"),
     ("matryoshka_adaptor_binary_centred", "Matryoshka-Adaptor, `--precision binary --center`"),
     ("search_adaptor", "Search-Adaptor (supervised)"),
     ("matryoshka_adaptor_supervised", "Matryoshka-Adaptor, supervised"),
@@ -376,6 +377,7 @@ QUANT_LABEL = {
     "matryoshka_adaptor_binary_unbalanced": "MA binary-trained, unbalanced",
     "matryoshka_adaptor_binary": "MA binary-trained",
     "matryoshka_adaptor_binary_dims96": "MA binary-trained, dims 96/48/24",
+    "matryoshka_adaptor_binary_dims24": "MA binary-trained, dims 24",
     "matryoshka_adaptor_binary_centred": "MA binary-trained, centred",
 }
 
@@ -412,6 +414,27 @@ def dims96_finding(results: dict, sets: list[str]) -> str:
         + "), "
         f"above the base model's own bits on {', '.join(beats) or 'no set'}, at the price of the 24-byte codes "
         "(192 is no longer a trained dim): pick the dims for the byte budget you index at. "
+        + dims24_finding(results, sets)
+    )
+
+
+def dims24_finding(results: dict, sets: list[str]) -> str:
+    """How far the 48-byte codes go when the bits of 24–384 are one balanced block (``--dims 24``)."""
+    key = "matryoshka_adaptor_binary_dims24"
+    if any(key not in results[n] for n in sets):
+        return ""
+    return (
+        "With the fewest blocks (`--dims 24`: 24–384 one block, trained for the 48-byte codes and the 24-d prefix "
+        "only) the 48-byte codes are "
+        + ", ".join(f"{n} {fraction(results, n, key):.3f}" for n in sets)
+        + " (asymmetric: "
+        + ", ".join(f"{n} {fraction(results, n, key, 'binary_asym'):.3f}" for n in sets)
+        + "), against `--dims 96,48,24` "
+        + ", ".join(
+            f"{n} {fraction(results, n, key) - fraction(results, n, 'matryoshka_adaptor_binary_dims96'):+.3f}"
+            for n in sets
+        )
+        + " (symmetric), at a larger price at 24 and 12 bytes. "
     )
 
 
