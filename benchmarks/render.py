@@ -662,7 +662,8 @@ def unseen_table(results: dict) -> list[str]:
                 res[pair[0]]["binary_unseen"][full_dim] < res[pair[1]]["binary_unseen"][full_dim]
             )
             out += [
-                "48-byte symmetric codes of the supervised rows, all test queries → unseen-document queries: "
+                f"{int(full_dim) // 8}-byte symmetric codes of the supervised rows, all test queries → "
+                "unseen-document queries: "
                 + "; ".join(moves)
                 + ". What supervision adds to the codes comes from the documents the train qrels cite"
                 + (
