@@ -30,11 +30,20 @@ logger = logging.getLogger(__name__)
 ADAPTOR_CLASSES = {cls.__name__: cls for cls in (MatryoshkaAdaptor, SMECAdaptor)}
 
 
-def read_column(path: str, argument: str, column: str | None = None) -> np.ndarray:
-    """One column of vectors from a parquet or Arrow file, read through ``datasets``.
+def read_column(path: str, argument: str, column: str | None = None, chunk_rows: int = 65536) -> np.ndarray:
+    """One column of vectors from a parquet or Arrow file, read through ``datasets``, returned memory-mapped.
 
-    ``column`` defaults to ``embedding``, or to the only list-valued column.
+    ``column`` defaults to ``embedding``, or to the only list-valued column. The vectors are copied ``chunk_rows``
+    rows at a time into a temporary ``.npy`` in the temporary directory (``TMPDIR``; it needs room for the matrix),
+    whose name is removed at once: the returned memory map keeps the data until it is dropped, and a large file never
+    sits whole in memory (``datasets`` itself memory-maps the Arrow table).
+
+    Raises:
+        ValueError: naming ``argument`` and the file: unreadable, no such column, rows that are not one fixed-width
+            list of numbers.
     """
+    import tempfile
+
     from datasets import Dataset
 
     try:
@@ -48,7 +57,27 @@ def read_column(path: str, argument: str, column: str | None = None) -> np.ndarr
         raise ValueError(
             f"{argument}: {path} has no vector column {column!r}; pass --column (columns: {table.column_names})"
         )
-    return np.asarray(table.with_format("numpy")[column])
+    if len(table) == 0:
+        return np.empty((0, 0), dtype=np.float32)  # check_vectors names the empty matrix
+    rows = table.with_format("numpy", columns=[column])
+    width = None
+    with tempfile.NamedTemporaryFile(prefix="st_matryoshka_", suffix=".npy") as tmp:
+        out = None
+        for start in range(0, len(table), chunk_rows):
+            chunk = rows[start : start + chunk_rows][column]
+            if not isinstance(chunk, np.ndarray) or chunk.ndim != 2 or (width is not None and chunk.shape[1] != width):
+                raise ValueError(
+                    f"{argument}: {path} column {column!r} must hold one fixed-width list of numbers per row "
+                    f"(rows {start}–{start + chunk_rows - 1} do not)"
+                )
+            if out is None:
+                width = chunk.shape[1]
+                dtype = np.float32 if chunk.dtype == np.float64 else chunk.dtype  # as check_vectors would convert it
+                out = np.lib.format.open_memmap(tmp.name, mode="w+", dtype=dtype, shape=(len(table), width))
+            out[start : start + len(chunk)] = chunk
+        out.flush()
+        del out
+        return np.load(tmp.name, mmap_mode="r")  # the mapping outlives the name, removed on leaving the block
 
 
 def read_vectors(path: str, argument: str, width: int | None = None, column: str | None = None) -> np.ndarray:

@@ -286,6 +286,28 @@ def test_parquet_column_input_gives_the_same_adaptor(vectors, tmp_path):
         main([*argv, "--corpus", str(tmp_path / "c.parquet"), "--column", "nope", "--output", str(tmp_path / "x")])
 
 
+def test_parquet_vectors_are_copied_in_chunks_to_a_memory_map(tmp_path, monkeypatch):
+    import tempfile
+
+    from datasets import Dataset
+
+    from st_matryoshka.vectors import read_column, read_vectors
+
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    matrix = np.random.default_rng(0).normal(size=(30, 8)).astype(np.float32)
+    Dataset.from_dict({"embedding": matrix.tolist()}).to_parquet(tmp_path / "v.parquet")
+    read = read_column(str(tmp_path / "v.parquet"), "--corpus", chunk_rows=7)
+    assert isinstance(read, np.memmap) and read.dtype == np.float32
+    assert np.array_equal(read, matrix)
+    assert list(scratch.iterdir()) == []  # the temporary file's name is gone; the map keeps its data
+    assert isinstance(read_vectors(str(tmp_path / "v.parquet"), "--corpus", width=8), np.memmap)
+    Dataset.from_dict({"embedding": [[1.0, 2.0], [1.0, 2.0, 3.0]] * 5}).to_parquet(tmp_path / "ragged.parquet")
+    with pytest.raises(ValueError, match=r"--corpus: .*ragged.parquet column 'embedding' must hold one fixed-width"):
+        read_column(str(tmp_path / "ragged.parquet"), "--corpus", chunk_rows=4)
+
+
 def test_fit_vectors_for_binary_codes(vectors, tmp_path, capsys):
     """--precision binary trains on the codes too: its criterion scores the sign bits' neighbours; odd dims refused."""
     argv = ["fit-vectors", "--corpus", str(vectors / "corpus.npy"), "--unsupervised-epochs", "2"]
