@@ -137,6 +137,13 @@ def test_quantisation_aware_terms_see_the_codes(model):
     float_only = MatryoshkaUnsupervisedLoss(model, [DIM], top_k=3)(texts, None)
     with_codes = MatryoshkaUnsupervisedLoss(model, [DIM], top_k=3, precisions=["binary"])(texts, None)
     assert float(float_only["pair"]) < 1e-5 < float(with_codes["pair"])
+    # With a cross-batch memory, L_topk takes its neighbours from the memory, for the codes as for the floats.
+    memory_terms = {}
+    for precisions in (["float32"], ["binary"]):
+        loss = MatryoshkaUnsupervisedLoss(model, [DIM], top_k=3, memory_size=24, precisions=precisions)
+        loss(texts, None)  # fills the memory
+        memory_terms[precisions[0]] = float(loss(texts, None)["topk"])
+    assert memory_terms["float32"] < 1e-5 < memory_terms["binary"]
     rank = MatryoshkaRankLoss(model, [DIM, 8], precisions=["binary"], quantization_weight=0.5)
     assert rank.get_config_dict()["precisions"] == ["float32", "binary"]
     with pytest.raises(ValueError, match="precisions must be among"):

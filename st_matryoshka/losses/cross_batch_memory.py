@@ -83,12 +83,17 @@ class SelectableCrossBatchMemory(nn.Module):
         reference: torch.Tensor,
         adapt: Callable[[torch.Tensor], torch.Tensor],
         dims: Sequence[int],
+        precisions: Sequence[tuple[str, float]] = (("float32", 1.0),),
     ) -> torch.Tensor:
         """SMEC eq. 7 over memory neighbours: ``mean |cos(e_i, e_j) − cos(ê_i[:d], ê_j[:d])|``, summed over ``dims``.
 
         ``adapt`` maps stored reference vectors to the current adaptor output (gradients flow through both sides).
-        Rows whose neighbours are all skipped (no valid entry) contribute nothing.
+        Rows whose neighbours are all skipped (no valid entry) contribute nothing. Each ``(precision, weight)`` adds
+        the same term on both sides' codes at that precision
+        (:func:`~st_matryoshka.losses.matryoshka_unsupervised.quantize_prefix`), times ``weight``.
         """
+        from st_matryoshka.losses.matryoshka_unsupervised import quantize_prefix
+
         indices, target = self.neighbours(reference)
         valid = torch.isfinite(target)
         if indices.shape[1] == 0 or not valid.any():
@@ -99,6 +104,7 @@ class SelectableCrossBatchMemory(nn.Module):
         for dim in dims:
             a = F.normalize(adapted[:, :dim], dim=-1)
             b = F.normalize(entries[:, :dim], dim=-1)
-            sims = (a @ b.T).gather(1, inverse)
-            total = total + (sims - target.to(sims.dtype)).abs()[valid].mean()
+            for precision, weight in precisions:
+                sims = (quantize_prefix(a, precision) @ quantize_prefix(b, precision).T).gather(1, inverse)
+                total = total + weight * (sims - target.to(sims.dtype)).abs()[valid].mean()
         return total

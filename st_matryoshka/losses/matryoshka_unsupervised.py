@@ -127,7 +127,7 @@ class MatryoshkaUnsupervisedLoss(nn.Module):
         temperature: Softmax temperature of ``L_distill``.
         memory_size: Entries of the cross-batch memory; ``None`` (default) takes ``L_topk`` neighbours in-batch.
         precisions: Index precisions to train for (quantisation-aware training): ``int8`` and ``binary`` add
-            ``L_pair``, in-batch ``L_topk`` and ``L_distill`` computed on each prefix's codes
+            ``L_pair``, ``L_topk`` (in-batch or over the memory) and ``L_distill`` computed on each prefix's codes
             (:func:`quantize_prefix`, straight-through), times ``quantization_weight``; ``float32`` is always trained.
         quantization_weight: Weight of the terms on codes.
 
@@ -246,8 +246,10 @@ class MatryoshkaUnsupervisedLoss(nn.Module):
             self.temperature,
             self.weighted_precisions(),
         )
-        if self.memory is not None:  # float neighbours from the memory (the codes' terms stay in-batch)
-            topk = self.memory.preservation_loss(adapted, reference, self._adaptor.adapt, self.matryoshka_dims)
+        if self.memory is not None:  # L_topk over the memory's neighbours, on the prefixes and on their codes
+            topk = self.memory.preservation_loss(
+                adapted, reference, self._adaptor.adapt, self.matryoshka_dims, self.weighted_precisions()
+            )
             if torch.is_grad_enabled():
                 self.memory.enqueue(reference)
         if residual is None:
