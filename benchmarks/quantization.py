@@ -40,6 +40,7 @@ VARIANTS = {
     "pca_balanced": ("pca", False, {"balance_bits": True}),
     "matryoshka_adaptor": ("matryoshka-adaptor", False, {}),
     "matryoshka_adaptor_balanced": ("matryoshka-adaptor", False, {"balance_bits": True}),
+    "matryoshka_adaptor_centred": ("matryoshka-adaptor", False, {"center_input": True}),
     "matryoshka_adaptor_binary_unbalanced": (
         "matryoshka-adaptor",
         False,
@@ -73,6 +74,7 @@ UNSUPERVISED = [
     "pca_balanced",
     "matryoshka_adaptor",
     "matryoshka_adaptor_balanced",
+    "matryoshka_adaptor_centred",
     "matryoshka_adaptor_binary_unbalanced",
     "matryoshka_adaptor_binary",
     "matryoshka_adaptor_binary_dims96",
