@@ -779,7 +779,8 @@ def quantization_section() -> list[str]:
         "    OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/quantization.py "
         "--data-root ../shared/data --sets scifact \\",
         "        --backbone all-mpnet-base-v2 --variants pca pca_balanced matryoshka_adaptor "
-        "matryoshka_adaptor_binary_unbalanced matryoshka_adaptor_binary search_adaptor matryoshka_adaptor_supervised",
+        "matryoshka_adaptor_binary_unbalanced matryoshka_adaptor_binary \\",
+        "        search_adaptor matryoshka_adaptor_supervised matryoshka_adaptor_binary_dims24",
         "    OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/quantization.py "
         "--data-root ../shared/data \\",
         "        --variants matryoshka_adaptor_binary matryoshka_adaptor_binary_dims96 "
