@@ -53,6 +53,8 @@ VARIANTS = {
         {"precisions": ["binary"], "dims": [96, 48, 24]},
     ),
     "matryoshka_adaptor_binary_dims24": ("matryoshka-adaptor", False, {"precisions": ["binary"], "dims": [24]}),
+    "matryoshka_adaptor_binary_dims192": ("matryoshka-adaptor", False, {"precisions": ["binary"], "dims": [192]}),
+    "matryoshka_adaptor_binary_dims96_only": ("matryoshka-adaptor", False, {"precisions": ["binary"], "dims": [96]}),
     "matryoshka_adaptor_binary_centred": (
         "matryoshka-adaptor",
         False,
@@ -79,6 +81,8 @@ UNSUPERVISED = [
     "matryoshka_adaptor_binary",
     "matryoshka_adaptor_binary_dims96",
     "matryoshka_adaptor_binary_dims24",
+    "matryoshka_adaptor_binary_dims192",
+    "matryoshka_adaptor_binary_dims96_only",
     "matryoshka_adaptor_binary_centred",
 ]
 

@@ -357,6 +357,8 @@ QUANT_ROWS = [
     ("matryoshka_adaptor_binary", "Matryoshka-Adaptor, `--precision binary`"),
     ("matryoshka_adaptor_binary_dims96", "Matryoshka-Adaptor, `--precision binary --dims 96,48,24`"),
     ("matryoshka_adaptor_binary_dims24", "Matryoshka-Adaptor, `--precision binary --dims 24`"),
+    ("matryoshka_adaptor_binary_dims192", "Matryoshka-Adaptor, `--precision binary --dims 192`"),
+    ("matryoshka_adaptor_binary_dims96_only", "Matryoshka-Adaptor, `--precision binary --dims 96`"),
     ("matryoshka_adaptor_binary_centred", "Matryoshka-Adaptor, `--precision binary --center`"),
     ("search_adaptor", "Search-Adaptor (supervised)"),
     ("matryoshka_adaptor_supervised", "Matryoshka-Adaptor, supervised"),
@@ -380,6 +382,8 @@ QUANT_LABEL = {
     "matryoshka_adaptor_binary": "MA binary-trained",
     "matryoshka_adaptor_binary_dims96": "MA binary-trained, dims 96/48/24",
     "matryoshka_adaptor_binary_dims24": "MA binary-trained, dims 24",
+    "matryoshka_adaptor_binary_dims192": "MA binary-trained, dims 192",
+    "matryoshka_adaptor_binary_dims96_only": "MA binary-trained, dims 96",
     "matryoshka_adaptor_binary_centred": "MA binary-trained, centred",
 }
 
@@ -442,6 +446,24 @@ def dims24_finding(results: dict, sets: list[str]) -> str:
         )
         + " (symmetric), at a larger price at 24 and 12 bytes. "
         + seeds_finding(results, sets)
+        + single_block_finding(results, sets)
+    )
+
+
+def single_block_finding(results: dict, sets: list[str]) -> str:
+    """What training for one smaller budget (``--dims 192`` / ``--dims 96``: the prefix is one block) gives."""
+    keys = {"192": "matryoshka_adaptor_binary_dims192", "96": "matryoshka_adaptor_binary_dims96_only"}
+    if any(k not in results[n] for n in sets for k in keys.values()):
+        return ""
+    parts = []
+    for dim, key in keys.items():
+        mine = per_set(sets, lambda n, key=key, dim=dim: fraction(results, n, key, dim=dim))
+        default = ", ".join(f"{fraction(results, n, 'matryoshka_adaptor_binary', dim=dim):.3f}" for n in sets)
+        parts.append(f"`--dims {dim}` gives {int(dim) // 8}-byte codes {mine} (default dims: {default})")
+    return (
+        "Training for one smaller budget, so that its prefix is one balanced block: "
+        + "; ".join(parts)
+        + " (symmetric). "
     )
 
 
