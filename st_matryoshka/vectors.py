@@ -68,7 +68,7 @@ def read_column(path: str, argument: str, column: str | None = None, chunk_rows:
             if not isinstance(chunk, np.ndarray) or chunk.ndim != 2 or (width is not None and chunk.shape[1] != width):
                 raise ValueError(
                     f"{argument}: {path} column {column!r} must hold one fixed-width list of numbers per row "
-                    f"(rows {start}–{start + chunk_rows - 1} do not)"
+                    f"(rows {start}–{min(start + chunk_rows, len(table)) - 1} do not)"
                 )
             if out is None:
                 width = chunk.shape[1]
