@@ -807,6 +807,9 @@ def quantization_section() -> list[str]:
         "--data-root ../shared/data \\",
         "        --variants matryoshka_adaptor_binary matryoshka_adaptor_binary_dims96 "
         "matryoshka_adaptor_binary_dims24 --seeds 1 2 3 4",
+        "    OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/quantization.py "
+        "--data-root ../shared/data \\",
+        "        --variants matryoshka_adaptor_binary_dims192 matryoshka_adaptor_binary_dims96_only --seeds 1 2 3 4",
         "",
         "Seed 42, provided vectors only (`fit_vectors`, the engine `fit-vectors` and `train` use), int8 calibration "
         "stored as `train` stores it. `--precision binary`: every loss term also computed on the prefixes' sign "
