@@ -388,11 +388,20 @@ QUANT_LABEL = {
 }
 
 
+def full_float(res: dict) -> tuple[str, float]:
+    """``(full width, the base model's float32 NDCG@10 there)`` of one set's quantisation results."""
+    full_dim = max(res["truncation"]["float32"], key=int)
+    return full_dim, res["truncation"]["float32"][full_dim]
+
+
+def seed_runs(res: dict, variant: str) -> dict[str, dict]:
+    """``{seed: scores}`` of ``variant``: seed 42 (the tables' run) and the ``quantization.py --seeds`` runs."""
+    return {**res.get("seeds", {}).get(variant, {}), "42": res[variant]} if variant in res else {}
+
+
 def fraction(results: dict, name: str, method: str, precision: str = "binary", dim: str = "384") -> float:
     """NDCG@10 of ``method`` at ``dim`` and ``precision`` on set ``name``, over the base model's full float score."""
-    res = results[name]
-    full_dim = max(res["truncation"]["float32"], key=int)
-    return res[method][precision][dim] / res["truncation"]["float32"][full_dim]
+    return results[name][method][precision][dim] / full_float(results[name])[1]
 
 
 def unsupervised_rows(res: dict) -> list[str]:
@@ -467,28 +476,24 @@ def single_block_finding(results: dict, sets: list[str]) -> str:
     )
 
 
-def seed_mean(results: dict, name: str, variant: str, precision: str = "binary") -> float | None:
-    """Mean over seed 42 and the ``--seeds`` runs of ``variant``'s full-width fraction on ``name`` (None without)."""
-    res = results[name]
-    runs = res.get("seeds", {}).get(variant)
-    if not runs or variant not in res:
-        return None
-    full_dim = max(res["truncation"]["float32"], key=int)
-    full = res["truncation"]["float32"][full_dim]
-    return statistics.mean(r[precision][full_dim] / full for r in [res[variant], *runs.values()])
-
-
 def seeds_finding(results: dict, sets: list[str]) -> str:
     """Which block layouts keep the 48-byte codes above the base model's bits on average over seeds."""
-    parts = []
+    parts, counts = [], set()
     for key, label in (("matryoshka_adaptor_binary_dims24", "24"), ("matryoshka_adaptor_binary_dims96", "96,48,24")):
-        means = {n: seed_mean(results, n, key) for n in sets}
-        if any(m is None for m in means.values()):
+        runs = {n: seed_runs(results[n], key) for n in sets}
+        if any(len(r) < 2 for r in runs.values()):
             return ""
-        above = [n for n in sets if means[n] > fraction(results, n, "truncation")]
+        counts |= {len(r) for r in runs.values()}
+        above = []
+        for n in sets:
+            full_dim, full = full_float(results[n])
+            mean = statistics.mean(r["binary"][full_dim] / full for r in runs[n].values())
+            if mean > fraction(results, n, "truncation"):
+                above.append(n)
         parts.append(f"`--dims {label}` on {', '.join(above) or 'no set'}")
     return (
-        "Over five seeds (seed-spread table) the 48-byte symmetric codes are above the base model's own bits with "
+        f"Over {' or '.join(str(c) for c in sorted(counts))} seeds (seed-spread table) the 48-byte symmetric codes "
+        "are above the base model's own bits with "
         + " and with ".join(parts)
         + ": single runs move by a standard deviation of 0.01–0.03. "
     )
@@ -622,7 +627,7 @@ def best_within(res: dict, methods, budget: int) -> tuple[float, str] | None:
 def budget_table(res: dict) -> list[str]:
     """Best unsupervised st_matryoshka configuration against the best base one at each byte budget (symmetric)."""
     ours = unsupervised_rows(res)
-    full = res["truncation"]["float32"]["384"]
+    full = full_float(res)[1]
     out = [
         "| bytes | best of truncation / PCA × float32 / int8 / binary | best st_matryoshka, unsupervised "
         "| difference |",
@@ -677,8 +682,8 @@ def goals_table(results: dict) -> list[str]:
         "|---|---|---|---|---|",
     ]
     for name, res in results.items():
-        full_dim = max(int(d) for d in res["truncation"]["float32"])
-        full = res["truncation"]["float32"][str(full_dim)]
+        full_dim, full = full_float(res)
+        full_dim = int(full_dim)
         ours = unsupervised_rows(res)
         if not ours:
             continue
@@ -730,7 +735,7 @@ def unseen_table(results: dict) -> list[str]:
         pair = ("matryoshka_adaptor_supervised_binary", "matryoshka_adaptor_binary")
         if supervised:
             moves = [
-                f"{dict(QUANT_ROWS)[k]} {res[k]['binary'][full_dim] / res['truncation']['float32'][full_dim]:.3f} → "
+                f"{dict(QUANT_ROWS)[k]} {res[k]['binary'][full_dim] / full_float(res)[1]:.3f} → "
                 f"{res[k]['binary_unseen'][full_dim] / full:.3f}"
                 for k in supervised
             ]
@@ -756,13 +761,12 @@ def seed_spread_table(results: dict) -> list[str]:
     """Mean ± sd over training seeds of the binary variants run with ``quantization.py --seeds``."""
     rows = []
     for name, res in results.items():
-        full_dim = max(res["truncation"]["float32"], key=int)
-        full = res["truncation"]["float32"][full_dim]
+        full_dim, full = full_float(res)
         dims = [str(int(full_dim) // f) for f in (1, 2, 4)]
-        for variant, runs in res.get("seeds", {}).items():
-            if variant not in res:
+        for variant in res.get("seeds", {}):
+            runs = seed_runs(res, variant)
+            if len(runs) < 2:
                 continue
-            runs = {**runs, "42": res[variant]}
             cells = []
             for kind in ("binary", "binary_asym"):
                 for d in dims:
@@ -828,8 +832,8 @@ def quantization_section() -> list[str]:
     out += seed_spread_table(results)
     out += unseen_table(results)
     for name, res in results.items():
-        full_dim = max(int(d) for d in res["truncation"]["float32"])
-        full = res["truncation"]["float32"][str(full_dim)]
+        full_dim, full = full_float(res)
+        full_dim = int(full_dim)
         binary_dims = [full_dim, full_dim // 2, full_dim // 4]
         float_dims = ["48", "24"]
         out += [f"### {name} (full float32: {full:.4f})", ""]
