@@ -129,21 +129,20 @@ def main() -> None:
         key = name if args.backbone == "all-MiniLM-L6-v2" else f"{name}/{args.backbone}"
         results = json.load(open(args.out)) if os.path.exists(args.out) else {}
         row = results.get(key, {})
-        unseen = None
+        train_qrels, unseen = None, None  # read once per set: the unseen-document queries and supervised variants
         if os.path.exists(os.path.join(folder, "qrels", "train.tsv")):
-            train_docs = {d for docs in load_beir(folder, "train").qrels.values() for d in docs}
+            train_qrels = load_beir(folder, "train").qrels
+            train_docs = {d for docs in train_qrels.values() for d in docs}
             unseen = test.with_qrels({q: r for q, r in test.qrels.items() if not set(r) & train_docs})
             row["unseen_queries"] = len(unseen.qrels)
         row["truncation"] = scores(test, cv, qv, dims, unseen=unseen)
         row.setdefault("fit_seconds", {})
         for variant, seed in [(v, seed) for v in args.variants for seed in args.seeds]:
             method, supervised, config = VARIANTS[variant]
-            qrels = None
-            if supervised:
-                if not os.path.exists(os.path.join(folder, "qrels", "train.tsv")):
-                    print(f"{name}: no train qrels, {variant} skipped")
-                    continue
-                qrels = load_beir(folder, "train").qrels
+            if supervised and train_qrels is None:
+                print(f"{name}: no train qrels, {variant} skipped")
+                continue
+            qrels = train_qrels if supervised else None
             start = time.perf_counter()
             config = dict(config, seed=seed)
             trained = config.pop("dims", dims[1:])  # a variant may train fewer dims (all are still scored)
