@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from st_matryoshka._io import check_creatable, check_output_free
 from st_matryoshka._validation import ParameterError, parse_dims
 from st_matryoshka.cache import backbone_vectors
+from st_matryoshka.data import VALIDATION_SPLITS
 from st_matryoshka.loading import load_model, resolve_model_path
 from st_matryoshka.metadata import METADATA_FILE, TRAINING_FILE, MatryoshkaMetadata
 
@@ -113,6 +114,13 @@ def _training_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--unsupervised-batch-size", type=int, default=None)
     parser.add_argument("--supervised-batch-size", type=int, default=None)
     parser.add_argument("--num-negatives", type=int, default=None, help="Hard negatives per query row (default 16).")
+    parser.add_argument(
+        "--validation-split",
+        choices=list(VALIDATION_SPLITS),
+        default=None,
+        help="How --supervised holds out its validation queries: document-disjoint (default; no training query "
+        "cites their documents) or query-hash (by a hash of the id). Too connected qrels fall back to query-hash.",
+    )
     parser.add_argument(
         "--max-samples",
         type=int,
@@ -375,6 +383,7 @@ def training_overrides(args: argparse.Namespace) -> dict:
         "supervised_batch_size": args.supervised_batch_size,
         "num_negatives": args.num_negatives,
         "max_samples": args.max_samples,
+        "validation_split": args.validation_split,
         "pca_init": False if args.no_pca_init else None,
         "center_input": True if args.center else None,
         "balance_bits": args.balance_bits,

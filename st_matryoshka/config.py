@@ -8,12 +8,14 @@ engine (:mod:`st_matryoshka.engine`) reads a config to build the method's plan o
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from st_matryoshka._validation import ParameterError, check_dims
 from st_matryoshka.callbacks import check_temperature
+from st_matryoshka.data import VALIDATION_SPLITS
 from st_matryoshka.evaluation.quantized import PRECISIONS
 
 METHODS = ("matryoshka-adaptor", "pca", "search-adaptor", "smec")
@@ -32,9 +34,10 @@ class AdaptorTrainingConfig:
         center_input: Centre the input on the corpus mean before the rotation (classic PCA start; changes the
             full-width similarities).
         top_k: Neighbours per item in ``L_topk``.
-        distill_weight: Weight of ``L_distill`` in the unsupervised stage (``0``: the paper's loss). ``None``: 1.0
-            when the unsupervised stage is the last one, 0.0 when a supervised stage follows (measured on SciFact:
-            starting the supervised stage from the L_distill-trained adaptor cost about 0.01 NDCG@10 at 96 dims).
+        distill_weight: Weight of ``L_distill`` in the unsupervised stage (``0``: the paper's loss). ``None``: 1.0,
+            whether or not a supervised stage follows: without it the label-free criterion falls from the start,
+            so the unsupervised stage kept its untrained start under ``supervised`` (issue 24; BENCHMARKS.md,
+            "Supervision that generalises").
         unsupervised_epochs: Maximum epochs of the unsupervised stage (``0`` skips it).
         unsupervised_lr: Learning rate of the unsupervised stage.
         unsupervised_batch_size: Batch size of the unsupervised stage.
@@ -51,8 +54,16 @@ class AdaptorTrainingConfig:
         supervised_batch_size: Queries per batch in the supervised stage.
         num_negatives: Hard negatives per (query, relevant document) row, re-drawn every pass.
         negative_pool: Negatives are drawn from the top ``negative_pool`` non-relevant documents (backbone ranking).
-        validation_fraction: Fraction of the train queries held out (by a hash of the id) for early stopping.
+        validation_fraction: Fraction of the train queries held out for the supervised stage's selection and early
+            stopping.
+        validation_split: How they are held out: ``document-disjoint`` (default: whole groups of queries that share
+            relevant documents, so no training query cites a validation query's documents and selection rewards
+            what carries over to new documents, not memorising cited ones) or ``query-hash`` (by a hash of the id,
+            the split before issue 24). Too connected qrels fall back to ``query-hash`` with a logged line
+            (:func:`st_matryoshka.data.validation_split`).
         unsupervised_weight: α in ``L_rank + α · L_unsup``.
+        supervised_distill_weight: Weight of ``L_distill`` (the backbone's near-neighbour structure) inside the
+            supervised stage's ``L_unsup``; ``0`` keeps the paper's unsupervised terms there.
         patience: Evaluations without improvement before a stage stops.
         seed: Random seed.
         precisions: Index precisions to train for (quantisation-aware training; ``float32`` is always trained):
@@ -89,7 +100,9 @@ class AdaptorTrainingConfig:
     num_negatives: int = 16
     negative_pool: int = 50
     validation_fraction: float = 0.15
+    validation_split: str = "document-disjoint"
     unsupervised_weight: float = 1.0
+    supervised_distill_weight: float = 0.0
     patience: int = 5
     seed: int = 42
     precisions: list[str] = field(default_factory=lambda: ["float32"])
@@ -125,6 +138,11 @@ class AdaptorTrainingConfig:
             raise ParameterError(
                 "center_input", "center_input=True needs pca_init=True (the mean is set with the principal axes)"
             )
+        if self.validation_split not in VALIDATION_SPLITS:
+            raise ParameterError(
+                "validation_split",
+                f"validation_split must be one of {list(VALIDATION_SPLITS)}, got {self.validation_split!r}",
+            )
         for name in ("holdout_fraction", "validation_fraction"):
             value = getattr(self, name)
             if not 0.0 < value < 1.0:
@@ -139,16 +157,31 @@ class AdaptorTrainingConfig:
                 "max_samples", f"max_samples must be a positive int or None, got {self.max_samples!r}"
             )
         names = ("unsupervised_batch_size", "supervised_batch_size", "num_negatives", "negative_pool", "top_k")
+        weights = ("unsupervised_weight", "supervised_distill_weight", "distill_weight", "quantization_weight")
+        for name in weights:
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise ParameterError(name, f"{name} must be a finite number >= 0, got {value!r}")
+        for name in ("unsupervised_lr", "supervised_lr"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise ParameterError(name, f"{name} must be a finite number > 0, got {value!r}")
         for name in (*names, "holdout_max", "criterion_corpus_max"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ParameterError(name, f"{name} must be a positive int, got {value!r}")
 
     def resolved_distill_weight(self, supervised: bool) -> float:
-        """``distill_weight``, or its default when ``None``: 0.0 before a supervised stage, else 1.0."""
+        """``distill_weight``, or its default when ``None``: 1.0, with or without a supervised stage after it.
+
+        The unsupervised stage is the same whether a supervised one follows: with the paper's loss alone (0.0, the
+        default before a supervised stage until issue 24) the label-free criterion only falls, and the stage kept
+        its untrained start.
+        """
+        del supervised  # one unsupervised stage for both; kept for callers that pass it
         if self.distill_weight is not None:
             return self.distill_weight
-        return 0.0 if supervised else 1.0
+        return 1.0
 
 
 @dataclass

@@ -328,3 +328,104 @@ def split_queries(query_ids: list[str], fraction: float, salt: str = "st_matryos
         h = int.from_bytes(hashlib.sha256(f"{salt}:{qid}".encode()).digest()[:8], "big") / 2**64
         (held if h < fraction else kept).append(qid)
     return kept, held
+
+
+VALIDATION_SPLITS = ("document-disjoint", "query-hash")
+"""How the supervised phase holds out validation queries (:func:`validation_split`)."""
+
+
+def document_components(qrels: dict[str, dict[str, int]]) -> list[list[str]]:
+    """Connected components of the query–document graph of ``qrels``: each a sorted list of query ids.
+
+    Two queries are in one component when a chain of shared relevant documents links them, so a whole component
+    can be held out without any remaining query citing one of its documents.
+    """
+    parent: dict[str, str] = {}
+
+    def find(node: str) -> str:
+        while parent.setdefault(node, node) != node:
+            parent[node] = parent[parent[node]]
+            node = parent[node]
+        return node
+
+    for qid, docs in qrels.items():
+        for doc in docs:
+            a, b = find(f"q:{qid}"), find(f"d:{doc}")
+            if a != b:
+                parent[b] = a
+    groups: dict[str, list[str]] = {}
+    for qid in qrels:
+        groups.setdefault(find(f"q:{qid}"), []).append(qid)
+    return sorted((sorted(g) for g in groups.values()), key=lambda g: g[0])
+
+
+@dataclass
+class ValidationSplit:
+    """The supervised phase's query split: ``fit`` trains, ``held_out`` selects and stops.
+
+    Args:
+        fit: Training query ids.
+        held_out: Validation query ids.
+        kind: ``document-disjoint`` (no training query cites a document of a validation query) or ``query-hash``.
+        reason: Why a requested document-disjoint split fell back to ``query-hash`` (empty otherwise).
+    """
+
+    fit: list[str]
+    held_out: list[str]
+    kind: str
+    reason: str = ""
+
+
+def validation_split(
+    qrels: dict[str, dict[str, int]], fraction: float, kind: str = "document-disjoint", seed: int = 42
+) -> ValidationSplit:
+    """Hold out about ``fraction`` of the queries of ``qrels`` for the supervised phase's selection.
+
+    ``document-disjoint`` holds out whole connected components of the query–document graph
+    (:func:`document_components`), in a seeded order, skipping a component that would take the held-out share past
+    twice ``fraction``: the validation queries' relevant documents are then never cited by a training query, so
+    validation measures retrieval of documents the labels never showed, as a user's next queries will need. When
+    the qrels are too connected for that (fewer than half the wanted queries in components that fit; at least 2
+    queries are wanted), it falls back to ``query-hash`` (:func:`split_queries`, today's split by a hash of the id,
+    holding out at least one query) and says why in ``reason``.
+
+    Example:
+        ::
+
+            qrels = {"q1": {"d1": 1}, "q2": {"d1": 1}, "q3": {"d2": 1}, "q4": {"d3": 1}, "q5": {"d4": 1}}
+            split = validation_split(qrels, 0.25)
+            split.kind, len(split.held_out), sorted(split.held_out + split.fit) == sorted(qrels)
+            # => ('document-disjoint', 2, True)
+    """
+    if kind not in VALIDATION_SPLITS:
+        raise ValueError(f"validation split must be one of {list(VALIDATION_SPLITS)}, got {kind!r}")
+    ids = sorted(qrels)
+    if kind == "document-disjoint":
+        want = max(fraction * len(ids), 2.0)
+        components = document_components(qrels)
+        order = np.random.default_rng(seed).permutation(len(components))
+        held: list[str] = []
+        for i in order:
+            if len(held) >= want:
+                break
+            if len(held) + len(components[i]) <= max(2 * want, 1):
+                held += components[i]
+        if len(held) >= want / 2 and len(held) < len(ids):
+            held_set = set(held)
+            return ValidationSplit([q for q in ids if q not in held_set], sorted(held), kind)
+        largest = max(len(c) for c in components)
+        reason = (
+            f"the {len(ids)} training queries form {len(components)} document-connected groups (largest "
+            f"{largest} queries): too few to hold out {fraction:.0%} without sharing documents with training"
+        )
+        return ValidationSplit(*hash_split(ids, fraction), "query-hash", reason)
+    return ValidationSplit(*hash_split(ids, fraction), "query-hash")
+
+
+def hash_split(ids: list[str], fraction: float) -> tuple[list[str], list[str]]:
+    """:func:`split_queries`, holding out at least one query when there are two or more."""
+    fit, held = split_queries(ids, fraction)
+    if not held and len(fit) > 1:
+        first = min(fit, key=lambda q: hashlib.sha256(f"st_matryoshka:{q}".encode()).digest())
+        fit, held = [q for q in fit if q != first], [first]
+    return fit, held

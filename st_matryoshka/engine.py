@@ -49,7 +49,7 @@ from transformers import Trainer
 from st_matryoshka._validation import ParameterError, check_dims
 from st_matryoshka.callbacks import Stage, StageCallback, quiet_progress
 from st_matryoshka.config import METHODS, AdaptorTrainingConfig, SMECTrainingConfig
-from st_matryoshka.data import RetrievalData, split_queries
+from st_matryoshka.data import RetrievalData, ValidationSplit, validation_split
 from st_matryoshka.evaluation import NeighbourOverlapEvaluator, matryoshka_evaluator
 from st_matryoshka.losses import MatryoshkaRankLoss, MatryoshkaUnsupervisedLoss
 from st_matryoshka.model_card import MatryoshkaModelCardData
@@ -74,6 +74,9 @@ class StageResult:
     epoch_seconds: float
     losses: dict[str, str] = field(default_factory=dict)
     """``{loss name: citation}`` as the trainer recorded them in the training model's card data."""
+    selection: dict[str, Any] = field(default_factory=dict)
+    """On a supervised phase's last result: which validation chose the state and which state was kept
+    (:func:`guard_supervised`)."""
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -197,23 +200,27 @@ def supervised_rows(
     corpus_vectors: Any,
     config: AdaptorTrainingConfig,
     used_docs: set[int] | None = None,
+    exclude_docs: set[int] | None = None,
 ) -> Dataset:
     """Rows ``(query, positive, negative_1..n)`` with label ``[grade, 0, ..., 0]``, re-drawn for every pass.
 
     ``config.supervised_epochs`` passes over the qrels of ``query_ids``, at most ``config.max_samples`` rows. The
     negatives of a query are drawn from its top ``negative_pool`` non-relevant documents by the backbone
-    (:func:`chunked_top_k`). ``used_docs``, when given, receives the corpus rows the returned rows name.
+    (:func:`chunked_top_k`), leaving out the corpus rows in ``exclude_docs`` (the validation queries' relevant
+    documents, so the training rows never name them). ``used_docs``, when given, receives the corpus rows the
+    returned rows name.
     """
     rng = random.Random(config.seed)
     doc_index = {cid: i for i, cid in enumerate(data.corpus_ids)}
     q_t = torch.nn.functional.normalize(torch.as_tensor(np.stack([query_vectors[q] for q in query_ids])), dim=-1)
-    most_relevant = max(len(data.qrels[q]) for q in query_ids)
+    excluded = exclude_docs or set()
+    most_relevant = max(len(data.qrels[q]) for q in query_ids) + len(excluded)
     pool_size = min(config.negative_pool + most_relevant, len(data.corpus_ids))
     ranked = chunked_top_k(q_t, corpus_vectors, pool_size).tolist()
     queries = data.query_dict()
     pools = {}
     for qid, top in zip(query_ids, ranked):
-        relevant = {doc_index[c] for c in data.qrels[qid]}
+        relevant = {doc_index[c] for c in data.qrels[qid]} | excluded
         pool = [j for j in top if j not in relevant][: config.negative_pool]
         if len(pool) < config.num_negatives:
             raise ParameterError(
@@ -281,8 +288,8 @@ def check_supervised_data(data: RetrievalData, config: AdaptorTrainingConfig) ->
         raise ParameterError(
             "qrels", "qrels: the training split has no queries with a relevant document in the corpus"
         )
-    fit_ids, val_ids = split_queries(sorted(data.qrels), config.validation_fraction)
-    if not fit_ids or not val_ids:
+    split = validation_split(data.qrels, config.validation_fraction, config.validation_split, config.seed)
+    if not split.fit or not split.held_out:
         raise ParameterError(
             "qrels",
             f"qrels: the training split has too few queries ({len(data.qrels)}) to hold out a validation slice "
@@ -543,14 +550,18 @@ def train_phases(
                 callbacks,
             )
         if supervised:
-            fit_ids, val_ids = split_queries(sorted(keyed.qrels), config.validation_fraction)
+            split = validation_split(keyed.qrels, config.validation_fraction, config.validation_split, config.seed)
+            log_split(split)
+            fit_ids, val_ids = split.fit, split.held_out
             stages = stage_plan(adaptor, config, "supervised", indices, train_body, init_vectors)
             passes = config.supervised_epochs * len(stages)
             query_rows = {qid: i for i, qid in enumerate(keyed.query_ids) if qid in keyed.qrels}
             qvec = {qid: np.asarray(query_vectors[i]) for qid, i in query_rows.items()}
             used_docs: set[int] = set()
+            doc_index = {cid: i for i, cid in enumerate(keyed.corpus_ids)}
+            held_docs = {doc_index[c] for q in val_ids for c in keyed.qrels[q]} if split.kind != "query-hash" else None
             pass_config = replace(config, supervised_epochs=passes)
-            rows = supervised_rows(keyed, fit_ids, qvec, corpus_vectors, pass_config, used_docs)
+            rows = supervised_rows(keyed, fit_ids, qvec, corpus_vectors, pass_config, used_docs, held_docs)
             steps_per_pass = max(1, len(rows) // passes // config.supervised_batch_size)
             searched = validation_corpus(keyed, val_ids, qvec, corpus_vectors, config)
             val = RetrievalData(
@@ -569,8 +580,15 @@ def train_phases(
             texts = [keyed.corpus[i] for i in doc_rows] + [keyed.queries[j] for j in q_rows]
             vectors = np.concatenate([np.asarray(corpus_vectors[doc_rows]), np.asarray(query_vectors[q_rows])])
             model = fast_model(texts, vectors, [adaptor])
-            loss = MatryoshkaRankLoss(model, all_dims, unsupervised_weight=config.unsupervised_weight, **loss_settings)
-            results += run_phase(
+            loss = MatryoshkaRankLoss(
+                model,
+                all_dims,
+                unsupervised_weight=config.unsupervised_weight,
+                distill_weight=config.supervised_distill_weight,
+                **loss_settings,
+            )
+            unsupervised_state = {k: v.detach().clone() for k, v in adaptor.state_dict().items()}
+            phase = run_phase(
                 "supervised",
                 model,
                 adaptor,
@@ -587,8 +605,79 @@ def train_phases(
                 work,
                 callbacks,
             )
+            phase[-1].selection = guard_supervised(model, adaptor, evaluator, all_dims, unsupervised_state, split)
+            results += phase
     adaptor.eval()
     return results
+
+
+def log_split(split: ValidationSplit) -> None:
+    """One line on how the supervised phase's validation queries were held out (and why, after a fallback)."""
+    if split.reason:
+        logger.warning(
+            f"validation: {split.reason}; falling back to the query-hash split ({len(split.held_out)} "
+            f"of {len(split.fit) + len(split.held_out)} queries held out, their documents may be cited)"
+        )
+    else:
+        logger.info(
+            f"validation: {split.kind} split, {len(split.held_out)} of "
+            f"{len(split.fit) + len(split.held_out)} training queries held out"
+        )
+
+
+def validation_scores(model: SentenceTransformer, evaluator: Any, dims: Sequence[int]) -> dict[int, float]:
+    """NDCG@10 per dim of ``model`` on the supervised phase's validation queries."""
+    was_training = model.training
+    metrics = evaluator(model)
+    model.train(was_training)
+    return {d: float(metrics[f"validation_dim{d}_cosine_ndcg@10"]) for d in dims}
+
+
+def guard_supervised(
+    model: SentenceTransformer,
+    adaptor: torch.nn.Module,
+    evaluator: Any,
+    dims: Sequence[int],
+    unsupervised_state: dict[str, torch.Tensor],
+    split: ValidationSplit,
+) -> dict[str, Any]:
+    """Keep the supervised state only where validation says it beats the unsupervised adaptor it started from.
+
+    Both states are scored on the validation queries at every trained dim; unless the supervised one has the
+    higher mean, the unsupervised weights are restored (10 labelled queries must never give a model worse than none
+    would). One line says which state was kept. Returns the record that ``st_matryoshka.json`` stores as
+    ``selection``: the split, both states' scores per dim and which was kept.
+    """
+    supervised_scores = validation_scores(model, evaluator, dims)
+    supervised_state = {k: v.detach().clone() for k, v in adaptor.state_dict().items()}
+    adaptor.load_state_dict(unsupervised_state)
+    unsupervised_scores = validation_scores(model, evaluator, dims)
+    sup_mean, unsup_mean = (
+        float(np.mean(list(supervised_scores.values()))),
+        float(np.mean(list(unsupervised_scores.values()))),
+    )
+    kept = "supervised" if sup_mean > unsup_mean else "unsupervised"
+    if kept == "supervised":
+        adaptor.load_state_dict(supervised_state)
+    where = f"{split.kind} validation, {len(split.held_out)} queries"
+    if kept == "supervised":
+        logger.info(
+            f"kept the supervised state: mean NDCG@10 {sup_mean:.4f} against the unsupervised adaptor's "
+            f"{unsup_mean:.4f} ({where})"
+        )
+    else:
+        logger.info(
+            f"kept the unsupervised adaptor: the supervised state scored {sup_mean:.4f} against its "
+            f"{unsup_mean:.4f} ({where})"
+        )
+    return {
+        "validation": split.kind,
+        "validation_queries": len(split.held_out),
+        "fallback_reason": split.reason,
+        "kept": kept,
+        "supervised_ndcg_at_10": {str(d): v for d, v in supervised_scores.items()},
+        "unsupervised_ndcg_at_10": {str(d): v for d, v in unsupervised_scores.items()},
+    }
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -36,6 +36,10 @@ class MatryoshkaMetadata:
         base_model: The base model's Hub id or name.
         train_data: Name of the training data set (e.g. ``scifact``) and its split for the supervised stage.
         config: Training hyper-parameters.
+        selection: For a supervised model: which validation chose its state (``validation``:
+            ``document-disjoint`` or ``query-hash``, ``validation_queries``, ``fallback_reason``), which state was
+            kept (``kept``: ``supervised``, or ``unsupervised`` when validation put the supervised state below the
+            unsupervised adaptor it started from) and both states' validation NDCG@10 per dim.
         losses: ``{loss class name: citation}`` of the losses used in training.
         scores: ``{data set: {"model" | "truncation" | "pca": {metric: {dim: value}}}}``, as ``evaluate --record``
             writes them (dims are strings, as in JSON).
@@ -64,6 +68,7 @@ class MatryoshkaMetadata:
     base_model: str | None = None
     train_data: dict[str, Any] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
+    selection: dict[str, Any] = field(default_factory=dict)
     losses: dict[str, str] = field(default_factory=dict)
     scores: dict[str, dict[str, dict[str, dict[str, float]]]] = field(default_factory=dict)
     eval_split: dict[str, str] = field(default_factory=dict)

@@ -231,8 +231,10 @@ def metadata_for(
     trained = [m for m in head if hasattr(m, "trained_dims")]
     dims = trained[0].trained_dims if trained else [width, *summary.get("config", {}).get("dims", [])]
     losses: dict[str, str] = {}
+    selection: dict[str, Any] = {}
     for stage in stages:
         losses.update(stage.losses)
+        selection = stage.selection or selection
     data = summary.get("data")
     train_data = {"name": dataset_key(data)} if data else {}
     if summary.get("supervised"):
@@ -248,6 +250,7 @@ def metadata_for(
         base_model=summary.get("base_model"),
         train_data=train_data,
         config=config,
+        selection=selection,
         losses=losses,
     )
 

@@ -1,0 +1,169 @@
+"""Supervision that generalises: supervised training scored on all test queries and on unseen-document queries.
+
+For each set, label count and seed it trains the unsupervised adaptor (once per seed: it uses no labels) and the
+supervised methods through the library's one training entry point (``fit_adaptor``, what ``st-matryoshka train``
+calls), then scores NDCG@10 per dim on the test queries and on those whose relevant documents no train qrel cites.
+Truncation and PCA are scored once per set. Label counts other than ``all`` are seeded subsets of the training
+queries (the subset's seed is the run's seed). Sets without a train split use the split-query protocol of
+BENCHMARKS.md (half of the test queries train, by a hash of the id, the other half is scored).
+
+Variants (``--variants``) change one setting from the defaults, for the ablation:
+    default            the CLI defaults (document-disjoint validation, the guard)
+    query_hash         validation queries held out by a hash of the id (the split before issue 24)
+    before_fix         query_hash and no L_distill in the unsupervised phase: the defaults before issue 24
+    sup_distill        L_distill toward the backbone inside the supervised phase's L_unsup (weight 1)
+    no_unsup_terms     the supervised phase without the unsupervised terms (L_rank alone)
+
+Usage (from the repository root, offline; one thread per process so two can run side by side):
+    OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/supervision.py --data-root ../shared/data \
+        --sets scifact --labels all --methods matryoshka-adaptor --variants default --seeds 1 2 3 4 42
+    OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/supervision.py --data-root ../shared/data \
+        --sets scifact --labels all --methods matryoshka-adaptor \
+        --variants query_hash before_fix sup_distill no_unsup_terms --seeds 1 2 42
+    OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/supervision.py --data-root ../shared/data \
+        --sets scifact cranfield cisi --labels 8 32 128 all --methods matryoshka-adaptor smec --seeds 1 2 42
+Results go to benchmarks/results/supervision.json; runs already there are skipped, so several processes can share
+the file (each run is merged in as it finishes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import time
+
+import torch
+from core_loop import DIMS, SPLIT_SALT, pca_scores, score
+
+from st_matryoshka.config import config_for
+from st_matryoshka.data import load_beir, load_embeddings_dir
+from st_matryoshka.engine import fit_adaptor
+
+TARGET_DIMS = [192, 96, 48, 24]
+VARIANTS = {
+    "default": {},
+    "query_hash": {"validation_split": "query-hash"},
+    "before_fix": {"validation_split": "query-hash", "distill_weight": 0.0},
+    "sup_distill": {"supervised_distill_weight": 1.0},
+    "no_unsup_terms": {"unsupervised_weight": 0.0},
+}
+
+
+def label_subset(data, labels: str, seed: int):
+    """``data`` with ``labels`` of its training queries (a seeded sample), or all of them."""
+    if labels == "all":
+        return data
+    ids = random.Random(seed).sample(sorted(data.qrels), min(int(labels), len(data.qrels)))
+    return data.with_qrels({q: data.qrels[q] for q in ids})
+
+
+def save(path: str, keys: list[str], entry: dict) -> None:
+    """Merge one run into the results file under ``keys`` (re-read first: another process may have written)."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    latest = json.load(open(path)) if os.path.exists(path) else {}
+    node = latest
+    for key in keys[:-1]:
+        node = node.setdefault(key, {})
+    node[keys[-1]] = entry
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(latest, f, indent=2)
+    os.replace(tmp, path)
+
+
+def lookup(path: str, keys: list[str]):
+    node = json.load(open(path)) if os.path.exists(path) else {}
+    for key in keys:
+        if not isinstance(node, dict) or key not in node:
+            return None
+        node = node[key]
+    return node
+
+
+def scores(adaptor, test, unseen, cv, qv) -> dict:
+    head = [] if adaptor is None else [adaptor]
+    out = {"ndcg_at_10": score(head, test, cv, qv, DIMS)}
+    if unseen is not None:
+        out["ndcg_at_10_unseen"] = score(head, unseen, cv, qv, DIMS)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--data-root", default=os.environ.get("ST_MATRYOSHKA_DATA", "../shared/data"))
+    parser.add_argument("--sets", nargs="+", default=["scifact"])
+    parser.add_argument("--labels", nargs="+", default=["all"], help="Training query counts, or 'all'.")
+    parser.add_argument("--methods", nargs="+", default=["matryoshka-adaptor"], choices=["matryoshka-adaptor", "smec"])
+    parser.add_argument("--variants", nargs="+", default=["default"], choices=list(VARIANTS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 42])
+    parser.add_argument("--out", default="benchmarks/results/supervision.json")
+    args = parser.parse_args()
+    threads = torch.get_num_threads()
+    for name in args.sets:
+        folder = os.path.join(args.data_root, name)
+        test = load_beir(folder, "test")
+        cv, qv = load_embeddings_dir(os.path.join(folder, "embeddings", "all-MiniLM-L6-v2"), test, dim=384)
+        if os.path.exists(os.path.join(folder, "qrels", "train.tsv")):
+            train = load_beir(folder, "train")
+        else:
+            train, test = test.split_by_query(0.5, salt=SPLIT_SALT)
+        train_docs = {d for docs in train.qrels.values() for d in docs}
+        unseen_qrels = {q: r for q, r in test.qrels.items() if not set(r) & train_docs}
+        unseen = test.with_qrels(unseen_qrels) if 0 < len(unseen_qrels) < len(test.qrels) else None
+        if lookup(args.out, [name, "baselines"]) is None:
+            base = {"truncation": scores(None, test, unseen, cv, qv)}
+            base["pca"] = {"ndcg_at_10": pca_scores(test, cv, qv)}
+            if unseen is not None:
+                base["pca"]["ndcg_at_10_unseen"] = pca_scores(unseen, cv, qv)
+            base["test_queries"] = len(test.qrels)
+            base["unseen_queries"] = len(unseen_qrels) if unseen is not None else None
+            base["train_queries"] = len(train.qrels)
+            save(args.out, [name, "baselines"], base)
+        for seed in args.seeds:
+            if lookup(args.out, [name, "unsupervised", str(seed)]) is None:
+                config = config_for("matryoshka-adaptor", TARGET_DIMS, 384, seed=seed)
+                start = time.perf_counter()
+                adaptor, _ = fit_adaptor("matryoshka-adaptor", 384, train, cv, qv, config, supervised=False)
+                entry = scores(adaptor, test, unseen, cv, qv) | {"train_seconds": time.perf_counter() - start}
+                save(args.out, [name, "unsupervised", str(seed)], entry | {"threads": threads})
+                print(name, "unsupervised", seed, json.dumps(entry["ndcg_at_10"]), flush=True)
+            for labels in args.labels:
+                if labels != "all" and int(labels) >= len(train.qrels):
+                    continue  # that many labels is "all" on this set
+                data = label_subset(train, labels, seed)
+                for method in args.methods:
+                    for variant in args.variants:
+                        keys = [name, "supervised", method, variant, labels, str(seed)]
+                        if lookup(args.out, keys) is not None:
+                            continue
+                        torch.manual_seed(0)
+                        config = config_for(method, TARGET_DIMS, 384, seed=seed, **VARIANTS[variant])
+                        start = time.perf_counter()
+                        adaptor, stages = fit_adaptor(method, 384, data, cv, qv, config, supervised=True)
+                        entry = scores(adaptor, test, unseen, cv, qv)
+                        selection = next((s.selection for s in stages if s.selection), {})
+                        entry |= {
+                            "train_seconds": time.perf_counter() - start,
+                            "threads": threads,
+                            "train_queries": len(data.qrels),
+                            "selection": selection,
+                        }
+                        save(args.out, keys, entry)
+                        print(
+                            name,
+                            method,
+                            variant,
+                            labels,
+                            seed,
+                            selection.get("kept"),
+                            json.dumps({k: round(v, 4) for k, v in entry["ndcg_at_10"].items()}),
+                            json.dumps({k: round(v, 4) for k, v in entry.get("ndcg_at_10_unseen", {}).items()}),
+                            f"{entry['train_seconds']:.0f}s",
+                            flush=True,
+                        )
+
+
+if __name__ == "__main__":
+    main()

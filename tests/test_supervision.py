@@ -1,0 +1,157 @@
+"""Supervised training that generalises: document-disjoint validation, the guard, and the unsupervised phase."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+from st_matryoshka.config import config_for
+from st_matryoshka.data import document_components, load_beir, load_embeddings_dir, validation_split
+from st_matryoshka.engine import (
+    data_fast_model,
+    fit_adaptor,
+    guard_supervised,
+    keyed_data,
+    supervised_rows,
+)
+from st_matryoshka.evaluation import matryoshka_evaluator
+
+QRELS = {
+    "a": {"d1": 1},
+    "b": {"d1": 1, "d2": 1},
+    "c": {"d2": 1},
+    "d": {"d3": 1},
+    "e": {"d4": 1},
+    "f": {"d5": 2},
+    "g": {"d6": 1},
+    "h": {"d6": 1},
+    "i": {"d7": 1},
+    "j": {"d8": 1},
+}
+
+
+def test_components_link_queries_through_shared_documents():
+    groups = document_components(QRELS)
+    assert ["a", "b", "c"] in groups and ["g", "h"] in groups and ["d"] in groups
+    assert sorted(q for g in groups for q in g) == sorted(QRELS)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 42])
+def test_document_disjoint_split_shares_no_document_with_training(seed):
+    split = validation_split(QRELS, 0.2, seed=seed)
+    assert split.kind == "document-disjoint" and not split.reason
+    assert sorted(split.fit + split.held_out) == sorted(QRELS) and split.held_out and split.fit
+    cited = {d for q in split.fit for d in QRELS[q]}
+    assert not cited & {d for q in split.held_out for d in QRELS[q]}
+    assert split == validation_split(QRELS, 0.2, seed=seed)  # seeded
+
+
+def test_connected_qrels_fall_back_to_the_hash_split_and_say_why():
+    qrels = {q: {"shared": 1, f"own-{q}": 1} for q in "abcdefgh"}
+    split = validation_split(qrels, 0.15)
+    assert split.kind == "query-hash" and "1 document-connected groups" in split.reason
+    assert len(split.held_out) >= 1 and sorted(split.fit + split.held_out) == sorted(qrels)
+    assert validation_split(qrels, 0.15, kind="query-hash").reason == ""
+    with pytest.raises(ValueError, match="validation split must be one of"):
+        validation_split(qrels, 0.15, kind="random")
+
+
+def test_config_checks_the_split_and_the_weights():
+    from st_matryoshka._validation import ParameterError
+
+    with pytest.raises(ParameterError, match="validation_split must be one of"):
+        config_for("matryoshka-adaptor", [48], validation_split="docs")
+    for name in ("supervised_distill_weight", "unsupervised_weight", "distill_weight"):
+        with pytest.raises(ParameterError, match=f"{name} must be a finite number >= 0"):
+            config_for("matryoshka-adaptor", [48], **{name: float("nan")})
+
+
+@pytest.fixture(scope="module")
+def slice_data(scifact_slice):
+    data = load_beir(str(scifact_slice), "train")
+    cv, qv = load_embeddings_dir(str(scifact_slice / "embeddings"), data, dim=384)
+    return data, cv, qv
+
+
+SMALL = {"holdout_max": 100, "criterion_corpus_max": 1500, "unsupervised_batch_size": 256, "patience": 2}
+
+
+def test_training_rows_never_name_the_validation_documents(slice_data):
+    data, cv, qv = slice_data
+    keyed = keyed_data(data)
+    split = validation_split(keyed.qrels, 0.15)
+    assert split.kind == "document-disjoint"
+    doc_index = {c: i for i, c in enumerate(keyed.corpus_ids)}
+    held = {doc_index[c] for q in split.held_out for c in keyed.qrels[q]}
+    qvec = dict(zip(keyed.query_ids, qv))
+    config = config_for("matryoshka-adaptor", [96, 48], supervised_epochs=3)
+    named: set[int] = set()
+    supervised_rows(keyed, split.fit, qvec, cv, config, named, exclude_docs=held)
+    assert named and not named & held
+    plain: set[int] = set()  # without the exclusion the backbone's hard negatives do name some of them
+    supervised_rows(keyed, split.fit, qvec, cv, config, plain)
+    assert plain & held
+
+
+def test_unsupervised_phase_trains_the_same_with_or_without_supervision(slice_data):
+    """Issue 24: under supervised the unsupervised phase kept its untrained start (it trained without L_distill)."""
+    data, cv, qv = slice_data
+    config = config_for("matryoshka-adaptor", [96, 48, 24], 384, unsupervised_epochs=6, supervised_epochs=2, **SMALL)
+    _, alone = fit_adaptor("matryoshka-adaptor", 384, data.with_qrels({}), cv, qv, config, supervised=False)
+    _, both = fit_adaptor("matryoshka-adaptor", 384, data, cv, qv, config, supervised=True)
+    assert both[0].name == alone[0].name == "unsupervised joint"
+    assert both[0].history == alone[0].history and both[0].best_step == alone[0].best_step
+    assert alone[0].best_step > 0  # on this slice the criterion rises: the phase does train
+    assert both[-1].name == "supervised joint" and both[-1].selection["validation"] == "document-disjoint"
+
+
+def test_guard_restores_the_unsupervised_adaptor_when_validation_prefers_it(slice_data, caplog):
+    data, cv, qv = slice_data
+    config = config_for("matryoshka-adaptor", [96, 48], 384, unsupervised_epochs=2, **SMALL)
+    adaptor, _ = fit_adaptor("matryoshka-adaptor", 384, data.with_qrels({}), cv, qv, config, supervised=False)
+    good = {k: v.clone() for k, v in adaptor.state_dict().items()}
+    split = validation_split(data.qrels, 0.15)
+    val = data.with_qrels({q: data.qrels[q] for q in split.held_out})
+    model = data_fast_model(val, cv, qv, [adaptor])
+    evaluator = matryoshka_evaluator(val, [384, 96, 48], name="validation")
+    with torch.no_grad():  # a "supervised" state that has forgotten everything
+        for p in adaptor.parameters():
+            p.copy_(torch.randn_like(p))
+    with caplog.at_level(logging.INFO, logger="st_matryoshka.engine"):
+        record = guard_supervised(model, adaptor, evaluator, [384, 96, 48], good, split)
+    assert record["kept"] == "unsupervised" and "kept the unsupervised adaptor" in caplog.text
+    assert all(torch.equal(v, good[k]) for k, v in adaptor.state_dict().items())
+    assert record["validation_queries"] == len(split.held_out)
+    better = np.mean(list(record["unsupervised_ndcg_at_10"].values()))
+    assert better > np.mean(list(record["supervised_ndcg_at_10"].values()))
+    trained = {k: v.clone() for k, v in adaptor.state_dict().items()}
+    noise = {k: torch.randn_like(v) for k, v in good.items()}
+    record = guard_supervised(model, adaptor, evaluator, [384, 96, 48], noise, split)
+    assert record["kept"] == "supervised"  # the other way round: the better state stays
+    assert all(torch.equal(v, trained[k]) for k, v in adaptor.state_dict().items())
+
+
+@pytest.mark.slow
+def test_train_supervised_records_and_cards_the_selection(scifact_slice, tmp_path, capsys):
+    from st_matryoshka.cli import main
+
+    def argv(out, *extra):
+        return ["train", "--model", "all-MiniLM-L6-v2", "--data", str(scifact_slice), "--embeddings",
+                str(scifact_slice / "embeddings"), "--dims", "96,48", "--output", str(out), "--supervised",
+                "--unsupervised-epochs", "2", "--supervised-epochs", "2", *extra]  # fmt: skip
+
+    out = tmp_path / "model"
+    assert main(argv(out)) == 0
+    selection = json.loads((out / "st_matryoshka.json").read_text())["selection"]
+    assert selection["validation"] == "document-disjoint" and selection["kept"] in ("supervised", "unsupervised")
+    assert set(selection["supervised_ndcg_at_10"]) == {"384", "96", "48"}
+    card = (out / "README.md").read_text()
+    assert "**Supervised selection:**" in card and "no training query cites" in card
+    assert main(argv(tmp_path / "hash", "--validation-split", "query-hash")) == 0
+    hashed = json.loads((tmp_path / "hash" / "st_matryoshka.json").read_text())["selection"]
+    assert hashed["validation"] == "query-hash"
+    assert "by a hash of the id" in (tmp_path / "hash" / "README.md").read_text()
