@@ -377,17 +377,22 @@ class ValidationSplit:
 
 
 def validation_split(
-    qrels: dict[str, dict[str, int]], fraction: float, kind: str = "document-disjoint", seed: int = 42
+    qrels: dict[str, dict[str, int]],
+    fraction: float,
+    kind: str = "document-disjoint",
+    seed: int = 42,
+    min_queries: int = 10,
 ) -> ValidationSplit:
     """Hold out about ``fraction`` of the queries of ``qrels`` for the supervised phase's selection.
 
     ``document-disjoint`` holds out whole connected components of the query–document graph
-    (:func:`document_components`), in a seeded order, skipping a component that would take the held-out share past
-    twice ``fraction``: the validation queries' relevant documents are then never cited by a training query, so
-    validation measures retrieval of documents the labels never showed, as a user's next queries will need. When
-    the qrels are too connected for that (fewer than half the wanted queries in components that fit; at least 2
-    queries are wanted), it falls back to ``query-hash`` (:func:`split_queries`, today's split by a hash of the id,
-    holding out at least one query) and says why in ``reason``.
+    (:func:`document_components`), in a seeded order, skipping a component that would take the held-out count past
+    twice the wanted one (:func:`wanted`: ``fraction`` of the queries, at least ``min_queries``, at most half). The
+    validation queries' relevant documents are then never cited by a training query, so validation measures
+    retrieval of documents the labels never showed, as a user's next queries will need. When the qrels are too
+    connected for that (fewer than half the wanted queries in components that fit), it falls back to
+    ``query-hash`` (:func:`split_queries`, the split by a hash of the id used before, topped up to the wanted count)
+    and says why in ``reason``.
 
     Example:
         ::
@@ -395,13 +400,13 @@ def validation_split(
             qrels = {"q1": {"d1": 1}, "q2": {"d1": 1}, "q3": {"d2": 1}, "q4": {"d3": 1}, "q5": {"d4": 1}}
             split = validation_split(qrels, 0.25)
             split.kind, len(split.held_out), sorted(split.held_out + split.fit) == sorted(qrels)
-            # => ('document-disjoint', 2, True)
+            # => ('document-disjoint', 3, True)
     """
     if kind not in VALIDATION_SPLITS:
         raise ValueError(f"validation split must be one of {list(VALIDATION_SPLITS)}, got {kind!r}")
     ids = sorted(qrels)
     if kind == "document-disjoint":
-        want = max(fraction * len(ids), 2.0)
+        want = wanted(len(ids), fraction, min_queries)
         components = document_components(qrels)
         order = np.random.default_rng(seed).permutation(len(components))
         held: list[str] = []
@@ -418,14 +423,20 @@ def validation_split(
             f"the {len(ids)} training queries form {len(components)} document-connected groups (largest "
             f"{largest} queries): too few to hold out {fraction:.0%} without sharing documents with training"
         )
-        return ValidationSplit(*hash_split(ids, fraction), "query-hash", reason)
-    return ValidationSplit(*hash_split(ids, fraction), "query-hash")
+        return ValidationSplit(*hash_split(ids, fraction, min_queries), "query-hash", reason)
+    return ValidationSplit(*hash_split(ids, fraction, min_queries), "query-hash")
 
 
-def hash_split(ids: list[str], fraction: float) -> tuple[list[str], list[str]]:
-    """:func:`split_queries`, holding out at least one query when there are two or more."""
+def wanted(n: int, fraction: float, min_queries: int) -> float:
+    """How many of ``n`` queries to hold out: ``fraction`` of them, at least ``min_queries`` but at most half."""
+    return max(fraction * n, min(float(min_queries), n / 2), 1.0)
+
+
+def hash_split(ids: list[str], fraction: float, min_queries: int = 10) -> tuple[list[str], list[str]]:
+    """:func:`split_queries`, topped up by the lowest hashes to :func:`wanted`'s count."""
     fit, held = split_queries(ids, fraction)
-    if not held and len(fit) > 1:
-        first = min(fit, key=lambda q: hashlib.sha256(f"st_matryoshka:{q}".encode()).digest())
-        fit, held = [q for q in fit if q != first], [first]
+    missing = int(wanted(len(ids), fraction, min_queries)) - len(held)
+    if missing > 0 and len(fit) > 1:
+        extra = set(sorted(fit, key=lambda q: hashlib.sha256(f"st_matryoshka:{q}".encode()).digest())[:missing])
+        fit, held = [q for q in fit if q not in extra], sorted([*held, *extra])
     return fit, held

@@ -288,7 +288,9 @@ def check_supervised_data(data: RetrievalData, config: AdaptorTrainingConfig) ->
         raise ParameterError(
             "qrels", "qrels: the training split has no queries with a relevant document in the corpus"
         )
-    split = validation_split(data.qrels, config.validation_fraction, config.validation_split, config.seed)
+    split = validation_split(
+        data.qrels, config.validation_fraction, config.validation_split, config.seed, config.min_validation_queries
+    )
     if not split.fit or not split.held_out:
         raise ParameterError(
             "qrels",
@@ -550,7 +552,13 @@ def train_phases(
                 callbacks,
             )
         if supervised:
-            split = validation_split(keyed.qrels, config.validation_fraction, config.validation_split, config.seed)
+            split = validation_split(
+                keyed.qrels,
+                config.validation_fraction,
+                config.validation_split,
+                config.seed,
+                config.min_validation_queries,
+            )
             log_split(split)
             fit_ids, val_ids = split.fit, split.held_out
             stages = stage_plan(adaptor, config, "supervised", indices, train_body, init_vectors)
@@ -605,7 +613,9 @@ def train_phases(
                 work,
                 callbacks,
             )
-            phase[-1].selection = guard_supervised(model, adaptor, evaluator, all_dims, unsupervised_state, split)
+            phase[-1].selection = guard_supervised(
+                model, adaptor, evaluator, all_dims, unsupervised_state, split, config.min_validation_queries
+            )
             results += phase
     adaptor.eval()
     return results
@@ -640,12 +650,14 @@ def guard_supervised(
     dims: Sequence[int],
     unsupervised_state: dict[str, torch.Tensor],
     split: ValidationSplit,
+    min_queries: int = 10,
 ) -> dict[str, Any]:
     """Keep the supervised state only where validation says it beats the unsupervised adaptor it started from.
 
     Both states are scored on the validation queries at every trained dim; unless the supervised one has the
-    higher mean, the unsupervised weights are restored (10 labelled queries must never give a model worse than none
-    would). One line says which state was kept. Returns the record that ``st_matryoshka.json`` stores as
+    higher mean on at least ``min_queries`` validation queries, the unsupervised weights are restored (10 labelled
+    queries must never give a model worse than none would: on a handful of validation queries one query decides).
+    One line says which state was kept. Returns the record that ``st_matryoshka.json`` stores as
     ``selection``: the split, both states' scores per dim and which was kept.
     """
     supervised_scores = validation_scores(model, evaluator, dims)
@@ -656,7 +668,8 @@ def guard_supervised(
         float(np.mean(list(supervised_scores.values()))),
         float(np.mean(list(unsupervised_scores.values()))),
     )
-    kept = "supervised" if sup_mean > unsup_mean else "unsupervised"
+    enough = len(split.held_out) >= min_queries
+    kept = "supervised" if enough and sup_mean > unsup_mean else "unsupervised"
     if kept == "supervised":
         adaptor.load_state_dict(supervised_state)
     where = f"{split.kind} validation, {len(split.held_out)} queries"
@@ -664,6 +677,12 @@ def guard_supervised(
         logger.info(
             f"kept the supervised state: mean NDCG@10 {sup_mean:.4f} against the unsupervised adaptor's "
             f"{unsup_mean:.4f} ({where})"
+        )
+    elif not enough:
+        logger.info(
+            f"kept the unsupervised adaptor: {len(split.held_out)} validation queries are too few to show a "
+            f"supervised gain (min_validation_queries={min_queries}; supervised {sup_mean:.4f}, unsupervised "
+            f"{unsup_mean:.4f})"
         )
     else:
         logger.info(
@@ -675,6 +694,7 @@ def guard_supervised(
         "validation_queries": len(split.held_out),
         "fallback_reason": split.reason,
         "kept": kept,
+        "min_validation_queries": min_queries,
         "supervised_ndcg_at_10": {str(d): v for d, v in supervised_scores.items()},
         "unsupervised_ndcg_at_10": {str(d): v for d, v in unsupervised_scores.items()},
     }

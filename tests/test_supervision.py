@@ -51,10 +51,11 @@ def test_document_disjoint_split_shares_no_document_with_training(seed):
 
 
 def test_connected_qrels_fall_back_to_the_hash_split_and_say_why():
-    qrels = {q: {"shared": 1, f"own-{q}": 1} for q in "abcdefgh"}
+    qrels = {q: {"shared": 1, f"own-{q}": 1} for q in "abcdefghijklmnopqrstuvwxyz"}
     split = validation_split(qrels, 0.15)
     assert split.kind == "query-hash" and "1 document-connected groups" in split.reason
-    assert len(split.held_out) >= 1 and sorted(split.fit + split.held_out) == sorted(qrels)
+    assert len(split.held_out) == 10 and sorted(split.fit + split.held_out) == sorted(qrels)  # min_queries
+    assert len(validation_split(dict(list(qrels.items())[:8]), 0.15).held_out) == 4  # at most half
     assert validation_split(qrels, 0.15, kind="query-hash").reason == ""
     with pytest.raises(ValueError, match="validation split must be one of"):
         validation_split(qrels, 0.15, kind="random")
@@ -121,8 +122,8 @@ def test_guard_restores_the_unsupervised_adaptor_when_validation_prefers_it(slic
     with torch.no_grad():  # a "supervised" state that has forgotten everything
         for p in adaptor.parameters():
             p.copy_(torch.randn_like(p))
-    with caplog.at_level(logging.INFO, logger="st_matryoshka.engine"):
-        record = guard_supervised(model, adaptor, evaluator, [384, 96, 48], good, split)
+    caplog.set_level(logging.INFO, logger="st_matryoshka.engine")
+    record = guard_supervised(model, adaptor, evaluator, [384, 96, 48], good, split)
     assert record["kept"] == "unsupervised" and "kept the unsupervised adaptor" in caplog.text
     assert all(torch.equal(v, good[k]) for k, v in adaptor.state_dict().items())
     assert record["validation_queries"] == len(split.held_out)
@@ -133,6 +134,9 @@ def test_guard_restores_the_unsupervised_adaptor_when_validation_prefers_it(slic
     record = guard_supervised(model, adaptor, evaluator, [384, 96, 48], noise, split)
     assert record["kept"] == "supervised"  # the other way round: the better state stays
     assert all(torch.equal(v, trained[k]) for k, v in adaptor.state_dict().items())
+    few = guard_supervised(model, adaptor, evaluator, [384, 96, 48], noise, split, len(split.held_out) + 1)
+    assert few["kept"] == "unsupervised" and "too few to show a supervised gain" in caplog.text
+    assert all(torch.equal(v, noise[k]) for k, v in adaptor.state_dict().items())
 
 
 @pytest.mark.slow
