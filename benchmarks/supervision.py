@@ -13,6 +13,8 @@ Variants (``--variants``) change one setting from the defaults, for the ablation
     before_fix         query_hash and no L_distill in the unsupervised phase: the defaults before issue 24
     sup_distill        L_distill toward the backbone inside the supervised phase's L_unsup (weight 1)
     no_unsup_terms     the supervised phase without the unsupervised terms (L_rank alone)
+    last_layer         the supervised phase trains the residual MLP's output layer only
+    unsup_weight_4     the unsupervised terms weigh 4 (default 1) in the supervised phase
 
 Usage (from the repository root, offline; one thread per process so two can run side by side):
     OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/supervision.py --data-root ../shared/data \
@@ -48,6 +50,8 @@ VARIANTS = {
     "before_fix": {"validation_split": "query-hash", "distill_weight": 0.0},
     "sup_distill": {"supervised_distill_weight": 1.0},
     "no_unsup_terms": {"unsupervised_weight": 0.0},
+    "last_layer": {"supervised_parameters": "last-layer"},
+    "unsup_weight_4": {"unsupervised_weight": 4.0},
 }
 
 

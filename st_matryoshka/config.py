@@ -19,6 +19,7 @@ from st_matryoshka.data import VALIDATION_SPLITS
 from st_matryoshka.evaluation.quantized import PRECISIONS
 
 METHODS = ("matryoshka-adaptor", "pca", "search-adaptor", "smec")
+SUPERVISED_PARAMETERS = ("all", "last-layer")
 """Every method a config can describe; ``pca`` fits without training."""
 
 
@@ -65,6 +66,9 @@ class AdaptorTrainingConfig:
             the supervised state is kept only when at least this many validated it: on fewer, one query moves the
             mean NDCG@10 by 0.1 or more, so a gain cannot be told from noise and the unsupervised adaptor is kept.
         unsupervised_weight: α in ``L_rank + α · L_unsup``.
+        supervised_parameters: What the supervised stage trains: ``all`` the adaptor's parameters, or ``last-layer``
+            (the residual MLP's output layer only; fewer parameters to fit the cited documents with).
+            Matryoshka-Adaptor and Search-Adaptor; SMEC's plan trains its stages as before.
         supervised_distill_weight: Weight of ``L_distill`` (the backbone's near-neighbour structure) inside the
             supervised stage's ``L_unsup``; ``0`` keeps the paper's unsupervised terms there.
         patience: Evaluations without improvement before a stage stops.
@@ -107,6 +111,7 @@ class AdaptorTrainingConfig:
     min_validation_queries: int = 10
     unsupervised_weight: float = 1.0
     supervised_distill_weight: float = 0.0
+    supervised_parameters: str = "all"
     patience: int = 5
     seed: int = 42
     precisions: list[str] = field(default_factory=lambda: ["float32"])
@@ -141,6 +146,12 @@ class AdaptorTrainingConfig:
         if self.center_input and not self.pca_init:
             raise ParameterError(
                 "center_input", "center_input=True needs pca_init=True (the mean is set with the principal axes)"
+            )
+        if self.supervised_parameters not in SUPERVISED_PARAMETERS:
+            raise ParameterError(
+                "supervised_parameters",
+                f"supervised_parameters must be one of {list(SUPERVISED_PARAMETERS)}, "
+                f"got {self.supervised_parameters!r}",
             )
         if self.validation_split not in VALIDATION_SPLITS:
             raise ParameterError(

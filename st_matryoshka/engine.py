@@ -350,7 +350,10 @@ def stage_plan(
 
     if not isinstance(adaptor, SMECAdaptor):
         dims = [full, *[d for d in config.dims if d < full]]
-        return [Stage("joint", list(adaptor.parameters()), dims, keys(dims), aggregate, patience=to_cap)]
+        params = list(adaptor.parameters())
+        if not unsupervised and getattr(config, "supervised_parameters", "all") == "last-layer":
+            params = list(adaptor.residual[-1].parameters())
+        return [Stage("joint", params, dims, keys(dims), aggregate, patience=to_cap)]
 
     def dim_of(i: int) -> int:
         start, _, keep = adaptor.stages[i]
