@@ -18,5 +18,5 @@ for m in truncation unsupervised supervised; do
   model="$OUT/$m"; [ "$m" = truncation ] && model=all-MiniLM-L6-v2
   echo "== $m"
   st evaluate --model "$model" --data "$DATA" --embeddings "$EMB" --split test --dims 384,192,96,48,24 \
-    --json "$OUT/$m.json"
+    --json "$OUT/$m.json" --overwrite
 done

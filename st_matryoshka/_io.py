@@ -3,25 +3,61 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 TMP_PREFIX = ".tmp-st_matryoshka-"
 OLD_PREFIX = ".old-st_matryoshka-"
 
 
-def check_output_free(output: str, overwrite: bool, argument: str = "--output") -> None:
-    """Refuse an existing, non-empty ``output`` unless ``overwrite``; refuse a file or an uncreatable parent early.
+MODEL_MARKERS = ("modules.json", "config_sentence_transformers.json", "st_matryoshka.json")
+"""Files that make a folder a model (Sentence-Transformers or st_matryoshka) that ``overwrite`` may replace."""
 
-    Called before any expensive work and again on save, so a finished run is never lost to an occupied or
-    unwritable destination.
+
+def is_model_folder(folder: str) -> bool:
+    """Whether ``folder`` holds a Sentence-Transformers or st_matryoshka model (one of :data:`MODEL_MARKERS`)."""
+    return any(os.path.isfile(os.path.join(folder, name)) for name in MODEL_MARKERS)
+
+
+def inside(path: str, folder: str) -> bool:
+    """Whether ``path`` is ``folder`` or lies below it (both made absolute, links resolved)."""
+    path, folder = os.path.realpath(path), os.path.realpath(folder)
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def check_output_free(
+    output: str, overwrite: bool, argument: str = "--output", inputs: Sequence[str | None] = ()
+) -> None:
+    """Refuse an output folder that this run must not write; called before any work and again on save.
+
+    Refused: an existing, non-empty ``output`` unless ``overwrite``; with ``overwrite``, one that is not a model
+    folder (:func:`is_model_folder`: a data folder, a folder of the user's own files); the current directory or a
+    folder holding it; a folder that is or holds one of ``inputs`` (the data, vectors or model this run reads); a
+    file; a path whose parent cannot be created. So a finished run is never lost to an occupied destination, and
+    ``overwrite`` never costs a file the user did not ask to replace.
     """
-    if os.path.exists(output) and (not os.path.isdir(output) or os.listdir(output)) and not overwrite:
-        raise ValueError(f"{argument}: {output!r} already holds files; pass --overwrite to replace it")
+    if inside(os.getcwd(), output):
+        raise ValueError(f"{argument}: {output!r} is the current directory or holds it; name a folder for the model")
+    for path in inputs:
+        if path and os.path.exists(path) and inside(path, output):
+            raise ValueError(f"{argument}: {output!r} holds the input {path!r}; write the model elsewhere")
     if os.path.exists(output) and not os.path.isdir(output):
+        if not overwrite:
+            raise ValueError(f"{argument}: {output!r} already holds files; pass --overwrite to replace it")
         raise ValueError(f"{argument}: {output!r} is a file, not a folder")
+    if os.path.isdir(output) and os.listdir(output):
+        if not overwrite:
+            raise ValueError(f"{argument}: {output!r} already holds files; pass --overwrite to replace it")
+        if not is_model_folder(output):
+            names = sorted(os.listdir(output))
+            shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+            raise ValueError(
+                f"{argument}: {output!r} is not a model folder (it holds {shown}); --overwrite replaces only a "
+                "model folder or an empty one"
+            )
     check_creatable(output, argument)
 
 
@@ -77,14 +113,19 @@ def is_main_process() -> bool:
 
 
 @contextlib.contextmanager
-def atomic_folder(output: str, overwrite: bool = False, argument: str = "--output") -> Iterator[str]:
-    """Yield a temporary folder beside ``output``; on success it replaces ``output``, on failure it is removed.
+def atomic_folder(
+    output: str, overwrite: bool = False, argument: str = "--output", inputs: Sequence[str | None] = ()
+) -> Iterator[str]:
+    """Yield a temporary folder beside ``output``; on success it becomes ``output``, on failure it is removed.
 
-    An existing non-empty ``output`` is refused unless ``overwrite``; it is replaced only after the new folder is
-    complete, so an interrupted write never leaves a half-written model. The folder gets the permissions of any
-    other new folder (the user's umask), and temporary folders of killed earlier saves are cleaned up.
+    ``output`` is checked as :func:`check_output_free` says, before and again after the work. The final move is
+    exclusive: when another process wrote ``output`` meanwhile, this one fails with one line instead of replacing it
+    (two runs into one folder never both say "saved"); with ``overwrite`` the old model is replaced only after the
+    new folder is complete, and put back if the move fails, so an interrupted write never leaves a half-written
+    model. The folder gets the permissions of any other new folder (the user's umask), and temporary folders of
+    killed earlier saves are cleaned up.
     """
-    check_output_free(output, overwrite, argument=argument)
+    check_output_free(output, overwrite, argument=argument, inputs=inputs)
     output = os.path.abspath(output)
     parent = os.path.dirname(output)
     try:
@@ -96,16 +137,61 @@ def atomic_folder(output: str, overwrite: bool = False, argument: str = "--outpu
         raise ValueError(f"{argument}: cannot write {output!r}: {exc.strerror or exc}") from None
     try:
         yield tmp
-        if os.path.exists(output):
+        if not overwrite and os.path.exists(output) and (not os.path.isdir(output) or os.listdir(output)):
+            raise OSError(errno.EEXIST, "appeared meanwhile")
+        check_output_free(output, overwrite, argument=argument, inputs=inputs)  # it may have changed meanwhile
+        if overwrite and os.path.isdir(output) and os.listdir(output):
             old = tempfile.mkdtemp(prefix=f"{OLD_PREFIX}{os.getpid()}-", dir=parent)
             os.replace(output, os.path.join(old, "model"))
-            os.replace(tmp, output)
+            try:
+                os.rename(tmp, output)
+            except OSError:
+                with contextlib.suppress(OSError):
+                    os.rename(os.path.join(old, "model"), output)
+                raise
             shutil.rmtree(old, ignore_errors=True)
         else:
-            os.replace(tmp, output)
+            os.rename(tmp, output)  # fails on a non-empty folder: nothing another process wrote is replaced
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
+            raise ValueError(
+                f"{argument}: {output!r} was written by another process while this one ran; nothing replaced, this "
+                "run's model was not saved"
+            ) from None
         raise ValueError(f"{argument}: cannot write {output!r}: {exc.strerror or exc}") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def write_file_atomic(path: str, data: bytes, overwrite: bool = False, argument: str = "--json") -> None:
+    """Write ``data`` to ``path`` through a temporary file beside it; exclusive unless ``overwrite``.
+
+    Without ``overwrite`` an existing ``path`` is refused, also one that another process created meanwhile (the
+    temporary file is linked into place, which fails if the name exists). A failed write (a full disk) leaves no
+    temporary file behind and names the path in one line.
+    """
+    if os.path.isdir(path):
+        raise ValueError(f"{argument}: {path!r} is a folder")
+    if os.path.exists(path) and not overwrite:
+        raise ValueError(f"{argument}: {path!r} exists; pass --overwrite to replace it")
+    folder = os.path.dirname(os.path.abspath(path))
+    tmp = None
+    try:
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{os.getpid()}-", dir=folder)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o666 & ~umask())
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            os.link(tmp, path)
+    except FileExistsError:
+        raise ValueError(f"{argument}: {path!r} was created by another process meanwhile; not replaced") from None
+    except OSError as exc:
+        raise ValueError(f"{argument}: cannot write {path!r}: {exc.strerror or exc}") from None
+    finally:
+        if tmp is not None and os.path.exists(tmp):
+            os.remove(tmp)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -252,8 +253,12 @@ class StageCallback(TrainerCallback):
 
 def check_temperature(temperature: tuple[float, float]) -> None:
     """Raise if a Gumbel temperature schedule ``(start, end)`` is not two positive numbers."""
-    if len(temperature) != 2 or any(not isinstance(t, (int, float)) or t <= 0 for t in temperature):
-        raise ValueError(f"temperature schedule (start, end) must be two numbers > 0, got {tuple(temperature)!r}")
+    if len(temperature) != 2 or any(
+        not isinstance(t, (int, float)) or not math.isfinite(t) or t <= 0 for t in temperature
+    ):
+        raise ValueError(
+            f"temperature schedule (start, end) must be two finite numbers > 0, got {tuple(temperature)!r}"
+        )
 
 
 class GradientVarianceCallback(TrainerCallback):

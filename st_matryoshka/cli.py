@@ -10,7 +10,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from st_matryoshka._io import check_creatable, check_output_free
+from st_matryoshka._io import check_creatable, check_output_free, inside, write_file_atomic
 from st_matryoshka._validation import ParameterError, parse_dims
 from st_matryoshka.cache import backbone_vectors
 from st_matryoshka.data import VALIDATION_SPLITS
@@ -234,7 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = sub.add_parser("evaluate", help="NDCG@10 and Recall@100 at every dim.")
     _common(evaluate)
     evaluate.add_argument("--split", default="test", help="qrels split to score.")
-    evaluate.add_argument("--json", help="Write the scores here as JSON.")
+    evaluate.add_argument("--json", help="Write the scores here as JSON (a new file, unless --overwrite).")
+    evaluate.add_argument("--overwrite", action="store_true", help="Replace an existing --json file.")
     evaluate.add_argument(
         "--precision",
         default="float32",
@@ -340,6 +341,9 @@ def cmd_mteb(args: argparse.Namespace) -> int:
     from st_matryoshka.evaluation.mteb_runner import beir_task, mteb_model_meta, named_tasks, run_mteb_per_dim
 
     precisions = parse_precisions(args)
+    task_names = [t.strip() for t in (args.tasks or "").split(",") if t.strip()]
+    if not args.data and not task_names:  # an empty list would select every MTEB task
+        raise ValueError(f"--tasks must name at least one MTEB task (e.g. SciFact), got {args.tasks!r}")
     model, dims = model_and_dims(args)
     default_name = args.model if args.model.count("/") == 1 and not os.path.exists(args.model) else None
     name = args.model_name or default_name or f"st-matryoshka/{os.path.basename(os.path.normpath(args.model))}"
@@ -349,7 +353,7 @@ def cmd_mteb(args: argparse.Namespace) -> int:
         tasks = [beir_task(data, split=args.split)]
     else:
         scorer = model
-        tasks = named_tasks([t.strip() for t in args.tasks.split(",") if t.strip()])
+        tasks = named_tasks(task_names)
     trained_dims = trained_dims_of(args.model)
     model_meta = mteb_model_meta(args.model, name=name, revision=args.revision, loaded=model) if trained_dims else None
     revision = model_meta.revision if model_meta else args.revision or model_fingerprint(model)
@@ -433,7 +437,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from st_matryoshka.vectors import append_to
 
     parse_dims(args.dims)  # a malformed --dims fails before anything is loaded
-    check_output_free(args.output, args.overwrite)
+    check_output_free(args.output, args.overwrite, inputs=[args.data, args.embeddings, args.model])
     if args.method == "pca" and args.supervised:
         raise ValueError("--supervised does not apply to --method pca")
     if args.method == "search-adaptor" and not args.supervised:
@@ -473,7 +477,8 @@ def cmd_fit_vectors(args: argparse.Namespace) -> int:
     from st_matryoshka.vectors import fit_vectors, read_ids, read_vectors, save_adaptor
 
     dims = parse_dims(args.dims)
-    check_output_free(args.output, args.overwrite)
+    inputs = [args.corpus, args.queries, args.qrels, args.corpus_ids, args.query_ids]
+    check_output_free(args.output, args.overwrite, inputs=inputs)
     overrides = training_overrides(args)
     corpus = read_vectors(args.corpus, "--corpus", column=args.column)
     if dims[0] >= corpus.shape[1] and args.method != "smec":
@@ -558,7 +563,7 @@ def cmd_extend(args: argparse.Namespace) -> int:
     from st_matryoshka.training_smec import SMECTrainingConfig, extend_smec, smec_adaptor_of
 
     new_dims = parse_dims(args.dims)
-    check_output_free(args.output, args.overwrite)
+    check_output_free(args.output, args.overwrite, inputs=[args.model, args.data, args.embeddings])
     info_path = os.path.join(resolve_model_path(args.model), TRAINING_FILE)
     if not os.path.isfile(info_path):
         raise ValueError(f"--model: {args.model!r} has no {TRAINING_FILE}; train it with --method smec")
@@ -616,6 +621,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise ValueError(f"--record records float32 scores: add float32 to --precision, got {args.precision!r}")
     if args.json:
         check_writable_file(args.json, "--json")
+        if os.path.exists(args.json) and not args.overwrite:
+            raise ValueError(f"--json: {args.json!r} exists; pass --overwrite to replace it")
+        model_folder = resolve_model_path(args.model) if os.path.isdir(args.model) else None
+        if model_folder and inside(args.json, model_folder):
+            raise ValueError(f"--json: {args.json!r} is inside the model folder {args.model!r}; write it elsewhere")
     record_folder = record_folder_of(args)
     model, dims = model_and_dims(args)
     data = load_beir(args.data, split=args.split)
@@ -647,7 +657,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             value = {k: only[k] for k in ("ndcg_at_10", "recall_at_100")}
         else:
             value = by_precision
-        write_json_atomic(args.json, value, "--json")
+        write_json_atomic(args.json, value, "--json", overwrite=args.overwrite)
     if record_folder is not None:
         record_scores(record_folder, model, data, vectors, scores, dims, args)
         print(f"recorded in {os.path.join(record_folder, METADATA_FILE)} and its card")
@@ -679,15 +689,9 @@ def check_writable_file(path: str, argument: str) -> None:
     check_creatable(path, argument)
 
 
-def write_json_atomic(path: str, value: object, argument: str) -> None:
-    try:
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        tmp = path + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(value, f, indent=2)
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise ValueError(f"{argument}: cannot write {path!r}: {exc.strerror or exc}") from None
+def write_json_atomic(path: str, value: object, argument: str, overwrite: bool = False) -> None:
+    """Write ``value`` as JSON to a new ``path``, or replace it with ``overwrite`` (``_io.write_file_atomic``)."""
+    write_file_atomic(path, json.dumps(value, indent=2).encode("utf-8"), overwrite=overwrite, argument=argument)
 
 
 def record_scores(folder: str, model, data, vectors, scores: dict, dims: list[int], args: argparse.Namespace) -> None:
@@ -758,7 +762,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from st_matryoshka.export import check_repo_id, export_model
 
     check_repo_id(args.repo_id)
-    check_output_free(args.output, args.overwrite)
+    check_output_free(args.output, args.overwrite, inputs=[args.model])
     exported = export_model(
         args.model,
         args.output,

@@ -172,6 +172,8 @@ class AdaptorTrainingConfig:
                 "max_samples", f"max_samples must be a positive int or None, got {self.max_samples!r}"
             )
         names = ("unsupervised_batch_size", "supervised_batch_size", "num_negatives", "negative_pool", "top_k")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or not 0 <= self.seed < 2**32:
+            raise ParameterError("seed", f"seed must be an int from 0 to 2**32 - 1, got {self.seed!r}")
         weights = ("unsupervised_weight", "supervised_distill_weight", "distill_weight", "quantization_weight")
         for name in weights:
             value = getattr(self, name)
@@ -262,9 +264,10 @@ class SMECTrainingConfig(AdaptorTrainingConfig):
             raise ParameterError(
                 "body_patience", f"body_patience must be a positive int or None, got {self.body_patience!r}"
             )
-        if not self.stage_lr_multiplier > 0:
+        if not (isinstance(self.stage_lr_multiplier, (int, float)) and 0 < self.stage_lr_multiplier < math.inf):
             raise ParameterError(
-                "stage_lr_multiplier", f"stage_lr_multiplier must be > 0, got {self.stage_lr_multiplier!r}"
+                "stage_lr_multiplier",
+                f"stage_lr_multiplier must be a finite number > 0, got {self.stage_lr_multiplier!r}",
             )
         check_temperature((self.temperature_start, self.temperature_end))
         if self.xbm:

@@ -288,6 +288,11 @@ def check_supervised_data(data: RetrievalData, config: AdaptorTrainingConfig) ->
         raise ParameterError(
             "qrels", "qrels: the training split has no queries with a relevant document in the corpus"
         )
+    if not isinstance(config.supervised_epochs, int) or config.supervised_epochs < 1:
+        raise ParameterError(
+            "supervised_epochs",
+            f"supervised_epochs must be a positive int with supervised, got {config.supervised_epochs!r}",
+        )
     split = validation_split(
         data.qrels, config.validation_fraction, config.validation_split, config.seed, config.min_validation_queries
     )
@@ -807,4 +812,22 @@ def fit_adaptor(
     if supervised:
         check_supervised_data(data, config)
     adaptor = build_adaptor(method, width, config, corpus_vectors)
-    return adaptor, train_phases(adaptor, data, corpus_vectors, query_vectors, config, supervised, callbacks=callbacks)
+    results = train_phases(adaptor, data, corpus_vectors, query_vectors, config, supervised, callbacks=callbacks)
+    check_finite_outputs(adaptor, corpus_vectors)
+    return adaptor, results
+
+
+def check_finite_outputs(adaptor: torch.nn.Module, corpus_vectors: Any, rows: int = 1024) -> None:
+    """Raise when the trained ``adaptor`` maps any of the first ``rows`` corpus vectors to a non-finite value.
+
+    A diverged run (a huge learning rate, say) must fail here, before anything is saved, not ship a model whose
+    every output is NaN.
+    """
+    sample = torch.as_tensor(np.asarray(corpus_vectors[:rows]), dtype=torch.float32)
+    with torch.no_grad():
+        out = adaptor.eval()({"sentence_embedding": sample})["sentence_embedding"]
+    if not torch.isfinite(out).all():
+        raise ValueError(
+            "training diverged: the trained adaptor gives non-finite outputs on the training corpus; nothing saved "
+            "(lower the learning rates or check the settings)"
+        )

@@ -167,6 +167,8 @@ def remote_module_source() -> str:
 def check_repo_id(repo_id: str | None, argument: str = "--repo-id") -> None:
     if repo_id is not None and not REPO_ID_PATTERN.fullmatch(repo_id):
         raise ValueError(f"{argument} must look like 'org/name', got {repo_id!r}")
+    if repo_id is not None and any(len(part) > 96 for part in repo_id.split("/")):
+        raise ValueError(f"{argument}: the Hub caps an org and a name at 96 characters each, got {repo_id!r}")
 
 
 def check_default_dim(meta: MatryoshkaMetadata, default_dim: int | None) -> None:

@@ -60,7 +60,7 @@ def test_evaluate_runs_the_transformer_through_the_cache(scifact_tiny, tmp_path,
     args += ["--dims", "384,48", "--json", str(scores_file)]
     assert main(args) == 0
     from_cache = json.loads(scores_file.read_text())
-    args += ["--embeddings", str(scifact_tiny / "embeddings")]
+    args += ["--embeddings", str(scifact_tiny / "embeddings"), "--overwrite"]  # the second run replaces s.json
     assert main(args) == 0
     provided = json.loads(scores_file.read_text())
     for metric in from_cache:

@@ -208,3 +208,97 @@ def test_saved_models_use_the_umask_and_killed_saves_are_cleaned_up(pca_model, t
     mask = os.umask(0)
     os.umask(mask)
     assert stat.S_IMODE(os.stat(tmp_path / "saved").st_mode) == 0o777 & ~mask
+
+
+def test_overwrite_replaces_only_a_model_folder(pca_model, scifact_tiny, tmp_path, capsys, monkeypatch):
+    """Issue 27, case 1: --overwrite never deletes a data folder, the current directory or a user's files."""
+    data = tmp_path / "small"
+    shutil.copytree(scifact_tiny, data)
+    emb = ["--embeddings", str(data / "embeddings")]
+    train = ["train", "--model", "all-MiniLM-L6-v2", "--data", str(data), *emb, "--method", "pca", "--dims", "48"]
+    thesis = tmp_path / "v"
+    thesis.mkdir()
+    (thesis / "thesis.txt").write_text("years of work")
+    line = _fails([*train, "--output", str(thesis), "--overwrite"], capsys)
+    assert "is not a model folder (it holds thesis.txt)" in line
+    monkeypatch.chdir(thesis)
+    assert "is the current directory" in _fails([*train, "--output", ".", "--overwrite"], capsys)
+    assert "is the current directory" in _fails([*train, "--output", str(tmp_path), "--overwrite"], capsys)
+    monkeypatch.chdir(tmp_path)
+    assert "holds the input" in _fails([*train, "--output", str(data), "--overwrite"], capsys)
+    assert "holds the input" in _fails([*train, "--output", str(data / "embeddings"), "--overwrite"], capsys)
+    assert (thesis / "thesis.txt").read_text() == "years of work" and (data / "corpus.jsonl").exists()
+    model = tmp_path / "model"
+    assert main([*train, "--output", str(model)]) == 0
+    (model / "notes.txt").write_text("mine")
+    assert main([*train, "--output", str(model), "--overwrite"]) == 0  # a model folder is replaced
+    assert not (model / "notes.txt").exists() and (model / "st_matryoshka.json").exists()
+    assert not [p for p in os.listdir(tmp_path) if p.startswith((".tmp-", ".old-"))]
+
+
+def test_a_save_never_replaces_what_another_process_wrote_meanwhile(pca_model, tmp_path):
+    """Issue 27, case 2: the final move is exclusive; the first model stays whole and the second save fails."""
+    from st_matryoshka._io import atomic_folder
+
+    out = tmp_path / "model"
+    with pytest.raises(ValueError, match="was written by another process while this one ran"):
+        with atomic_folder(str(out)) as tmp:
+            with open(os.path.join(tmp, "weights.bin"), "w") as f:
+                f.write("second")
+            shutil.copytree(pca_model, out)  # another run finished first
+    assert (out / "st_matryoshka.json").exists() and not (out / "weights.bin").exists()
+    assert not [p for p in os.listdir(tmp_path) if p.startswith((".tmp-", ".old-"))]
+    with atomic_folder(str(out), overwrite=True) as tmp:  # with overwrite, the model is replaced whole
+        with open(os.path.join(tmp, "modules.json"), "w") as f:
+            f.write("[]")
+    assert os.listdir(out) == ["modules.json"]
+
+
+def test_evaluate_json_is_a_new_file_and_never_the_models_own(pca_model, scifact_tiny, tmp_path, capsys):
+    """Issue 27, case 3."""
+    emb = ["--embeddings", str(scifact_tiny / "embeddings")]
+    evaluate = ["evaluate", "--model", str(pca_model), "--data", str(scifact_tiny), *emb, "--dims", "48"]
+    own = pca_model / "st_matryoshka.json"
+    before = own.read_text()
+    assert "exists; pass --overwrite" in _fails([*evaluate, "--json", str(own)], capsys)
+    assert "inside the model folder" in _fails([*evaluate, "--json", str(own), "--overwrite"], capsys)
+    assert own.read_text() == before
+    scores = tmp_path / "s.json"
+    scores.write_text("{}")
+    assert "exists; pass --overwrite" in _fails([*evaluate, "--json", str(scores)], capsys)
+    assert main([*evaluate, "--json", str(scores), "--overwrite"]) == 0
+    assert "ndcg_at_10" in json.loads(scores.read_text())
+    assert sorted(os.listdir(tmp_path)) == ["s.json"]  # no temporary file left
+
+
+def test_non_finite_and_empty_settings_are_refused_by_flag(scifact_tiny, tmp_path, capsys):
+    """Issue 27, cases 4 and 8: NaN/inf settings and --supervised-epochs 0 fail before any training."""
+    emb = ["--embeddings", str(scifact_tiny / "embeddings")]
+    train = ["train", "--model", "all-MiniLM-L6-v2", "--data", str(scifact_tiny), *emb, "--output", "o"]
+    smec = [*train, "--method", "smec", "--dims", "192,96"]
+    cases = [
+        ([*smec, "--temperature", "0.5,nan"], "two finite numbers > 0"),
+        ([*smec, "--temperature", "inf,0.1"], "two finite numbers > 0"),
+        ([*smec, "--stage-lr-multiplier", "inf"], "--stage-lr-multiplier must be a finite number > 0"),
+        ([*train, "--dims", "48", "--distill-weight", "nan"], "--distill-weight must be a finite number >= 0"),
+        ([*train, "--dims", "48", "--distill-weight", "inf"], "--distill-weight must be a finite number >= 0"),
+        ([*train, "--dims", "48", "--supervised", "--train-split", "test", "--supervised-epochs", "0"],
+         "--supervised-epochs must be a positive int"),
+    ]  # fmt: skip
+    for argv, message in cases:
+        line = _fails(argv, capsys)
+        assert message in line, (argv, line)
+    assert not (tmp_path / "o").exists()
+
+
+def test_empty_task_list_long_repo_id_and_negative_seed_are_refused(pca_model, scifact_tiny, tmp_path, capsys):
+    """Issue 27, cases 10 and 12."""
+    line = _fails(["mteb", "--model", str(pca_model), "--tasks", " , ", "--dims", "48", "--output", "m"], capsys)
+    assert "--tasks must name at least one MTEB task" in line
+    long_id = "org/" + "n" * 120
+    line = _fails(["export", "--model", str(pca_model), "--output", str(tmp_path / "x"), "--repo-id", long_id], capsys)
+    assert "caps an org and a name at 96 characters" in line
+    emb = ["--embeddings", str(scifact_tiny / "embeddings")]
+    train = ["train", "--model", "all-MiniLM-L6-v2", "--data", str(scifact_tiny), *emb, "--dims", "48"]
+    assert "--seed must be an int from 0" in _fails([*train, "--seed", "-1", "--output", str(tmp_path / "o")], capsys)
+    assert not (tmp_path / "x").exists() and not (tmp_path / "o").exists()
