@@ -347,8 +347,15 @@ def test_publishing_bad_input(published, monkeypatch, capsys, tmp_path):
         main(["export", "--model", model, "--output", str(occupied)])
     assert "already holds files; pass --overwrite" in _one_error(capsys)
     assert (occupied / "keep.txt").read_text() == "x"
-    assert main(["export", "--model", model, "--output", str(occupied), "--overwrite"]) == 0
-    assert not (occupied / "keep.txt").exists() and (occupied / "modules.json").is_file()
+    with pytest.raises(SystemExit):  # --overwrite replaces a model folder, never a folder of other files
+        main(["export", "--model", model, "--output", str(occupied), "--overwrite"])
+    assert "is not a model folder (it holds keep.txt)" in _one_error(capsys)
+    assert (occupied / "keep.txt").read_text() == "x"
+    exported = tmp_path / "exported"
+    assert main(["export", "--model", model, "--output", str(exported)]) == 0
+    (exported / "keep.txt").write_text("x")
+    assert main(["export", "--model", model, "--output", str(exported), "--overwrite"]) == 0
+    assert not (exported / "keep.txt").exists() and (exported / "modules.json").is_file()
 
 
 def test_metadata_from_a_newer_version_names_the_key_and_version(tmp_path):

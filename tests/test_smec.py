@@ -184,7 +184,7 @@ def test_config_rejects_bad_smec_settings():
         config.check_memory(supervised=True)
     with pytest.raises(ValueError, match="top_k=6000 must not exceed memory_size=5000"):
         SMECTrainingConfig(top_k=6000)
-    with pytest.raises(ValueError, match=r"must be two numbers > 0, got \(0.5, 0.0\)"):
+    with pytest.raises(ValueError, match=r"must be two finite numbers > 0, got \(0.5, 0.0\)"):
         SMECTrainingConfig(temperature_start=0.5, temperature_end=0.0)
 
 
