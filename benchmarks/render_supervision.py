@@ -31,6 +31,7 @@ COMMANDS = [
 VARIANT_LABELS = {
     "default": "defaults (document-disjoint validation, guard)",
     "query_hash": "validation by a hash of the query id (`--validation-split query-hash`)",
+    "both": "selection on document-disjoint + query-hash held-out queries (`--validation-split both`)",
     "before_fix": "before issue 24: query-hash validation, no L_distill in the unsupervised phase",
     "sup_distill": "+ L_distill toward the backbone in the supervised phase (weight 1)",
     "unsup_weight_4": "unsupervised terms weigh 4 in the supervised phase (default 1)",

@@ -10,6 +10,7 @@ BENCHMARKS.md (half of the test queries train, by a hash of the id, the other ha
 Variants (``--variants``) change one setting from the defaults, for the ablation:
     default            the CLI defaults (document-disjoint validation, the guard)
     query_hash         validation queries held out by a hash of the id (the split before issue 24)
+    both               selection on document-disjoint and query-hash held-out queries together (guard: the first)
     before_fix         query_hash and no L_distill in the unsupervised phase: the defaults before issue 24
     sup_distill        L_distill toward the backbone inside the supervised phase's L_unsup (weight 1)
     no_unsup_terms     the supervised phase without the unsupervised terms (L_rank alone)
@@ -47,6 +48,7 @@ TARGET_DIMS = [192, 96, 48, 24]
 VARIANTS = {
     "default": {},
     "query_hash": {"validation_split": "query-hash"},
+    "both": {"validation_split": "both"},
     "before_fix": {"validation_split": "query-hash", "distill_weight": 0.0},
     "sup_distill": {"supervised_distill_weight": 1.0},
     "no_unsup_terms": {"unsupervised_weight": 0.0},

@@ -59,9 +59,11 @@ class AdaptorTrainingConfig:
             stopping.
         validation_split: How they are held out: ``document-disjoint`` (default: whole groups of queries that share
             relevant documents, so no training query cites a validation query's documents and selection rewards
-            what carries over to new documents, not memorising cited ones) or ``query-hash`` (by a hash of the id,
-            the split before issue 24). Too connected qrels fall back to ``query-hash`` with a logged line
-            (:func:`st_matryoshka.data.validation_split`).
+            what carries over to new documents, not memorising cited ones), ``both`` (those and as many again by a
+            hash of the id from the rest: selection weighs queries about new documents and about documents
+            training cites equally; the guard compares on the document-disjoint ones only) or ``query-hash`` (by
+            a hash of the id, the split before issue 24). Too connected qrels fall back to ``query-hash`` with a
+            logged line (:func:`st_matryoshka.data.validation_split`).
         min_validation_queries: At least this many validation queries are held out (at most half the qrels), and
             the supervised state is kept only when at least this many validated it: on fewer, one query moves the
             mean NDCG@10 by 0.1 or more, so a gain cannot be told from noise and the unsupervised adaptor is kept.

@@ -330,7 +330,7 @@ def split_queries(query_ids: list[str], fraction: float, salt: str = "st_matryos
     return kept, held
 
 
-VALIDATION_SPLITS = ("document-disjoint", "query-hash")
+VALIDATION_SPLITS = ("document-disjoint", "query-hash", "both")
 """How the supervised phase holds out validation queries (:func:`validation_split`)."""
 
 
@@ -366,14 +366,17 @@ class ValidationSplit:
     Args:
         fit: Training query ids.
         held_out: Validation query ids.
-        kind: ``document-disjoint`` (no training query cites a document of a validation query) or ``query-hash``.
+        kind: ``document-disjoint`` (no training query cites a document of a validation query), ``both`` (that and
+            ``seen``) or ``query-hash``.
         reason: Why a requested document-disjoint split fell back to ``query-hash`` (empty otherwise).
+        seen: With ``both``: further held-out queries, by a hash of the id, whose documents training may cite.
     """
 
     fit: list[str]
     held_out: list[str]
     kind: str
     reason: str = ""
+    seen: list[str] = field(default_factory=list)
 
 
 def validation_split(
@@ -392,7 +395,9 @@ def validation_split(
     retrieval of documents the labels never showed, as a user's next queries will need. When the qrels are too
     connected for that (fewer than half the wanted queries in components that fit), it falls back to
     ``query-hash`` (:func:`split_queries`, the split by a hash of the id used before, topped up to the wanted count)
-    and says why in ``reason``.
+    and says why in ``reason``. ``both`` holds out the document-disjoint queries and as many again, by a hash of the
+    id, from the rest (``seen``: queries about documents that training cites), so selection can weigh both kinds of
+    next query.
 
     Example:
         ::
@@ -405,6 +410,13 @@ def validation_split(
     if kind not in VALIDATION_SPLITS:
         raise ValueError(f"validation split must be one of {list(VALIDATION_SPLITS)}, got {kind!r}")
     ids = sorted(qrels)
+    if kind == "both":
+        split = validation_split(qrels, fraction, "document-disjoint", seed, min_queries)
+        if split.kind == "query-hash":
+            return split
+        rest = {q: qrels[q] for q in split.fit}
+        fit, seen = hash_split(sorted(rest), fraction * len(ids) / max(1, len(rest)), min_queries)
+        return ValidationSplit(fit, split.held_out, "both", seen=seen)
     if kind == "document-disjoint":
         want = wanted(len(ids), fraction, min_queries)
         components = document_components(qrels)

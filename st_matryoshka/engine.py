@@ -42,6 +42,7 @@ import numpy as np
 import torch
 from datasets import Dataset
 from sentence_transformers import SentenceTransformer
+from sentence_transformers.base.evaluation import SequentialEvaluator
 from sentence_transformers.sentence_transformer.trainer import SentenceTransformerTrainer
 from sentence_transformers.sentence_transformer.training_args import SentenceTransformerTrainingArguments
 from transformers import Trainer
@@ -51,6 +52,7 @@ from st_matryoshka.callbacks import Stage, StageCallback, quiet_progress
 from st_matryoshka.config import METHODS, AdaptorTrainingConfig, SMECTrainingConfig
 from st_matryoshka.data import RetrievalData, ValidationSplit, validation_split
 from st_matryoshka.evaluation import NeighbourOverlapEvaluator, matryoshka_evaluator
+from st_matryoshka.evaluation.retrieval import dim_evaluators
 from st_matryoshka.losses import MatryoshkaRankLoss, MatryoshkaUnsupervisedLoss
 from st_matryoshka.model_card import MatryoshkaModelCardData
 from st_matryoshka.models import CachedEmbeddings, MatryoshkaAdaptor, SMECAdaptor
@@ -349,6 +351,8 @@ def stage_plan(
         # The float overlap with the backbone is 1.0 at the full width at the start and can only fall: it would veto
         # every change, so the label-free criterion leaves the full width out (its codes' overlap counts).
         found = [metric.format(dim=d) for d in dims if not (unsupervised and d == full)]
+        if not unsupervised and getattr(config, "validation_split", "") == "both":
+            found += [f"seen_dim{d}_cosine_ndcg@10" for d in dims]
         if unsupervised:
             found += [metric.format(dim=d) + f"_{p}" for d in dims for p in config.precisions if p != "float32"]
         return found
@@ -579,16 +583,19 @@ def train_phases(
             pass_config = replace(config, supervised_epochs=passes)
             rows = supervised_rows(keyed, fit_ids, qvec, corpus_vectors, pass_config, used_docs, held_docs)
             steps_per_pass = max(1, len(rows) // passes // config.supervised_batch_size)
-            searched = validation_corpus(keyed, val_ids, qvec, corpus_vectors, config)
-            val = RetrievalData(
-                [keyed.corpus_ids[i] for i in searched],
-                [keyed.corpus[i] for i in searched],
-                val_ids,
-                [keyed.queries[query_rows[q]] for q in val_ids],
-                {q: keyed.qrels[q] for q in val_ids},
-                keyed.name,
-            )
-            evaluator = matryoshka_evaluator(val, all_dims, name="validation")
+            searched = validation_corpus(keyed, [*val_ids, *split.seen], qvec, corpus_vectors, config)
+
+            def held_out(ids: list[str]) -> RetrievalData:
+                return RetrievalData(
+                    [keyed.corpus_ids[i] for i in searched],
+                    [keyed.corpus[i] for i in searched],
+                    ids,
+                    [keyed.queries[query_rows[q]] for q in ids],
+                    {q: keyed.qrels[q] for q in ids},
+                    keyed.name,
+                )
+
+            evaluator = validation_evaluator(held_out(val_ids), held_out(split.seen), all_dims)
             # The training model holds only the rows this phase touches: its queries, the documents its rows
             # name, and the criterion's documents; never the whole of a large corpus.
             doc_rows = sorted(used_docs.union(searched.tolist()))
@@ -627,6 +634,19 @@ def train_phases(
             results += phase
     adaptor.eval()
     return results
+
+
+def validation_evaluator(unseen: RetrievalData, seen: RetrievalData, dims: Sequence[int]) -> Any:
+    """The supervised phase's evaluator: NDCG@10 per dim on the held-out queries of the split, and on ``seen``.
+
+    ``validation_dim<k>_cosine_ndcg@10`` scores the document-disjoint (or query-hash) queries; when ``seen`` has
+    queries (``validation_split="both"``), ``seen_dim<k>_cosine_ndcg@10`` scores held-out queries whose documents
+    training cites.
+    """
+    if not seen.qrels:
+        return matryoshka_evaluator(unseen, dims, name="validation")
+    evaluators = [*dim_evaluators(unseen, dims, name="validation"), *dim_evaluators(seen, dims, name="seen")]
+    return SequentialEvaluator(evaluators, main_score_function=lambda scores: float(np.mean(scores)))
 
 
 def log_split(split: ValidationSplit) -> None:
@@ -700,6 +720,7 @@ def guard_supervised(
     return {
         "validation": split.kind,
         "validation_queries": len(split.held_out),
+        "seen_queries": len(split.seen),
         "fallback_reason": split.reason,
         "kept": kept,
         "min_validation_queries": min_queries,

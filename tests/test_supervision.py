@@ -50,6 +50,15 @@ def test_document_disjoint_split_shares_no_document_with_training(seed):
     assert split == validation_split(QRELS, 0.2, seed=seed)  # seeded
 
 
+def test_both_adds_a_hash_held_out_slice_beside_the_document_disjoint_one():
+    qrels = {f"q{i}": {f"d{i // 2}": 1} for i in range(60)}  # pairs of queries share a document
+    split = validation_split(qrels, 0.2, kind="both")
+    assert split.kind == "both" and split.seen and split.held_out
+    assert sorted(split.fit + split.held_out + split.seen) == sorted(qrels)
+    cited = {d for q in split.fit + split.seen for d in qrels[q]}
+    assert not cited & {d for q in split.held_out for d in qrels[q]}
+
+
 def test_connected_qrels_fall_back_to_the_hash_split_and_say_why():
     qrels = {q: {"shared": 1, f"own-{q}": 1} for q in "abcdefghijklmnopqrstuvwxyz"}
     split = validation_split(qrels, 0.15)
@@ -159,3 +168,7 @@ def test_train_supervised_records_and_cards_the_selection(scifact_slice, tmp_pat
     hashed = json.loads((tmp_path / "hash" / "st_matryoshka.json").read_text())["selection"]
     assert hashed["validation"] == "query-hash"
     assert "by a hash of the id" in (tmp_path / "hash" / "README.md").read_text()
+    assert main(argv(tmp_path / "both", "--validation-split", "both")) == 0
+    both = json.loads((tmp_path / "both" / "st_matryoshka.json").read_text())["selection"]
+    assert both["validation"] == "both" and both["seen_queries"] >= 10
+    assert "held-out queries about documents training cites" in (tmp_path / "both" / "README.md").read_text()
