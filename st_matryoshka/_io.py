@@ -195,3 +195,20 @@ def write_file_atomic(path: str, data: bytes, overwrite: bool = False, argument:
     finally:
         if tmp is not None and os.path.exists(tmp):
             os.remove(tmp)
+
+
+def allocate(path: str, argument: str = "output") -> None:
+    """Reserve the disk blocks of the (sparse) file ``path`` now, so that writing through a memory map cannot die.
+
+    A memory-mapped ``.npy`` (``np.lib.format.open_memmap``) is created sparse: on a full disk the first write to an
+    unbacked page kills the process with SIGBUS and no message. Reserving the blocks up front turns that into one
+    line naming the file, before any work; the caller removes the file.
+    """
+    try:
+        fd = os.open(path, os.O_RDWR)
+        try:
+            os.posix_fallocate(fd, 0, os.path.getsize(path))
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise ValueError(f"{argument}: cannot write {path!r}: {exc.strerror or exc}") from None

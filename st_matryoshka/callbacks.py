@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -44,6 +45,11 @@ def quiet_progress(trainer: Any) -> Any:
 
 
 AGGREGATES = ("mean", "geomean")
+
+STOP_REQUESTED = threading.Event()
+"""Set to end training at the next step: :class:`StageCallback` then raises ``KeyboardInterrupt``, so the run unwinds
+as on Ctrl-C (temporary folders removed, nothing saved). The command line sets it on SIGTERM, whose own exception
+can be lost when the signal arrives inside a destructor."""
 
 
 @dataclass
@@ -217,6 +223,10 @@ class StageCallback(TrainerCallback):
             self.module.temperature = start * (end / start) ** progress
         if hasattr(self.module, "resample_noise"):
             self.module.resample_noise(self.generator)
+
+    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any) -> None:
+        if STOP_REQUESTED.is_set():
+            raise KeyboardInterrupt("stop requested")
 
     def on_evaluate(
         self,

@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -13,6 +14,7 @@ from collections.abc import Sequence
 from st_matryoshka._io import check_creatable, check_output_free, inside, write_file_atomic
 from st_matryoshka._validation import ParameterError, parse_dims
 from st_matryoshka.cache import backbone_vectors
+from st_matryoshka.callbacks import STOP_REQUESTED
 from st_matryoshka.data import VALIDATION_SPLITS
 from st_matryoshka.loading import load_model, resolve_model_path
 from st_matryoshka.metadata import METADATA_FILE, TRAINING_FILE, MatryoshkaMetadata
@@ -831,6 +833,16 @@ def quiet_libraries() -> None:
     disable_progress_bars()
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the process is so that ``with`` blocks and ``finally`` clauses clean up."""
+
+
+def raise_terminated(signum: int, frame: object) -> None:
+    """SIGTERM: stop as Ctrl-C does; training also stops at its next step if this exception is lost."""
+    STOP_REQUESTED.set()
+    raise Terminated()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -844,6 +856,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         quiet_libraries()
     if getattr(args, "batch_size", 1) < 1:
         parser.exit(2, f"st-matryoshka: error: --batch-size must be a positive int, got {args.batch_size}\n")
+    previous = signal.signal(signal.SIGTERM, raise_terminated)  # SIGTERM unwinds like Ctrl-C: temp folders go
     try:
         commands = {
             "train": cmd_train,
@@ -856,7 +869,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             "frontier": cmd_frontier,
             "apply-vectors": cmd_apply_vectors,
         }
-        return commands[args.command](args)
+        code = commands[args.command](args)
+        if STOP_REQUESTED.is_set():  # a SIGTERM whose exception a destructor swallowed
+            raise KeyboardInterrupt
+        return code
     except (ValueError, KeyError, ImportError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
         if isinstance(exc, ParameterError):
@@ -866,7 +882,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = f"{exc.filename}: " if exc.filename else ""
         parser.exit(2, f"st-matryoshka: error: {where}{exc.strerror or exc}\n")
     except KeyboardInterrupt:
+        if STOP_REQUESTED.is_set():
+            parser.exit(143, "st-matryoshka: terminated (SIGTERM); nothing was saved by the unfinished step\n")
         parser.exit(130, "st-matryoshka: interrupted; nothing was saved by the unfinished step\n")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        STOP_REQUESTED.clear()
 
 
 if __name__ == "__main__":

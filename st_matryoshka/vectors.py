@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from st_matryoshka._io import atomic_folder, is_main_process
+from st_matryoshka._io import allocate, atomic_folder, is_main_process
 from st_matryoshka.data import RetrievalData, _clean_qrels
 from st_matryoshka.evaluation.quantized import PRECISIONS
 from st_matryoshka.metadata import METADATA_FILE, MatryoshkaMetadata
@@ -74,6 +74,7 @@ def read_column(path: str, argument: str, column: str | None = None, chunk_rows:
                 width = chunk.shape[1]
                 dtype = np.float32 if chunk.dtype == np.float64 else chunk.dtype  # as check_vectors would convert it
                 out = np.lib.format.open_memmap(tmp.name, mode="w+", dtype=dtype, shape=(len(table), width))
+                allocate(tmp.name, f"{argument} (a temporary copy in TMPDIR)")
             out[start : start + len(chunk)] = chunk
         out.flush()
         del out
@@ -316,6 +317,7 @@ def apply_vectors(
     dtype = {"float32": np.float32, "int8": np.int8, "binary": np.int8}[precision]
     if output is not None:
         result = np.lib.format.open_memmap(output, mode="w+", dtype=dtype, shape=(len(vectors), out_dim))
+        allocate(output, "output")
     else:
         result = np.empty((len(vectors), out_dim), dtype=dtype)
     row = 0

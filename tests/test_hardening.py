@@ -302,3 +302,52 @@ def test_empty_task_list_long_repo_id_and_negative_seed_are_refused(pca_model, s
     train = ["train", "--model", "all-MiniLM-L6-v2", "--data", str(scifact_tiny), *emb, "--dims", "48"]
     assert "--seed must be an int from 0" in _fails([*train, "--seed", "-1", "--output", str(tmp_path / "o")], capsys)
     assert not (tmp_path / "x").exists() and not (tmp_path / "o").exists()
+
+
+def test_a_full_disk_is_one_line_before_any_vector_is_written(scifact_tiny, tmp_path, capsys, monkeypatch):
+    """Issue 27, case 5: memory-mapped outputs reserve their blocks first (no SIGBUS), no temporary file left."""
+    corpus = str(scifact_tiny / "embeddings" / "corpus.npy")
+    assert main(["fit-vectors", "--corpus", corpus, "--method", "pca", "--dims", "48", "--output",
+                 str(tmp_path / "pca")]) == 0  # fmt: skip
+
+    def full(fd, offset, length):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    out = tmp_path / "out" / "v.npy"
+    out.parent.mkdir()
+    argv = ["apply-vectors", "--model", str(tmp_path / "pca"), "--input", corpus, "--dim", "48", "--output", str(out)]
+    line = _fails(argv, capsys)
+    assert "No space left on device" in line and "v.npy.tmp.npy" in line
+    assert os.listdir(out.parent) == []
+
+
+def test_sigterm_is_like_ctrl_c_exit_143_and_no_temporary_folder_left(scifact_tiny, tmp_path):
+    """Issue 27, case 11."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    env = {**os.environ, "TMPDIR": str(tmp_path / "tmp"), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    os.makedirs(env["TMPDIR"])
+    argv = [sys.executable, "-m", "st_matryoshka.cli", "train", "--model", "all-MiniLM-L6-v2", "--data",
+            str(scifact_tiny), "--embeddings", str(scifact_tiny / "embeddings"), "--dims", "48",
+            "--unsupervised-batch-size", "16", "--unsupervised-epochs", "1000", "--precision", "binary",
+            "--output", str(tmp_path / "m")]  # fmt: skip
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not any(n.startswith("st_matryoshka_") for n in os.listdir(env["TMPDIR"])):  # training has started
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err[-500:]
+    assert (
+        err.strip()
+        .splitlines()[-1]
+        .endswith("st-matryoshka: terminated (SIGTERM); nothing was saved by the unfinished step")
+        or "terminated (SIGTERM)" in err
+    )
+    assert not [n for n in os.listdir(env["TMPDIR"]) if n.startswith("st_matryoshka_")]
+    assert not (tmp_path / "m").exists()
