@@ -351,3 +351,28 @@ def test_sigterm_is_like_ctrl_c_exit_143_and_no_temporary_folder_left(scifact_ti
     )
     assert not [n for n in os.listdir(env["TMPDIR"]) if n.startswith("st_matryoshka_")]
     assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"embedding_dim": 200000}, "embedding_dim=200000 exceeds anything model.safetensors holds"),
+        ({"num_layers": 100000}, "num_layers=100000 exceeds anything model.safetensors holds"),
+        ({"hidden_dim": 10000000}, "hidden_dim=10000000 exceeds anything model.safetensors holds"),
+        ({"embedding_dim": True}, "embedding_dim must be an int, got True"),
+        ({"num_layers": 2}, "does not match model.safetensors: missing ['residual.2.bias'"),
+        ({"hidden_dim": 100, "num_layers": 1}, "does not match model.safetensors"),
+    ],
+)
+def test_module_config_is_checked_against_the_weights_before_allocating(pca_model, scifact_tiny, tmp_path, capsys,
+                                                                         change, message):  # fmt: skip
+    """Issue 27, case 6: sizes beyond the weights, wrong kinds and mismatched shapes, one line naming the key."""
+    folder = tmp_path / "m"
+    shutil.copytree(pca_model, folder)
+    (config_path,) = folder.glob("*MatryoshkaAdaptor/config.json")
+    config = json.loads(config_path.read_text())
+    config.update(change)
+    config_path.write_text(json.dumps(config))
+    argv = ["evaluate", "--model", str(folder), "--data", str(scifact_tiny), "--embeddings",
+            str(scifact_tiny / "embeddings"), "--dims", "48"]  # fmt: skip
+    assert message in _fails(argv, capsys)

@@ -62,7 +62,62 @@ class StMatryoshkaModule(Module):
                 f"config of {cls.__name__} in {model_name_or_path!r} has unknown keys {unknown}, written by "
                 f"st_matryoshka {_writer_version(model_name_or_path)}; upgrade st_matryoshka to load it"
             )
-        module = cls(**config)
-        if cls.load_file_path(model_name_or_path, filename="model.safetensors", **hub_kwargs) is None:
+        weights = cls.load_file_path(model_name_or_path, filename="model.safetensors", **hub_kwargs)
+        if weights is None:
             raise ValueError(f"{cls.__name__} in {model_name_or_path!r} has no model.safetensors")
+        check_config_against_weights(cls, config, weights, model_name_or_path)
+        module = cls(**config)
         return cls.load_torch_weights(model_name_or_path, model=module, **hub_kwargs)
+
+
+def check_config_against_weights(cls: type, config: dict[str, Any], weights: str, where: str) -> None:
+    """Refuse a ``config.json`` whose module would not match ``weights`` (shapes, dtypes), before allocating it.
+
+    The module is built on PyTorch's ``meta`` device (no memory), and its tensors are compared with the safetensors
+    header: a config that asks for sizes the weights do not hold (``hidden_dim: 10000000``), or a value of the wrong
+    kind, fails in one line naming the config key or tensor instead of allocating gigabytes or raising a traceback.
+    """
+    import torch
+    from safetensors import safe_open
+
+    try:
+        with safe_open(weights, framework="pt") as f:
+            stored = {k: (tuple(f.get_slice(k).get_shape()), f.get_slice(k).get_dtype()) for k in f.keys()}
+    except Exception as exc:  # safetensors raises its own error types for a damaged header
+        raise ValueError(f"{weights} is damaged or not a safetensors file: {str(exc).splitlines()[0]}") from None
+    # No size or count in a config can exceed what the weights hold: checked before even a meta module is built
+    largest = max([len(stored), *(n for shape, _ in stored.values() for n in shape)], default=0)
+    for key, value in config.items():
+        if isinstance(value, bool) and key.endswith(("_dim", "_layers", "_size")):
+            raise ValueError(f"config.json of {cls.__name__} in {where!r}: {key} must be an int, got {value!r}")
+        if isinstance(value, int) and not isinstance(value, bool) and value > largest:
+            raise ValueError(
+                f"config.json of {cls.__name__} in {where!r}: {key}={value} exceeds anything model.safetensors "
+                f"holds (largest size {largest}); the config does not belong to these weights"
+            )
+    try:
+        with torch.device("meta"):
+            probe = cls(**config)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise ValueError(f"config.json of {cls.__name__} in {where!r}: {str(exc).splitlines()[0]}") from None
+    dtypes = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.float64: "F64"}
+    expected = probe.state_dict()
+    missing, extra = sorted(set(expected) - set(stored)), sorted(set(stored) - set(expected))
+    if missing or extra:
+        keys = ", ".join(f"{k}={v!r}" for k, v in config.items() if not isinstance(v, (list, dict)))
+        raise ValueError(
+            f"config.json of {cls.__name__} in {where!r} ({keys}) does not match model.safetensors: "
+            + "; ".join(
+                p for p in (f"missing {missing[:3]}" * bool(missing), f"unexpected {extra[:3]}" * bool(extra)) if p
+            )
+        )
+    for name, tensor in expected.items():
+        shape, dtype = stored[name]
+        if shape != tuple(tensor.shape):
+            keys = ", ".join(f"{k}={v!r}" for k, v in config.items() if not isinstance(v, (list, dict)))
+            raise ValueError(
+                f"config.json of {cls.__name__} in {where!r} ({keys}) expects {name} of shape "
+                f"{tuple(tensor.shape)}, but model.safetensors holds {shape}"
+            )
+        if dtypes.get(tensor.dtype) not in (None, dtype) and dtype not in dtypes.values():
+            raise ValueError(f"model.safetensors in {where!r}: {name} has dtype {dtype}, expected a float tensor")
