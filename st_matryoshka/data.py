@@ -14,6 +14,9 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
+INT_PATTERN = re.compile(r"[+-]?\d+")
+"""A qrels score: an optionally signed integer (``--3`` is not one)."""
+
 DATA_ENV = "ST_MATRYOSHKA_DATA"
 """Environment variable naming the folder that holds BEIR data sets, e.g. ``../shared/data``."""
 
@@ -68,14 +71,20 @@ def resolve_data_path(path: str) -> str:
 
 def _read_jsonl(path: str, required: tuple[str, ...]) -> list[dict]:
     rows = []
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, start=1):
+    with open(path, "rb") as f:
+        for line_no, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise ValueError(f"--data: {path} line {line_no} is not UTF-8 (byte {exc.start + 1})") from None
             if not line.strip():
                 continue
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise ValueError(f"--data: {path} line {line_no} is not valid JSON ({exc.msg})") from None
+            except RecursionError:
+                raise ValueError(f"--data: {path} line {line_no} is nested too deeply to be a JSON row") from None
             if not isinstance(row, dict) or any(key not in row for key in required):
                 raise ValueError(f"--data: {path} line {line_no} lacks one of the fields {list(required)}")
             for key in ("_id", "text", "title"):
@@ -196,13 +205,13 @@ def load_beir(path_or_id: str, split: str | None = "test") -> RetrievalData:
     with open(qrels_path if split is not None else os.devnull, encoding="utf-8", newline="") as f:
         reader = csv.reader(f, delimiter="\t")
         for line_no, row in enumerate(reader, start=1):
-            if line_no == 1 and row and not row[-1].lstrip("-").isdigit():
+            if line_no == 1 and row and not INT_PATTERN.fullmatch(row[-1].strip()):
                 continue  # header
             if not row:
                 continue
-            if len(row) < 3 or not row[2].strip().lstrip("-").isdigit():
+            if len(row) < 3 or not INT_PATTERN.fullmatch(row[2].strip()):
                 raise ValueError(f"--data: {qrels_path} line {line_no} is not 'query-id<TAB>corpus-id<TAB>score'")
-            raw.append((row[0], row[1], int(row[2])))
+            raw.append((row[0], row[1], int(row[2].strip())))
     qrels = _clean_qrels(raw, set(query_ids), set(corpus_ids), qrels_path)
     return RetrievalData(
         corpus_ids,

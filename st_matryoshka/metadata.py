@@ -111,7 +111,10 @@ class MatryoshkaMetadata:
                 f"{data.get('st_matryoshka_version', '(unknown version)')}, this is {__version__}; "
                 "upgrade st_matryoshka"
             )
-        return cls(**data)
+        try:
+            return cls(**data)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{source or METADATA_FILE}: {str(exc).splitlines()[0]}") from None
 
     def save(self, folder: str) -> None:
         """Write ``folder/st_matryoshka.json`` (to a temporary file, then renamed into place)."""
@@ -130,6 +133,8 @@ class MatryoshkaMetadata:
                 data = json.load(f)
         except json.JSONDecodeError as exc:
             raise ValueError(f"{path} is not valid JSON ({exc.msg})") from None
+        except (UnicodeDecodeError, RecursionError) as exc:
+            raise ValueError(f"{path} is not a JSON file ({type(exc).__name__})") from None
         if not isinstance(data, dict):
             raise ValueError(f"{path} must hold a JSON object, got {type(data).__name__}")
         return cls.from_dict(data, source=path)

@@ -376,3 +376,44 @@ def test_module_config_is_checked_against_the_weights_before_allocating(pca_mode
     argv = ["evaluate", "--model", str(folder), "--data", str(scifact_tiny), "--embeddings",
             str(scifact_tiny / "embeddings"), "--dims", "48"]  # fmt: skip
     assert message in _fails(argv, capsys)
+
+
+def test_bad_bytes_and_values_name_their_file_line_or_key(pca_model, scifact_tiny, tmp_path, capsys):
+    """Issue 27, cases 9 and 10: non-UTF-8 and deeply nested corpus lines, a '--3' score, damaged metadata."""
+    emb = ["--embeddings", str(scifact_tiny / "embeddings")]
+
+    def data_copy(name: str, corpus_line: bytes | None = None, qrels_row: str | None = None):
+        folder = tmp_path / name
+        shutil.copytree(scifact_tiny, folder)
+        if corpus_line is not None:
+            lines = (folder / "corpus.jsonl").read_bytes().splitlines()
+            lines[3] = corpus_line
+            (folder / "corpus.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+        if qrels_row is not None:
+            with open(folder / "qrels" / "test.tsv", "a", encoding="utf-8") as f:
+                f.write(qrels_row)
+        return str(folder)
+
+    def evaluate(data, model="all-MiniLM-L6-v2"):
+        return ["evaluate", "--model", model, "--data", data, *emb, "--dims", "48"]
+
+    def model_copy(name: str, metadata: bytes) -> str:
+        folder = tmp_path / name
+        shutil.copytree(pca_model, folder)
+        (folder / "st_matryoshka.json").write_bytes(metadata)
+        return str(folder)
+
+    nested = b'{"_id": "x", "text": ' + b"[" * 100000 + b"]" * 100000 + b"}"
+    meta = json.loads((pca_model / "st_matryoshka.json").read_text())
+    cases = [
+        (evaluate(data_copy("utf", b'{"_id": "x", "text": "caf\xe9"}')), "corpus.jsonl line 4 is not UTF-8 (byte"),
+        (evaluate(data_copy("deep", nested)), "corpus.jsonl line 4 is nested too deeply"),
+        (evaluate(data_copy("score", qrels_row="q\td\t--3\n")), "is not 'query-id<TAB>corpus-id<TAB>score'"),
+        (["export", "--model", model_copy("garbage", b"\xff\xfe garbage"), "--output", str(tmp_path / "x")],
+         "st_matryoshka.json is not a JSON file"),
+        (["export", "--model", model_copy("dims", json.dumps({**meta, "dims": "abc"}).encode()), "--output",
+          str(tmp_path / "y")], "st_matryoshka.json: dims must be positive ints, got 'abc'"),
+    ]  # fmt: skip
+    for argv, message in cases:
+        line = _fails(argv, capsys)
+        assert message in line, (argv[:4], line)
