@@ -277,8 +277,36 @@ def load_embeddings_dir(folder: str, data: RetrievalData, dim: int | None = None
     return out[0], out[1]
 
 
+def check_npy_size(path: str, argument: str) -> None:
+    """Refuse a ``.npy`` whose header promises more (or less) data than the file holds, before anything is read.
+
+    A header claiming 10¹² rows would otherwise make ``np.load`` try to allocate terabytes.
+    """
+    try:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+            if version not in readers:
+                return  # a newer format: np.load checks it
+            shape, _, dtype = readers[version](f)
+            offset = f.tell()
+    except (ValueError, OSError, EOFError, SyntaxError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ValueError(f"{argument}: {path} is not a readable .npy array ({reason})") from None
+    if dtype.hasobject:
+        return  # np.load refuses object arrays without pickles and says so
+    expected = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    actual = os.path.getsize(path) - offset
+    if expected != actual:
+        raise ValueError(
+            f"{argument}: {path} is not a readable .npy array (its header says shape {shape} of {dtype}, "
+            f"{expected} bytes, but the file holds {actual})"
+        )
+
+
 def load_npy(path: str, argument: str) -> np.ndarray:
     """``np.load`` without pickles; a truncated or garbage file is one error naming it."""
+    check_npy_size(path, argument)
     try:
         return np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:

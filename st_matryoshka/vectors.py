@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from st_matryoshka._io import allocate, atomic_folder, is_main_process
-from st_matryoshka.data import RetrievalData, _clean_qrels
+from st_matryoshka.data import RetrievalData, _clean_qrels, check_npy_size
 from st_matryoshka.evaluation.quantized import PRECISIONS
 from st_matryoshka.metadata import METADATA_FILE, MatryoshkaMetadata
 from st_matryoshka.models import MatryoshkaAdaptor, SMECAdaptor
@@ -97,6 +97,7 @@ def read_vectors(path: str, argument: str, width: int | None = None, column: str
     if path.endswith((".parquet", ".arrow")):
         array = read_column(path, argument, column)
     else:
+        check_npy_size(path, argument)
         try:
             array = np.load(path, mmap_mode="r", allow_pickle=False)
         except (ValueError, OSError, EOFError):

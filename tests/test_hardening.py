@@ -417,3 +417,24 @@ def test_bad_bytes_and_values_name_their_file_line_or_key(pca_model, scifact_tin
     for argv, message in cases:
         line = _fails(argv, capsys)
         assert message in line, (argv[:4], line)
+
+
+def test_a_npy_header_promising_more_rows_than_the_file_holds_is_refused_before_allocating(scifact_tiny, tmp_path,
+                                                                                           capsys):  # fmt: skip
+    """Issue 27, case 9: a header claiming 10¹² rows, in apply-vectors, fit-vectors and --embeddings."""
+    raw = (scifact_tiny / "embeddings" / "corpus.npy").read_bytes()
+    end = raw.index(b"\n")
+    header = raw[:end]
+    rows = header.split(b"'shape': (")[1].split(b",")[0]
+    forged = header.replace(b"'shape': (" + rows + b",", b"'shape': (1000000000000,")
+    forged = forged[: len(header)] if len(forged) > len(header) else forged
+    forged = forged.rstrip(b" ") + b" " * (len(header) - len(forged.rstrip(b" ")))
+    assert len(forged) == len(header)
+    huge = tmp_path / "emb"
+    shutil.copytree(scifact_tiny / "embeddings", huge)
+    (huge / "corpus.npy").write_bytes(forged + raw[end:])
+    expected = "is not a readable .npy array (its header says shape (1000000000000, 384)"
+    assert expected in _fails(["fit-vectors", "--corpus", str(huge / "corpus.npy"), "--method", "pca", "--dims", "48",
+                               "--output", str(tmp_path / "o")], capsys)  # fmt: skip
+    assert expected in _fails(["evaluate", "--model", "all-MiniLM-L6-v2", "--data", str(scifact_tiny),
+                               "--embeddings", str(huge), "--dims", "48"], capsys)  # fmt: skip
