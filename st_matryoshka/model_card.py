@@ -300,7 +300,12 @@ def selection_scores(selection: dict[str, Any]) -> str:
     for kind in ("supervised", "unsupervised"):
         values = list(selection.get(f"{kind}_ndcg_at_10", {}).values())
         means[kind] = sum(values) / len(values) if values else float("nan")
-    return f"supervised {means['supervised']:.4f} against unsupervised {means['unsupervised']:.4f}"
+    sup, unsup = selection.get("supervised_ndcg_at_10", {}), selection.get("unsupervised_ndcg_at_10", {})
+    per_dim = ", ".join(f"{d}: {sup[d] - unsup[d]:+.4f}" for d in sup if d in unsup)
+    return (
+        f"supervised {means['supervised']:.4f} against unsupervised {means['unsupervised']:.4f}; supervised minus "
+        f"unsupervised per dim, {per_dim}"
+    )
 
 
 def frontier_tables(meta: MatryoshkaMetadata, with_plots: bool) -> list[dict[str, Any]]:
