@@ -673,6 +673,10 @@ def record_folder_of(args: argparse.Namespace) -> str | None:
     folder = resolve_model_path(args.model)
     if not os.path.isfile(os.path.join(folder, METADATA_FILE)):
         raise ValueError(f"--record: {args.model!r} is not an st_matryoshka model folder (no {METADATA_FILE})")
+    try:
+        MatryoshkaMetadata.load(folder)  # unreadable metadata fails now, not after the scoring
+    except ValueError as exc:
+        raise ValueError(f"--record: {exc}") from None
     return folder
 
 

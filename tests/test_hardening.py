@@ -417,6 +417,8 @@ def test_bad_bytes_and_values_name_their_file_line_or_key(pca_model, scifact_tin
     for argv, message in cases:
         line = _fails(argv, capsys)
         assert message in line, (argv[:4], line)
+    record = ["evaluate", "--model", model_copy("record", b"{"), "--data", str(scifact_tiny), *emb, "--dims", "48"]
+    assert "--record:" in _fails([*record, "--record"], capsys)  # before any scoring
 
 
 def test_a_npy_header_promising_more_rows_than_the_file_holds_is_refused_before_allocating(scifact_tiny, tmp_path,
