@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 from typing import Any
 
 from st_matryoshka.models import CachedEmbeddings, MatryoshkaAdaptor, SMECAdaptor
@@ -165,6 +166,7 @@ def load_model(
     except ValueError as exc:
         raise ValueError(f"{argument}: {modules_json} is not a valid modules.json ({exc})") from None
     check_weight_files(folder, argument)
+    check_module_types(entries, modules_json, argument)
     if not trust_remote_code:
         found = remote_code_in(folder)
         if found:
@@ -176,6 +178,32 @@ def load_model(
         return SentenceTransformer._load_with_module_classes(
             folder, module_classes(), trust_remote_code=trust_remote_code, device=device, **kwargs
         )
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError, KeyError, AttributeError, TypeError, ImportError, pickle.UnpicklingError) as exc:
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ValueError(f"{argument}: cannot load {name!r}: {message}") from None
+
+
+def check_module_types(entries: list[dict], modules_json: str, argument: str = "--model") -> None:
+    """Refuse a ``sentence_transformers.*`` module type that names no module class (one line naming it).
+
+    Only ``sentence_transformers`` itself is imported to check (it is installed, trusted code); other types are
+    st_matryoshka's own classes or are refused as remote code.
+    """
+    import importlib
+    import warnings
+
+    import torch
+
+    for entry in entries:
+        kind = entry.get("type")
+        if not isinstance(kind, str) or not kind.startswith("sentence_transformers.") or kind.count(".") < 1:
+            continue
+        module_name, _, class_name = kind.rpartition(".")
+        try:
+            with warnings.catch_warnings():  # old module paths (sentence_transformers.models) warn; ST loads them
+                warnings.simplefilter("ignore", DeprecationWarning)
+                found = getattr(importlib.import_module(module_name), class_name)
+        except (ImportError, AttributeError, ValueError):
+            found = None
+        if not (isinstance(found, type) and issubclass(found, torch.nn.Module)):
+            raise ValueError(f"{argument}: {modules_json}: module type {kind!r} is not a Sentence-Transformers module")

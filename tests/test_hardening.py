@@ -440,3 +440,29 @@ def test_a_npy_header_promising_more_rows_than_the_file_holds_is_refused_before_
                                "--output", str(tmp_path / "o")], capsys)  # fmt: skip
     assert expected in _fails(["evaluate", "--model", "all-MiniLM-L6-v2", "--data", str(scifact_tiny),
                                "--embeddings", str(huge), "--dims", "48"], capsys)  # fmt: skip
+
+
+def test_bad_module_types_and_pickled_weights_are_one_line(pca_model, scifact_tiny, tmp_path, capsys):
+    """Issue 27, case 9: a module type that names no class; a backbone pytorch_model.bin carrying a pickle payload."""
+    import pickle
+
+    bad_type = tmp_path / "bad_type"
+    shutil.copytree(pca_model, bad_type)
+    entries = json.loads((bad_type / "modules.json").read_text())
+    entries[1]["type"] = "sentence_transformers.__init__"
+    (bad_type / "modules.json").write_text(json.dumps(entries))
+    data = ["--data", str(scifact_tiny), "--embeddings", str(scifact_tiny / "embeddings"), "--dims", "48"]
+    line = _fails(["evaluate", "--model", str(bad_type), *data], capsys)
+    assert "module type 'sentence_transformers.__init__' is not a Sentence-Transformers module" in line
+    pickled = tmp_path / "pickled"
+    shutil.copytree(pca_model, pickled)
+    (pickled / "model.safetensors").unlink()
+    marker = tmp_path / "PAYLOAD_RAN"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    (pickled / "pytorch_model.bin").write_bytes(pickle.dumps({"weight": Payload()}))
+    line = _fails(["evaluate", "--model", str(pickled), *data], capsys)
+    assert "cannot load" in line and not marker.exists()
