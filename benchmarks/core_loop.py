@@ -26,6 +26,25 @@ SPLIT_SALT = "st_matryoshka-benchmark"
 """Salt of the fixed query split used for sets without a train split (shared with compare.py and the recipe)."""
 
 
+def load_set(data_root: str, name: str):
+    """``(train, test, cv, qv, unseen)`` of a shared set, as the supervised benchmarks score it.
+
+    Sets without a train split use the fixed split of the test queries (half trains, half is scored); ``unseen`` is
+    the scored queries whose relevant documents no training qrel cites (``None`` when that is none or all of them).
+    """
+    folder = os.path.join(data_root, name)
+    test = load_beir(folder, "test")
+    cv, qv = load_embeddings_dir(os.path.join(folder, "embeddings", "all-MiniLM-L6-v2"), test, dim=384)
+    if os.path.exists(os.path.join(folder, "qrels", "train.tsv")):
+        train = load_beir(folder, "train")
+    else:
+        train, test = test.split_by_query(0.5, salt=SPLIT_SALT)
+    train_docs = {d for docs in train.qrels.values() for d in docs}
+    unseen_qrels = {q: r for q, r in test.qrels.items() if not set(r) & train_docs}
+    unseen = test.with_qrels(unseen_qrels) if 0 < len(unseen_qrels) < len(test.qrels) else None
+    return train, test, cv, qv, unseen
+
+
 def score(model_head, data, cv, qv, dims=DIMS):
     return evaluate_per_dim(data_fast_model(data, cv, qv, model_head), data, dims)["ndcg_at_10"]
 

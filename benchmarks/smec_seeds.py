@@ -24,9 +24,8 @@ import os
 import time
 
 import torch
-from core_loop import DIMS, SPLIT_SALT, score
+from core_loop import DIMS, load_set, score
 
-from st_matryoshka.data import load_beir, load_embeddings_dir
 from st_matryoshka.loading import load_model
 from st_matryoshka.training import AdaptorTrainingConfig, head_of, train_matryoshka_adaptor
 from st_matryoshka.training_smec import SMECTrainingConfig, train_smec
@@ -105,15 +104,7 @@ def main():
     args = parser.parse_args()
     base = load_model("all-MiniLM-L6-v2")
     for name in args.sets:
-        folder = os.path.join(args.data_root, name)
-        test = load_beir(folder, "test")
-        cv, qv = load_embeddings_dir(os.path.join(folder, "embeddings", "all-MiniLM-L6-v2"), test, dim=384)
-        if os.path.exists(os.path.join(folder, "qrels", "train.tsv")):
-            data = load_beir(folder, "train")
-        else:
-            data, test = test.split_by_query(0.5, salt=SPLIT_SALT)
-        train_docs = {d for docs in data.qrels.values() for d in docs}
-        unseen = test.with_qrels({q: r for q, r in test.qrels.items() if not set(r) & train_docs})
+        data, test, cv, qv, unseen = load_set(args.data_root, name)
         for method in args.methods:
             key = method + ("_no_stage_pca" if method == "smec" and args.no_stage_pca_init else "")
             key += "_no_ads" if method == "smec" and args.no_ads else ""
@@ -145,7 +136,7 @@ def main():
                 )
                 seconds = time.perf_counter() - start
                 entry = {"ndcg_at_10": score(head_of(model), test, cv, qv, DIMS), "train_seconds": seconds}
-                if unseen.qrels and len(unseen.qrels) < len(test.qrels):
+                if unseen is not None:
                     entry["ndcg_at_10_unseen"] = score(head_of(model), unseen, cv, qv, DIMS)
                     entry["unseen_queries"] = len(unseen.qrels)
                 save(args.out, name, key, seed, entry)

@@ -38,10 +38,9 @@ import random
 import time
 
 import torch
-from core_loop import DIMS, SPLIT_SALT, pca_scores, score
+from core_loop import DIMS, load_set, pca_scores, score
 
 from st_matryoshka.config import config_for
-from st_matryoshka.data import load_beir, load_embeddings_dir
 from st_matryoshka.engine import fit_adaptor
 
 TARGET_DIMS = [192, 96, 48, 24]
@@ -108,23 +107,14 @@ def main() -> None:
     args = parser.parse_args()
     threads = torch.get_num_threads()
     for name in args.sets:
-        folder = os.path.join(args.data_root, name)
-        test = load_beir(folder, "test")
-        cv, qv = load_embeddings_dir(os.path.join(folder, "embeddings", "all-MiniLM-L6-v2"), test, dim=384)
-        if os.path.exists(os.path.join(folder, "qrels", "train.tsv")):
-            train = load_beir(folder, "train")
-        else:
-            train, test = test.split_by_query(0.5, salt=SPLIT_SALT)
-        train_docs = {d for docs in train.qrels.values() for d in docs}
-        unseen_qrels = {q: r for q, r in test.qrels.items() if not set(r) & train_docs}
-        unseen = test.with_qrels(unseen_qrels) if 0 < len(unseen_qrels) < len(test.qrels) else None
+        train, test, cv, qv, unseen = load_set(args.data_root, name)
         if lookup(args.out, [name, "baselines"]) is None:
             base = {"truncation": scores(None, test, unseen, cv, qv)}
             base["pca"] = {"ndcg_at_10": pca_scores(test, cv, qv)}
             if unseen is not None:
                 base["pca"]["ndcg_at_10_unseen"] = pca_scores(unseen, cv, qv)
             base["test_queries"] = len(test.qrels)
-            base["unseen_queries"] = len(unseen_qrels) if unseen is not None else None
+            base["unseen_queries"] = len(unseen.qrels) if unseen is not None else None
             base["train_queries"] = len(train.qrels)
             save(args.out, [name, "baselines"], base)
         for seed in args.seeds:
