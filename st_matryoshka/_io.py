@@ -79,6 +79,21 @@ def umask() -> int:
     return mask
 
 
+def follow_umask(folder: str) -> None:
+    """Give every file and folder below ``folder`` the permissions of a new one (the user's umask).
+
+    Libraries that write through a private temporary file, as safetensors does, leave ``0600``.
+    """
+    mask = umask()
+    for root, dirs, files in os.walk(folder):
+        for name in dirs:
+            os.chmod(os.path.join(root, name), 0o777 & ~mask)
+        for name in files:
+            path = os.path.join(root, name)
+            if not os.path.islink(path):
+                os.chmod(path, 0o666 & ~mask)
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -137,6 +152,7 @@ def atomic_folder(
         raise ValueError(f"{argument}: cannot write {output!r}: {exc.strerror or exc}") from None
     try:
         yield tmp
+        follow_umask(tmp)
         if not overwrite and os.path.exists(output) and (not os.path.isdir(output) or os.listdir(output)):
             raise OSError(errno.EEXIST, "appeared meanwhile")
         check_output_free(output, overwrite, argument=argument, inputs=inputs)  # it may have changed meanwhile

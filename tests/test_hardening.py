@@ -208,6 +208,9 @@ def test_saved_models_use_the_umask_and_killed_saves_are_cleaned_up(pca_model, t
     mask = os.umask(0)
     os.umask(mask)
     assert stat.S_IMODE(os.stat(tmp_path / "saved").st_mode) == 0o777 & ~mask
+    for root, _, files in os.walk(tmp_path / "saved"):  # safetensors writes 0600 through its own temporary file
+        for name in files:
+            assert stat.S_IMODE(os.stat(os.path.join(root, name)).st_mode) == 0o666 & ~mask, name
 
 
 def test_overwrite_replaces_only_a_model_folder(pca_model, scifact_tiny, tmp_path, capsys, monkeypatch):
