@@ -228,3 +228,15 @@ def allocate(path: str, argument: str = "output") -> None:
             os.close(fd)
     except OSError as exc:
         raise ValueError(f"{argument}: cannot write {path!r}: {exc.strerror or exc}") from None
+
+
+def check_free_space(path: str, needed: int, argument: str = "--output") -> None:
+    """Refuse, before any work, a destination whose file system has less than ``needed`` bytes free."""
+    existing = os.path.abspath(path)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    free = shutil.disk_usage(existing).free
+    if free < needed:
+        raise ValueError(
+            f"{argument}: {path!r} needs about {needed / 1e6:.0f} MB, but its file system has {free / 1e6:.0f} MB free"
+        )

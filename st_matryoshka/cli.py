@@ -11,7 +11,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from st_matryoshka._io import check_creatable, check_output_free, inside, write_file_atomic
+from st_matryoshka._io import check_creatable, check_free_space, check_output_free, inside, write_file_atomic
 from st_matryoshka._validation import ParameterError, parse_dims
 from st_matryoshka.cache import backbone_vectors
 from st_matryoshka.callbacks import STOP_REQUESTED
@@ -447,6 +447,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     overrides = training_overrides(args)
     model, dims = model_and_dims(args)
     width = backbone_dim(model)
+    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    check_free_space(args.output, weights + 4 * width * width * 4 + 10_000_000)  # backbone + adaptor + tokenizer
     if args.default_dim is not None and args.default_dim not in {width, *dims}:
         raise ValueError(f"--default-dim must be one of --dims or the width {width}, got {args.default_dim}")
     data = load_beir(args.data, split=args.train_split if args.supervised else None)

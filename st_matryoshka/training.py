@@ -280,7 +280,13 @@ def save_model_atomic(
     if not is_main_process():  # under torchrun every process holds the same weights; rank 0 writes them
         return
     with atomic_folder(output, overwrite=overwrite) as tmp:
-        model.save(tmp)
+        try:
+            model.save(tmp)
+        except Exception as exc:  # safetensors raises its own error type on a full disk
+            if isinstance(exc, ValueError):
+                raise
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ValueError(f"--output: cannot write {output!r}: {reason}") from None
         if metadata is not None and not os.path.isfile(os.path.join(tmp, "README.md")):
             raise ValueError("save: the model card could not be rendered (the log above says why); nothing written")
         if extra is not None:

@@ -469,3 +469,17 @@ def test_bad_module_types_and_pickled_weights_are_one_line(pca_model, scifact_ti
     (pickled / "pytorch_model.bin").write_bytes(pickle.dumps({"weight": Payload()}))
     line = _fails(["evaluate", "--model", str(pickled), *data], capsys)
     assert "cannot load" in line and not marker.exists()
+
+
+def test_train_refuses_a_full_disk_before_training(scifact_tiny, tmp_path, capsys, monkeypatch):
+    """Issue 27, case 5: train fails at once, not after training with a SafetensorError traceback."""
+    import collections
+
+    import st_matryoshka._io as io_module
+
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(io_module.shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 1000, 1000))
+    argv = ["train", "--model", "all-MiniLM-L6-v2", "--data", str(scifact_tiny), "--embeddings",
+            str(scifact_tiny / "embeddings"), "--dims", "48", "--output", str(tmp_path / "m")]  # fmt: skip
+    line = _fails(argv, capsys)
+    assert "--output:" in line and "MB free" in line and not (tmp_path / "m").exists()
