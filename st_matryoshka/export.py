@@ -302,6 +302,10 @@ def push_to_hub(
     import tempfile
 
     from huggingface_hub import get_token
+    from huggingface_hub.errors import HfHubHTTPError
+
+    # huggingface_hub's HTTP client's own error base (connection refused, timeouts), whichever client it uses
+    transport_errors = (OSError, HfHubHTTPError, *HfHubHTTPError.__bases__)
 
     check_repo_id(repo_id)
     token = token or get_token()
@@ -310,12 +314,19 @@ def push_to_hub(
     with tempfile.TemporaryDirectory(prefix="st_matryoshka-push-") as work:
         folder = os.path.join(work, "model")
         exported = export_model(model, folder, repo_id=repo_id, default_dim=default_dim, license=license)
-        return exported.push_to_hub(
-            repo_id,
-            token=token,
-            private=private,
-            local_model_path=folder,
-            exist_ok=True,
-            revision=revision,
-            commit_message=commit_message or f"Upload {os.path.basename(os.path.normpath(model))} with st_matryoshka",
-        )
+        try:
+            return exported.push_to_hub(
+                repo_id,
+                token=token,
+                private=private,
+                local_model_path=folder,
+                exist_ok=True,
+                revision=revision,
+                commit_message=commit_message
+                or f"Upload {os.path.basename(os.path.normpath(model))} with st_matryoshka",
+            )
+        except transport_errors as exc:  # no network, refused, rate-limited, offline mode
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ValueError(
+                f"push: the Hub could not be reached or refused {repo_id!r} ({reason}); nothing was uploaded"
+            ) from None

@@ -322,6 +322,15 @@ def _one_error(capsys) -> str:
     return errors[0]
 
 
+def test_push_without_network_is_one_line(published, monkeypatch, capsys):
+    """Issue 27, case 9: a token and no Hub (offline here) end in one line, not a ConnectError traceback."""
+    monkeypatch.setenv("HF_TOKEN", "hf_test_token")
+    with pytest.raises(SystemExit) as exc:
+        main(["push", "--model", str(published["models"]["pca"]), "--repo-id", "st-test/unreachable"])
+    assert exc.value.code == 2
+    assert "the Hub could not be reached or refused 'st-test/unreachable'" in _one_error(capsys)
+
+
 def test_publishing_bad_input(published, monkeypatch, capsys, tmp_path):
     from huggingface_hub import HfApi
 
