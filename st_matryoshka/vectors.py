@@ -308,9 +308,14 @@ def apply_vectors(
 
     ranges = stored_ranges(int8_ranges, dim) if precision == "int8" else None
     if precision == "int8" and ranges is None:
+        why = (
+            f"it was calibrated at its trained dims {sorted(int(d) for d in int8_ranges)} only"
+            if int8_ranges
+            else "it was saved before st_matryoshka stored one"
+        )
         logger.warning(
-            f"the adaptor has no stored int8 calibration for dim {dim} (saved before st_matryoshka stored it): int8 "
-            "ranges computed from these vectors' outputs"
+            f"the adaptor has no stored int8 calibration for dim {dim} ({why}): int8 ranges computed from these "
+            "vectors' outputs"
         )
         lows, highs = zip(*((c.min(axis=0), c.max(axis=0)) for c in chunks()))
         ranges = np.stack([np.min(lows, axis=0), np.max(highs, axis=0)])

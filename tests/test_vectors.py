@@ -140,6 +140,13 @@ def test_int8_calibration_is_stored_with_the_model_and_used(vectors, tmp_path, c
     assert main([*argv, "--input", str(vectors / "corpus.npy"), "--output", str(tmp_path / "b.npy")]) == 0
     assert "has no stored int8 calibration" in caplog.text and "computed from these vectors" in caplog.text
     assert caplog.text.count("no stored int8 calibration") == 1  # one notice, from the library
+    assert "saved before st_matryoshka stored one" in caplog.text
+    caplog.clear()  # a calibrated model at an untrained dim: the notice says why, not that the model is old
+    meta.int8_ranges = {"96": [[0.0] * 96, [1.0] * 96]}
+    meta.save(str(folder))
+    assert main([*argv[:4], "24", *argv[5:], "--input", str(vectors / "corpus.npy"), "--output",
+                 str(tmp_path / "c.npy")]) == 0  # fmt: skip
+    assert "calibrated at its trained dims [96] only" in caplog.text and "saved before" not in caplog.text
     # The library calibrates too: a model saved from fit_vectors' metadata is ready for int8 indexes.
     _, lib_meta, _ = fit_vectors(x, [96, 48], method="pca", data_name="slice")
     assert np.allclose(np.asarray(lib_meta.int8_ranges["48"]), [low, high], atol=1e-6)
