@@ -483,3 +483,23 @@ def test_train_refuses_a_full_disk_before_training(scifact_tiny, tmp_path, capsy
             str(scifact_tiny / "embeddings"), "--dims", "48", "--output", str(tmp_path / "m")]  # fmt: skip
     line = _fails(argv, capsys)
     assert "--output:" in line and "MB free" in line and not (tmp_path / "m").exists()
+
+
+@pytest.mark.parametrize("scale", [1e-15, 1e-30, 1e20, 1e30])
+def test_inputs_at_any_scale_map_as_unscaled_ones(scale):
+    """Issue 27, case 7: tiny or huge input vectors no longer collapse to one output row."""
+    import torch
+
+    from st_matryoshka.models import MatryoshkaAdaptor, SMECAdaptor
+    from st_matryoshka.models.smec import plan_stages
+
+    torch.manual_seed(0)
+    x = torch.randn(6, 32)
+    for adaptor in (MatryoshkaAdaptor(32), SMECAdaptor(32, stages=plan_stages(32, [16, 8]))):
+        adaptor.init_rotation(torch.randn(200, 32))
+        adaptor.eval()
+        with torch.no_grad():
+            plain = adaptor({"sentence_embedding": x})["sentence_embedding"]
+            scaled = adaptor({"sentence_embedding": x * scale})["sentence_embedding"]
+        assert torch.allclose(plain, scaled, atol=1e-5), type(adaptor).__name__
+        assert torch.isfinite(scaled).all() and torch.cdist(scaled, scaled).triu(1).max() > 0.1

@@ -223,8 +223,17 @@ class MatryoshkaAdaptor(StMatryoshkaModule):
             self.rotation.copy_(rotation.to(self.rotation.dtype))
 
     def reference(self, x: torch.Tensor) -> torch.Tensor:
-        """The fixed part of the map, ``z = R · (normalize(x) − center)``: backbone geometry, nothing trainable."""
+        """The fixed part of the map, ``z = R · (normalize(x) − center)``: backbone geometry, nothing trainable.
+
+        Normalisation is scale-free: rows whose largest entry is below 1e-6 or above 1e6 are divided by it first, so
+        vectors scaled by 1e-15 or 1e20 (whose squared norm underflows or overflows float32) map as unscaled ones do;
+        other rows are untouched, bit for bit.
+        """
         if self.normalize_input:
+            scale = x.detach().abs().amax(dim=-1, keepdim=True)
+            extreme = (scale < 1e-6) | (scale > 1e6)
+            if bool(extreme.any()):
+                x = torch.where(extreme & (scale > 0), x / scale.clamp_min(torch.finfo(x.dtype).tiny), x)
             x = F.normalize(x, dim=-1)
         if self.center_input:
             x = x - self.center
