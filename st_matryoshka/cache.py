@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -98,15 +99,19 @@ class EmbeddingCache:
                     keys, vectors = shard["keys"].tolist(), np.asarray(shard["vectors"])
                 if vectors.ndim != 2 or len(keys) != len(vectors) or not np.isfinite(vectors).all():
                     raise ValueError(f"keys {len(keys)} and vectors {vectors.shape} do not match")
+            except FileNotFoundError:
+                continue  # another process set this shard aside (a duplicate or a damaged one) since it was listed
             except Exception as exc:  # BadZipFile, EOFError, KeyError, ValueError, OSError: all mean unreadable
                 logger.warning(
                     f"embedding cache: shard {path} is damaged ({type(exc).__name__}: {exc}); it is set aside as "
                     f"{name}.corrupt and its texts are encoded again"
                 )
-                os.replace(path, path + ".corrupt")
+                with contextlib.suppress(FileNotFoundError):  # another process may have set it aside first
+                    os.replace(path, path + ".corrupt")
                 continue
             if keys and all(k in stored for k in keys):
-                os.remove(path)  # a duplicate of what earlier shards hold
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(path)  # a duplicate of what earlier shards hold
                 continue
             stored.update(zip(keys, vectors))
         self._stored = stored

@@ -503,3 +503,18 @@ def test_inputs_at_any_scale_map_as_unscaled_ones(scale):
             scaled = adaptor({"sentence_embedding": x * scale})["sentence_embedding"]
         assert torch.allclose(plain, scaled, atol=1e-5), type(adaptor).__name__
         assert torch.isfinite(scaled).all() and torch.cdist(scaled, scaled).triu(1).max() > 0.1
+
+
+def test_a_shard_set_aside_by_another_process_meanwhile_is_skipped(minilm, tmp_path, monkeypatch):
+    """Issue 27, case 11: concurrent readers of one cache; a listed shard that another process removed is skipped."""
+    from st_matryoshka import cache as cache_module
+    from st_matryoshka.cache import EmbeddingCache
+    from st_matryoshka.training import backbone_of
+
+    texts = ["Aspirin and heart attacks.", "Orbital mechanics of the moon."]
+    first = EmbeddingCache(backbone_of(minilm), cache_dir=str(tmp_path)).encode(texts, show_progress_bar=False)
+    listdir = os.listdir
+    monkeypatch.setattr(cache_module.os, "listdir", lambda path: [*listdir(path), "0000-gone.npz"])
+    reader = EmbeddingCache(backbone_of(minilm), cache_dir=str(tmp_path))
+    reader.backbone = None  # everything is cached: it must not encode
+    assert np.allclose(reader.encode(texts, show_progress_bar=False), first, atol=1e-6)
