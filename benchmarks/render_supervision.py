@@ -27,6 +27,12 @@ COMMANDS = [
     "--out benchmarks/results/supervision_b.json",
     "OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/supervision.py --data-root ../shared/data "
     "--sets scifact --labels all --methods smec --seeds 1 2 42 --out benchmarks/results/supervision_b.json",
+    "OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/supervision.py --data-root ../shared/data "
+    "--sets scifact --labels 8 32 128 --methods smec --seeds 1 2 42 --out benchmarks/results/supervision_b.json",
+    "OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/supervision.py --data-root ../shared/data "
+    "--sets cranfield --labels 8 32 all --methods smec --seeds 1 2 42 --out benchmarks/results/supervision_c.json",
+    "OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/quantization.py --data-root ../shared/data "
+    "--sets scifact --variants matryoshka_adaptor_supervised_binary matryoshka_adaptor_supervised",
 ]
 VARIANT_LABELS = {
     "default": "defaults (document-disjoint validation, guard)",
@@ -341,7 +347,10 @@ def supervision_section() -> list[str]:
         "query-hash split and says so), then the guard, which keeps the unsupervised adaptor unless at least 10 "
         "validation queries put the supervised state above it. Label counts below 'all' are seeded subsets of "
         "the training queries (the run's seed). Sets without a train split use the split-query protocol above "
-        "(half of the test queries train).",
+        "(half of the test queries train). "
+        "Where the guard keeps an SMEC run's unsupervised state, that is SMEC's own unsupervised phase; the "
+        "'unsupervised' rows and the comparisons in the findings are the unsupervised Matryoshka-Adaptor of the same "
+        "seed.",
         "",
     ]
     out += defaults_section(results)
