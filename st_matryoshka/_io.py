@@ -61,11 +61,17 @@ def check_output_free(
     check_creatable(output, argument)
 
 
-def check_creatable(path: str, argument: str) -> None:
-    """Refuse a path whose nearest existing ancestor is a file or not writable (so ``path`` could not be made)."""
-    existing = os.path.dirname(os.path.abspath(path))
+def nearest_existing(path: str) -> str:
+    """``path`` made absolute, or its nearest ancestor that exists."""
+    existing = os.path.abspath(path)
     while not os.path.exists(existing):
         existing = os.path.dirname(existing)
+    return existing
+
+
+def check_creatable(path: str, argument: str) -> None:
+    """Refuse a path whose nearest existing ancestor is a file or not writable (so ``path`` could not be made)."""
+    existing = nearest_existing(os.path.dirname(os.path.abspath(path)))
     if not os.path.isdir(existing):
         raise ValueError(f"{argument}: cannot create {path!r}: {existing!r} is a file")
     if not os.access(existing, os.W_OK | os.X_OK):
@@ -232,10 +238,7 @@ def allocate(path: str, argument: str = "output") -> None:
 
 def check_free_space(path: str, needed: int, argument: str = "--output") -> None:
     """Refuse, before any work, a destination whose file system has less than ``needed`` bytes free."""
-    existing = os.path.abspath(path)
-    while not os.path.exists(existing):
-        existing = os.path.dirname(existing)
-    free = shutil.disk_usage(existing).free
+    free = shutil.disk_usage(nearest_existing(path)).free
     if free < needed:
         raise ValueError(
             f"{argument}: {path!r} needs about {needed / 1e6:.0f} MB, but its file system has {free / 1e6:.0f} MB free"

@@ -121,7 +121,8 @@ def _training_options(parser: argparse.ArgumentParser) -> None:
         choices=list(VALIDATION_SPLITS),
         default=None,
         help="How --supervised holds out its validation queries: document-disjoint (default; no training query "
-        "cites their documents) or query-hash (by a hash of the id). Too connected qrels fall back to query-hash.",
+        "cites their documents), query-hash (by a hash of the id) or both (selection on both kinds, the guard on "
+        "the first). Too connected qrels fall back to query-hash.",
     )
     parser.add_argument(
         "--max-samples",
@@ -839,14 +840,10 @@ def quiet_libraries() -> None:
     disable_progress_bars()
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised where the process is so that ``with`` blocks and ``finally`` clauses clean up."""
-
-
 def raise_terminated(signum: int, frame: object) -> None:
     """SIGTERM: stop as Ctrl-C does; training also stops at its next step if this exception is lost."""
     STOP_REQUESTED.set()
-    raise Terminated()
+    raise KeyboardInterrupt  # main() tells it from Ctrl-C by STOP_REQUESTED
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -190,14 +190,13 @@ class AdaptorTrainingConfig:
             if not isinstance(value, int) or value < 1:
                 raise ParameterError(name, f"{name} must be a positive int, got {value!r}")
 
-    def resolved_distill_weight(self, supervised: bool) -> float:
+    def resolved_distill_weight(self) -> float:
         """``distill_weight``, or its default when ``None``: 1.0, with or without a supervised stage after it.
 
         The unsupervised stage is the same whether a supervised one follows: with the paper's loss alone (0.0, the
         default before a supervised stage until issue 24) the label-free criterion only falls, and the stage kept
         its untrained start.
         """
-        del supervised  # one unsupervised stage for both; kept for callers that pass it
         if self.distill_weight is not None:
             return self.distill_weight
         return 1.0

@@ -362,9 +362,13 @@ def split_queries(query_ids: list[str], fraction: float, salt: str = "st_matryos
     """
     held, kept = [], []
     for qid in query_ids:
-        h = int.from_bytes(hashlib.sha256(f"{salt}:{qid}".encode()).digest()[:8], "big") / 2**64
-        (held if h < fraction else kept).append(qid)
+        (held if query_hash(qid, salt) < fraction else kept).append(qid)
     return kept, held
+
+
+def query_hash(qid: str, salt: str = "st_matryoshka") -> float:
+    """A query id's position in [0, 1) by a salted hash: what :func:`split_queries` holds out below ``fraction``."""
+    return int.from_bytes(hashlib.sha256(f"{salt}:{qid}".encode()).digest()[:8], "big") / 2**64
 
 
 VALIDATION_SPLITS = ("document-disjoint", "query-hash", "both")
@@ -451,8 +455,7 @@ def validation_split(
         split = validation_split(qrels, fraction, "document-disjoint", seed, min_queries)
         if split.kind == "query-hash":
             return split
-        rest = {q: qrels[q] for q in split.fit}
-        fit, seen = hash_split(sorted(rest), fraction * len(ids) / max(1, len(rest)), min_queries)
+        fit, seen = hash_split(split.fit, fraction * len(ids) / max(1, len(split.fit)), min_queries)
         return ValidationSplit(fit, split.held_out, "both", seen=seen)
     if kind == "document-disjoint":
         want = wanted(len(ids), fraction, min_queries)
@@ -486,6 +489,6 @@ def hash_split(ids: list[str], fraction: float, min_queries: int = 10) -> tuple[
     fit, held = split_queries(ids, fraction)
     missing = int(wanted(len(ids), fraction, min_queries)) - len(held)
     if missing > 0 and len(fit) > 1:
-        extra = set(sorted(fit, key=lambda q: hashlib.sha256(f"st_matryoshka:{q}".encode()).digest())[:missing])
+        extra = set(sorted(fit, key=query_hash)[:missing])
         fit, held = [q for q in fit if q not in extra], sorted([*held, *extra])
     return fit, held

@@ -544,7 +544,7 @@ def train_phases(
             passes = config.unsupervised_epochs * len(stages)
             dataset, evaluator, used = holdout_split(keyed.corpus, corpus_vectors, all_dims, config, epochs=passes)
             model = fast_model_of_rows(keyed.corpus, corpus_vectors, used, [adaptor])
-            distill = config.resolved_distill_weight(supervised)
+            distill = config.resolved_distill_weight()
             loss = MatryoshkaUnsupervisedLoss(model, all_dims, distill_weight=distill, **loss_settings)
             results += run_phase(
                 "unsupervised",

@@ -282,9 +282,9 @@ def save_model_atomic(
     with atomic_folder(output, overwrite=overwrite) as tmp:
         try:
             model.save(tmp)
+        except ValueError:
+            raise
         except Exception as exc:  # safetensors raises its own error type on a full disk
-            if isinstance(exc, ValueError):
-                raise
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise ValueError(f"--output: cannot write {output!r}: {reason}") from None
         if metadata is not None and not os.path.isfile(os.path.join(tmp, "README.md")):
