@@ -196,7 +196,7 @@ def check_module_types(entries: list[dict], modules_json: str, argument: str = "
 
     for entry in entries:
         kind = entry.get("type")
-        if not isinstance(kind, str) or not kind.startswith("sentence_transformers.") or kind.count(".") < 1:
+        if not isinstance(kind, str) or not kind.startswith("sentence_transformers."):
             continue
         module_name, _, class_name = kind.rpartition(".")
         try:

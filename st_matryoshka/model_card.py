@@ -296,16 +296,14 @@ class MatryoshkaModelCardData(SentenceTransformerModelCardData):
 
 def selection_scores(selection: dict[str, Any]) -> str:
     """``supervised 0.6123 against unsupervised 0.6001``: the two states' mean validation NDCG@10, for the card."""
-    means = {}
-    for kind in ("supervised", "unsupervised"):
-        values = list(selection.get(f"{kind}_ndcg_at_10", {}).values())
-        means[kind] = sum(values) / len(values) if values else float("nan")
     sup, unsup = selection.get("supervised_ndcg_at_10", {}), selection.get("unsupervised_ndcg_at_10", {})
+
+    def mean(scores: dict[str, float]) -> float:
+        return sum(scores.values()) / len(scores) if scores else float("nan")
+
     per_dim = ", ".join(f"{d}: {sup[d] - unsup[d]:+.4f}" for d in sup if d in unsup)
-    return (
-        f"supervised {means['supervised']:.4f} against unsupervised {means['unsupervised']:.4f}; supervised minus "
-        f"unsupervised per dim, {per_dim}"
-    )
+    means = f"supervised {mean(sup):.4f} against unsupervised {mean(unsup):.4f}"
+    return f"{means}; supervised minus unsupervised per dim, {per_dim}"
 
 
 def frontier_tables(meta: MatryoshkaMetadata, with_plots: bool) -> list[dict[str, Any]]:

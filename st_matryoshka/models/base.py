@@ -100,24 +100,22 @@ def check_config_against_weights(cls: type, config: dict[str, Any], weights: str
             probe = cls(**config)
     except (TypeError, ValueError, RuntimeError) as exc:
         raise ValueError(f"config.json of {cls.__name__} in {where!r}: {str(exc).splitlines()[0]}") from None
-    dtypes = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.float64: "F64"}
+    floats = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.float64: "F64"}
     expected = probe.state_dict()
+    settings = ", ".join(f"{k}={v!r}" for k, v in config.items() if not isinstance(v, (list, dict)))
     missing, extra = sorted(set(expected) - set(stored)), sorted(set(stored) - set(expected))
     if missing or extra:
-        keys = ", ".join(f"{k}={v!r}" for k, v in config.items() if not isinstance(v, (list, dict)))
+        found = [f"missing {missing[:3]}"] * bool(missing) + [f"unexpected {extra[:3]}"] * bool(extra)
         raise ValueError(
-            f"config.json of {cls.__name__} in {where!r} ({keys}) does not match model.safetensors: "
-            + "; ".join(
-                p for p in (f"missing {missing[:3]}" * bool(missing), f"unexpected {extra[:3]}" * bool(extra)) if p
-            )
+            f"config.json of {cls.__name__} in {where!r} ({settings}) does not match model.safetensors: "
+            + "; ".join(found)
         )
     for name, tensor in expected.items():
         shape, dtype = stored[name]
         if shape != tuple(tensor.shape):
-            keys = ", ".join(f"{k}={v!r}" for k, v in config.items() if not isinstance(v, (list, dict)))
             raise ValueError(
-                f"config.json of {cls.__name__} in {where!r} ({keys}) expects {name} of shape "
+                f"config.json of {cls.__name__} in {where!r} ({settings}) expects {name} of shape "
                 f"{tuple(tensor.shape)}, but model.safetensors holds {shape}"
             )
-        if dtypes.get(tensor.dtype) not in (None, dtype) and dtype not in dtypes.values():
+        if tensor.dtype in floats and dtype not in floats.values():
             raise ValueError(f"model.safetensors in {where!r}: {name} has dtype {dtype}, expected a float tensor")

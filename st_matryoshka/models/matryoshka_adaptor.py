@@ -231,9 +231,8 @@ class MatryoshkaAdaptor(StMatryoshkaModule):
         """
         if self.normalize_input:
             scale = x.detach().abs().amax(dim=-1, keepdim=True)
-            extreme = (scale < 1e-6) | (scale > 1e6)
-            if bool(extreme.any()):
-                x = torch.where(extreme & (scale > 0), x / scale.clamp_min(torch.finfo(x.dtype).tiny), x)
+            extreme = ((scale < 1e-6) | (scale > 1e6)) & (scale > 0)  # elementwise: no device sync per batch
+            x = torch.where(extreme, x / scale.clamp_min(torch.finfo(x.dtype).tiny), x)
             x = F.normalize(x, dim=-1)
         if self.center_input:
             x = x - self.center
