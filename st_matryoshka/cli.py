@@ -8,10 +8,19 @@ import logging
 import os
 import signal
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 
-from st_matryoshka._io import check_creatable, check_free_space, check_output_free, inside, write_file_atomic
+from st_matryoshka._io import (
+    TMP_PREFIX,
+    check_creatable,
+    check_free_space,
+    check_output_free,
+    inside,
+    umask,
+    write_file_atomic,
+)
 from st_matryoshka._validation import ParameterError, parse_dims
 from st_matryoshka.cache import backbone_vectors
 from st_matryoshka.callbacks import STOP_REQUESTED
@@ -524,7 +533,10 @@ def cmd_apply_vectors(args: argparse.Namespace) -> int:
     adaptor = load_adaptor(args.model)
     vectors = read_vectors(args.input, "--input", width=adaptor.get_embedding_dimension())
     ranges = MatryoshkaMetadata.load(args.model).int8_ranges or None  # apply_vectors says when there are none
-    tmp = args.output + ".tmp.npy"
+    # A fresh temporary name beside the output (never a user's "<output>.tmp.npy"), moved into place when complete
+    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=".npy", dir=os.path.dirname(os.path.abspath(args.output)))
+    os.close(fd)
+    os.chmod(tmp, 0o666 & ~umask())  # mkstemp makes 0600; the output follows the umask like any new file
     try:
         apply_vectors(adaptor, vectors, args.dim, precision=args.precision, output=tmp, int8_ranges=ranges)
         os.replace(tmp, args.output)
