@@ -316,6 +316,11 @@ def test_a_full_disk_is_one_line_before_any_vector_is_written(scifact_tiny, tmp_
     def full(fd, offset, length):
         raise OSError(28, "No space left on device")
 
+    mine = tmp_path / "v.npy.tmp.npy"  # a user's file beside the output is never used as the temporary one
+    mine.write_text("keep")
+    argv = ["apply-vectors", "--model", str(tmp_path / "pca"), "--input", corpus, "--dim", "48", "--output",
+            str(tmp_path / "v.npy")]  # fmt: skip
+    assert main(argv) == 0 and mine.read_text() == "keep"
     monkeypatch.setattr(os, "posix_fallocate", full)
     out = tmp_path / "out" / "v.npy"
     out.parent.mkdir()
