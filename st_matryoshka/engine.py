@@ -844,7 +844,7 @@ def check_finite_outputs(adaptor: torch.nn.Module, corpus_vectors: Any, rows: in
     A diverged run (a huge learning rate, say) must fail here, before anything is saved, not ship a model whose
     every output is NaN.
     """
-    sample = torch.as_tensor(np.asarray(corpus_vectors[:rows]), dtype=torch.float32)
+    sample = torch.from_numpy(np.array(corpus_vectors[:rows], dtype=np.float32))  # a copy: the input may be read-only
     with torch.no_grad():
         out = adaptor.eval()({"sentence_embedding": sample})["sentence_embedding"]
     if not torch.isfinite(out).all():
