@@ -20,6 +20,9 @@ COMMANDS = [
     "--sets scifact --labels all --methods matryoshka-adaptor "
     "--variants query_hash sup_distill unsup_weight_4 last_layer no_unsup_terms before_fix --seeds 1 2 42",
     "OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/supervision.py --data-root ../shared/data "
+    "--sets scifact --labels all --methods matryoshka-adaptor --variants l2sp_0.01 l2sp_0.1 margin_0.1 "
+    "--seeds 1 2 42 --out benchmarks/results/supervision_d.json",
+    "OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/supervision.py --data-root ../shared/data "
     "--sets cranfield cisi --labels 8 32 128 all --methods matryoshka-adaptor --seeds 1 2 42 "
     "--out benchmarks/results/supervision_b.json",
     "OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/supervision.py --data-root ../shared/data "
@@ -31,6 +34,8 @@ COMMANDS = [
     "--sets scifact --labels 8 32 128 --methods smec --seeds 1 2 42 --out benchmarks/results/supervision_b.json",
     "OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/supervision.py --data-root ../shared/data "
     "--sets cranfield --labels 8 32 all --methods smec --seeds 1 2 42 --out benchmarks/results/supervision_c.json",
+    "OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/supervision.py --data-root ../shared/data "
+    "--sets cisi --labels 8 32 128 all --methods smec --seeds 1 2 42 --out benchmarks/results/supervision_e.json",
     "OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/quantization.py --data-root ../shared/data "
     "--sets scifact --variants matryoshka_adaptor_supervised_binary matryoshka_adaptor_supervised",
 ]
@@ -43,6 +48,9 @@ VARIANT_LABELS = {
     "unsup_weight_4": "unsupervised terms weigh 4 in the supervised phase (default 1)",
     "last_layer": "supervised phase trains the MLP's last layer only",
     "no_unsup_terms": "supervised phase without the unsupervised terms (L_rank alone)",
+    "l2sp_0.01": "L2-SP toward the unsupervised weights, weight 0.01 (`supervised_l2sp_weight`)",
+    "l2sp_0.1": "L2-SP toward the unsupervised weights, weight 0.1",
+    "margin_0.1": "DIVE's self-limiting hinge, margin 0.1, in place of eq. 8 (`supervised_margin`)",
 }
 
 

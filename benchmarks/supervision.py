@@ -16,6 +16,8 @@ Variants (``--variants``) change one setting from the defaults, for the ablation
     no_unsup_terms     the supervised phase without the unsupervised terms (L_rank alone)
     last_layer         the supervised phase trains the residual MLP's output layer only
     unsup_weight_4     the unsupervised terms weigh 4 (default 1) in the supervised phase
+    l2sp_0.01, l2sp_0.1  L2-SP: weight x squared distance from the unsupervised phase's weights
+    margin_0.1         DIVE's self-limiting hinge (cosine margin 0.1) in place of SMEC's eq. 8
 
 Usage (from the repository root, offline; one thread per process so two can run side by side):
     OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/supervision.py --data-root ../shared/data \
@@ -53,6 +55,9 @@ VARIANTS = {
     "no_unsup_terms": {"unsupervised_weight": 0.0},
     "last_layer": {"supervised_parameters": "last-layer"},
     "unsup_weight_4": {"unsupervised_weight": 4.0},
+    "l2sp_0.01": {"supervised_l2sp_weight": 0.01},
+    "l2sp_0.1": {"supervised_l2sp_weight": 0.1},
+    "margin_0.1": {"supervised_margin": 0.1},
 }
 
 

@@ -73,6 +73,11 @@ class AdaptorTrainingConfig:
             Matryoshka-Adaptor and Search-Adaptor; SMEC's plan trains its stages as before.
         supervised_distill_weight: Weight of ``L_distill`` (the backbone's near-neighbour structure) inside the
             supervised stage's ``L_unsup``; ``0`` keeps the paper's unsupervised terms there.
+        supervised_l2sp_weight: Weight of L2-SP in the supervised stage: the squared distance of the adaptor's
+            weights from where the unsupervised stage left them (summed over parameters); ``0`` (default) adds none.
+        supervised_margin: ``None`` (default) ranks with SMEC's eq. 8 (``log(1 + exp(s_neg − s_pos))``, never
+            zero); a number ranks with DIVE's self-limiting hinge ``max(0, margin + s_neg − s_pos)``, whose gradient
+            is zero once a pair is that far apart in cosine similarity.
         patience: Evaluations without improvement before a stage stops.
         seed: Random seed.
         precisions: Index precisions to train for (quantisation-aware training; ``float32`` is always trained):
@@ -114,6 +119,8 @@ class AdaptorTrainingConfig:
     unsupervised_weight: float = 1.0
     supervised_distill_weight: float = 0.0
     supervised_parameters: str = "all"
+    supervised_l2sp_weight: float = 0.0
+    supervised_margin: float | None = None
     patience: int = 5
     seed: int = 42
     precisions: list[str] = field(default_factory=lambda: ["float32"])
@@ -176,7 +183,14 @@ class AdaptorTrainingConfig:
         names = ("unsupervised_batch_size", "supervised_batch_size", "num_negatives", "negative_pool", "top_k")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or not 0 <= self.seed < 2**32:
             raise ParameterError("seed", f"seed must be an int from 0 to 2**32 - 1, got {self.seed!r}")
-        weights = ("unsupervised_weight", "supervised_distill_weight", "distill_weight", "quantization_weight")
+        weights = (
+            "unsupervised_weight",
+            "supervised_distill_weight",
+            "distill_weight",
+            "quantization_weight",
+            "supervised_l2sp_weight",
+            "supervised_margin",
+        )
         for name in weights:
             value = getattr(self, name)
             if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):

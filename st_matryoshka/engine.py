@@ -608,6 +608,8 @@ def train_phases(
                 all_dims,
                 unsupervised_weight=config.unsupervised_weight,
                 distill_weight=config.supervised_distill_weight,
+                margin=config.supervised_margin,
+                l2sp_weight=config.supervised_l2sp_weight,
                 **loss_settings,
             )
             unsupervised_state = {k: v.detach().clone() for k, v in adaptor.state_dict().items()}

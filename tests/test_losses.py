@@ -56,6 +56,34 @@ def test_rank_loss_prefers_relevant_document():
     assert float(rank_loss(query, docs, torch.zeros(1, 2), [2])) == 0.0
 
 
+def test_margin_rank_loss_is_self_limiting():
+    query = torch.tensor([[1.0, 0.0]], requires_grad=True)
+    docs = torch.tensor([[1.0, 0.1], [0.0, 1.0]])
+    relevance = torch.tensor([[1.0, 0.0]])
+    # cosine 0.995 against 0: ranked by more than the margin, so no loss and no gradient (eq. 8 still pushes)
+    far = rank_loss(query, docs, relevance, [2], margin=0.5)
+    far.backward()
+    assert float(far.detach()) == 0.0 and float(query.grad.abs().sum()) == 0.0
+    assert float(rank_loss(query, docs, relevance, [2])) > 0.0
+    # inside the margin: the hinge is the margin minus the gap, and its gradient pulls
+    near = rank_loss(query, docs, relevance, [2], margin=1.5)
+    expected = 1.5 - (1.0 / float(torch.tensor([1.0, 0.1]).norm()))
+    assert abs(float(near) - expected) < 1e-5
+
+
+def test_l2sp_term_measures_drift_from_the_weights_at_construction(model):
+    loss = MatryoshkaRankLoss(model, [DIM, 8], unsupervised_weight=0.0, l2sp_weight=2.0)
+    columns = [model.preprocess(["t0"]), model.preprocess(["t2"])]
+    assert float(loss(columns, torch.tensor([[1.0]]))["l2sp"]) == 0.0
+    with torch.no_grad():
+        model[1].residual[-1].bias.add_(0.5)  # DIM entries moved by 0.5: squared distance DIM / 4
+    assert abs(float(loss(columns, torch.tensor([[1.0]]))["l2sp"]) - 2.0 * DIM / 4) < 1e-4
+    with pytest.raises(ValueError, match="l2sp_weight must be >= 0"):
+        MatryoshkaRankLoss(model, [DIM], l2sp_weight=-1.0)
+    with pytest.raises(ValueError, match="margin must be >= 0 or None"):
+        MatryoshkaRankLoss(model, [DIM], margin=-0.1)
+
+
 def test_rank_loss_terms_and_copy_handling(model):
     loss = MatryoshkaRankLoss(model, [DIM, 8], unsupervised_weight=0.5)
     # row 1's positive (t2) is row 0's negative: it must not be pushed away from query t0 as a negative of row 1
@@ -72,6 +100,8 @@ def test_rank_loss_terms_and_copy_handling(model):
         "memory_size": None,
         "precisions": ["float32"],
         "quantization_weight": 1.0,
+        "margin": None,
+        "l2sp_weight": 0.0,
     }
     assert "arXiv" in loss.citation or "arxiv" in loss.citation.lower()
 

@@ -19,11 +19,13 @@ def rank_loss(
     relevance: torch.Tensor,
     dims: Sequence[int],
     precisions: Sequence[tuple[str, float]] = (("float32", 1.0),),
+    margin: float | None = None,
 ) -> torch.Tensor:
     """Eq. 8 of SMEC: ``Σ_m Σ_{j,k: y_ij > y_ik} (y_ij − y_ik) · log(1 + exp(s_ik[:m] − s_ij[:m]))``.
 
     The sum over pairs is divided by the total weight ``Σ (y_ij − y_ik)`` so the scale does not depend on the batch
-    size; it is summed over ``dims``.
+    size; it is summed over ``dims``. With ``margin``, each pair's term is DIVE's self-limiting hinge
+    ``max(0, margin + s_ik[:m] − s_ij[:m])`` instead: zero, with zero gradient, once the pair is ranked by ``margin``.
 
     Args:
         query: ``(B, D)`` query embeddings.
@@ -32,7 +34,9 @@ def rank_loss(
         dims: Prefix sizes.
         precisions: ``(precision, weight)``: each adds the loss on both sides' codes at that precision
             (:func:`~st_matryoshka.losses.matryoshka_unsupervised.quantize_prefix`), times ``weight``.
+        margin: ``None`` for eq. 8; a cosine margin for the hinge (Zhao, "DIVE", arXiv 2605.20689).
     """
+    pair_loss = F.softplus if margin is None else (lambda gap: F.relu(gap + margin))
     rows, cols = (relevance > 0).nonzero(as_tuple=True)
     if rows.numel() == 0:
         return query.new_zeros(())
@@ -42,8 +46,8 @@ def rank_loss(
         q, d = F.normalize(query[:, :dim], dim=-1), F.normalize(docs[:, :dim], dim=-1)
         for precision, scale in precisions:
             s = quantize_prefix(q, precision) @ quantize_prefix(d, precision).T
-            margin = s[rows] - s[rows, cols].unsqueeze(1)
-            total = total + scale * (weight * F.softplus(margin)).sum() / weight.sum().clamp(min=1e-12)
+            gap = s[rows] - s[rows, cols].unsqueeze(1)
+            total = total + scale * (weight * pair_loss(gap)).sum() / weight.sum().clamp(min=1e-12)
     return total
 
 
@@ -67,6 +71,9 @@ class MatryoshkaRankLoss(nn.Module):
         precisions: Index precisions to train for: ``int8``/``binary`` add the rank loss and the unsupervised terms on
             the prefixes' codes (straight-through), times ``quantization_weight``.
         quantization_weight: Weight of the terms on codes.
+        margin: ``None`` ranks with eq. 8; a number with the self-limiting hinge of :func:`rank_loss`.
+        l2sp_weight: Weight of L2-SP, ``Σ ||θ − θ_0||²`` over the model's trainable parameters, ``θ_0`` their values
+            when the loss is built (the unsupervised stage's weights); ``0`` (default) adds no term.
 
     References:
         Zhang et al., "SMEC: Rethinking Matryoshka Representation Learning for Retrieval Embedding Compression",
@@ -107,6 +114,8 @@ class MatryoshkaRankLoss(nn.Module):
         memory_size: int | None = None,
         precisions: Sequence[str] = ("float32",),
         quantization_weight: float = 1.0,
+        margin: float | None = None,
+        l2sp_weight: float = 0.0,
     ) -> None:
         super().__init__()
         self.model = model
@@ -117,6 +126,18 @@ class MatryoshkaRankLoss(nn.Module):
         self.top_k = top_k
         self.distill_weight = distill_weight
         self.memory_size = memory_size
+        if margin is not None and not margin >= 0:
+            raise ValueError(f"margin must be >= 0 or None, got {margin!r}")
+        self.margin = margin
+        if not l2sp_weight >= 0:
+            raise ValueError(f"l2sp_weight must be >= 0, got {l2sp_weight!r}")
+        self.l2sp_weight = l2sp_weight
+        # L2-SP's anchor: the weights the supervised stage starts from (not a buffer: never saved with the loss).
+        self.anchor = (
+            {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
+            if l2sp_weight
+            else {}
+        )
         self.unsupervised = MatryoshkaUnsupervisedLoss(
             model,
             self.matryoshka_dims,
@@ -154,7 +175,13 @@ class MatryoshkaRankLoss(nn.Module):
         copies = (text_id[cols].unsqueeze(1) == text_id.unsqueeze(0)).to(adapted.dtype) * relevance[rows, cols, None]
         relevance = relevance.scatter_reduce(0, rows.unsqueeze(1).expand_as(copies), copies, "amax")
         weighted = self.unsupervised.weighted_precisions()
-        terms = {"rank": rank_loss(query, docs, relevance, self.matryoshka_dims, weighted)}
+        terms = {"rank": rank_loss(query, docs, relevance, self.matryoshka_dims, weighted, self.margin)}
+        if self.l2sp_weight:
+            params = dict(self.model.named_parameters())
+            drift = sum(
+                ((params[name] - start.to(params[name].device)) ** 2).sum() for name, start in self.anchor.items()
+            )
+            terms["l2sp"] = self.l2sp_weight * drift
         if self.unsupervised_weight > 0:
             unsup = self.unsupervised.terms(adapted, reference, residual)
             terms.update({name: self.unsupervised_weight * value for name, value in unsup.items()})
@@ -169,6 +196,8 @@ class MatryoshkaRankLoss(nn.Module):
             "memory_size": self.memory_size,
             "precisions": self.unsupervised.precisions,
             "quantization_weight": self.unsupervised.quantization_weight,
+            "margin": self.margin,
+            "l2sp_weight": self.l2sp_weight,
         }
 
     @property
