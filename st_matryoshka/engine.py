@@ -631,7 +631,14 @@ def train_phases(
                 callbacks,
             )
             phase[-1].selection = guard_supervised(
-                model, adaptor, evaluator, all_dims, unsupervised_state, split, config.min_validation_queries
+                model,
+                adaptor,
+                evaluator,
+                all_dims,
+                unsupervised_state,
+                split,
+                config.min_validation_queries,
+                config.guard_tolerance,
             )
             results += phase
     adaptor.eval()
@@ -681,14 +688,16 @@ def guard_supervised(
     unsupervised_state: dict[str, torch.Tensor],
     split: ValidationSplit,
     min_queries: int = 10,
+    tolerance: float = 0.005,
 ) -> dict[str, Any]:
     """Keep the supervised state only where validation says it beats the unsupervised adaptor it started from.
 
-    Both states are scored on the validation queries at every trained dim; unless the supervised one has the
-    higher mean on at least ``min_queries`` validation queries, the unsupervised weights are restored (10 labelled
-    queries must never give a model worse than none would: on a handful of validation queries one query decides).
-    One line says which state was kept. Returns the record that ``st_matryoshka.json`` stores as
-    ``selection``: the split, both states' scores per dim and which was kept.
+    Both states are scored on the validation queries at every trained dim. The supervised one is kept only when,
+    on at least ``min_queries`` validation queries, its mean NDCG@10 over the dims is higher and at no dim is it
+    more than ``tolerance`` below; otherwise the unsupervised weights are restored (10 labelled queries must never
+    give a model worse than none would, at any dim: a higher mean can hide a loss at the smallest dim, as SMEC's
+    24-dim prefix showed on Cranfield). One line says which state was kept. Returns the record that
+    ``st_matryoshka.json`` stores as ``selection``: the split, both states' scores per dim and which was kept.
     """
     supervised_scores = validation_scores(model, evaluator, dims)
     supervised_state = {k: v.detach().clone() for k, v in adaptor.state_dict().items()}
@@ -698,27 +707,28 @@ def guard_supervised(
         float(np.mean(list(supervised_scores.values()))),
         float(np.mean(list(unsupervised_scores.values()))),
     )
+    worst = min(dims, key=lambda d: supervised_scores[d] - unsupervised_scores[d])
+    loss = unsupervised_scores[worst] - supervised_scores[worst]
     enough = len(split.held_out) >= min_queries
-    kept = "supervised" if enough and sup_mean > unsup_mean else "unsupervised"
+    kept = "supervised" if enough and sup_mean > unsup_mean and loss <= tolerance else "unsupervised"
     if kept == "supervised":
         adaptor.load_state_dict(supervised_state)
     where = f"{split.kind} validation, {len(split.held_out)} queries"
     if kept == "supervised":
-        logger.info(
-            f"kept the supervised state: mean NDCG@10 {sup_mean:.4f} against the unsupervised adaptor's "
-            f"{unsup_mean:.4f} ({where})"
-        )
+        message = f"kept the supervised state: mean NDCG@10 {sup_mean:.4f} against the unsupervised adaptor's"
+        message += f" {unsup_mean:.4f} ({where})"
     elif not enough:
-        logger.info(
-            f"kept the unsupervised adaptor: {len(split.held_out)} validation queries are too few to show a "
-            f"supervised gain (min_validation_queries={min_queries}; supervised {sup_mean:.4f}, unsupervised "
-            f"{unsup_mean:.4f})"
-        )
+        message = f"kept the unsupervised adaptor: {len(split.held_out)} validation queries are too few to show a"
+        message += f" supervised gain (min_validation_queries={min_queries}; supervised {sup_mean:.4f}, unsupervised"
+        message += f" {unsup_mean:.4f})"
+    elif sup_mean <= unsup_mean:
+        message = f"kept the unsupervised adaptor: the supervised state scored {sup_mean:.4f} against its"
+        message += f" {unsup_mean:.4f} ({where})"
     else:
-        logger.info(
-            f"kept the unsupervised adaptor: the supervised state scored {sup_mean:.4f} against its "
-            f"{unsup_mean:.4f} ({where})"
-        )
+        message = f"kept the unsupervised adaptor: the supervised state's mean {sup_mean:.4f} is higher than its"
+        message += f" {unsup_mean:.4f}, but at {worst} dims it is {loss:.4f} below (guard_tolerance={tolerance};"
+        message += f" {where})"
+    logger.info(message)
     return {
         "validation": split.kind,
         "validation_queries": len(split.held_out),
@@ -726,6 +736,7 @@ def guard_supervised(
         "fallback_reason": split.reason,
         "kept": kept,
         "min_validation_queries": min_queries,
+        "guard_tolerance": tolerance,
         "supervised_ndcg_at_10": {str(d): v for d, v in supervised_scores.items()},
         "unsupervised_ndcg_at_10": {str(d): v for d, v in unsupervised_scores.items()},
     }

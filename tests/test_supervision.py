@@ -148,6 +148,26 @@ def test_guard_restores_the_unsupervised_adaptor_when_validation_prefers_it(slic
     assert all(torch.equal(v, noise[k]) for k, v in adaptor.state_dict().items())
 
 
+def test_guard_refuses_a_higher_mean_that_hides_a_loss_at_one_dim(caplog):
+    """SMEC on Cranfield: a supervised state ahead on the mean over dims but 0.05 behind at 24 dims was kept."""
+    adaptor = torch.nn.Linear(1, 1, bias=False)
+    scores = {1.0: {384: 0.70, 96: 0.62, 48: 0.55, 24: 0.40}, 2.0: {384: 0.72, 96: 0.68, 48: 0.60, 24: 0.35}}
+
+    def evaluator(model):  # NDCG@10 per dim of whichever state the adaptor holds: 1 unsupervised, 2 supervised
+        return {f"validation_dim{d}_cosine_ndcg@10": v for d, v in scores[float(adaptor.weight)].items()}
+
+    split = validation_split({f"q{i}": {f"d{i}": 1} for i in range(100)}, 0.2)
+    unsupervised = {"weight": torch.ones(1, 1)}
+    caplog.set_level(logging.INFO, logger="st_matryoshka.engine")
+    for tolerance, kept in [(0.005, "unsupervised"), (0.06, "supervised")]:
+        with torch.no_grad():
+            adaptor.weight.fill_(2.0)
+        record = guard_supervised(adaptor, adaptor, evaluator, [384, 96, 48, 24], unsupervised, split, 10, tolerance)
+        assert record["kept"] == kept and float(adaptor.weight) == (1.0 if kept == "unsupervised" else 2.0)
+        assert record["guard_tolerance"] == tolerance
+    assert "at 24 dims it is 0.0500 below (guard_tolerance=0.005" in caplog.text
+
+
 @pytest.mark.slow
 def test_train_supervised_records_and_cards_the_selection(scifact_slice, tmp_path, capsys):
     from st_matryoshka.cli import main
@@ -164,6 +184,7 @@ def test_train_supervised_records_and_cards_the_selection(scifact_slice, tmp_pat
     assert set(selection["supervised_ndcg_at_10"]) == {"384", "96", "48"}
     card = (out / "README.md").read_text()
     assert "**Supervised selection:**" in card and "no training query cites" in card
+    assert "at no dim more than 0.005 below it" in card and selection["guard_tolerance"] == 0.005
     assert main(argv(tmp_path / "hash", "--validation-split", "query-hash")) == 0
     hashed = json.loads((tmp_path / "hash" / "st_matryoshka.json").read_text())["selection"]
     assert hashed["validation"] == "query-hash"
