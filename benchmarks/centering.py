@@ -16,9 +16,11 @@ import os
 import torch
 from core_loop import score
 
+from st_matryoshka.config import AdaptorTrainingConfig
 from st_matryoshka.data import load_beir, load_embeddings_dir
 from st_matryoshka.loading import load_model
-from st_matryoshka.training import AdaptorTrainingConfig, head_of, train_matryoshka_adaptor
+from st_matryoshka.surgery import head_of
+from st_matryoshka.training import train_matryoshka_adaptor
 
 
 def main() -> None:

@@ -20,9 +20,11 @@ from core_loop import SPLIT_SALT, score
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "recipes"))
 from compare_methods import plot  # noqa: E402
 
+from st_matryoshka.config import search_adaptor_config
 from st_matryoshka.data import load_beir, load_embeddings_dir
 from st_matryoshka.loading import load_model
-from st_matryoshka.training import head_of, search_adaptor_config, train_matryoshka_adaptor
+from st_matryoshka.surgery import head_of
+from st_matryoshka.training import train_matryoshka_adaptor
 
 METHODS = ["truncation", "pca", "search_adaptor", "unsupervised", "supervised"]
 

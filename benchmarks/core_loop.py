@@ -16,10 +16,12 @@ import time
 import numpy as np
 import torch
 
+from st_matryoshka.config import AdaptorTrainingConfig
 from st_matryoshka.data import load_beir, load_embeddings_dir
 from st_matryoshka.evaluation import evaluate_per_dim
 from st_matryoshka.loading import load_model
-from st_matryoshka.training import AdaptorTrainingConfig, data_fast_model, head_of, train_matryoshka_adaptor
+from st_matryoshka.surgery import data_fast_model, head_of
+from st_matryoshka.training import train_matryoshka_adaptor
 
 DIMS = [384, 192, 96, 48, 24]
 SPLIT_SALT = "st_matryoshka-benchmark"

@@ -1,4 +1,4 @@
-"""Time MTEB scoring of a BEIR folder at 5 dims from the provided embeddings, through the CLI's code path.
+"""Time MTEB scoring of a BEIR folder at 5 dims from the provided embeddings, through the API the CLI calls.
 
 Usage: HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/mteb_timing.py --data ../shared/data/scifact
 """
@@ -11,7 +11,7 @@ import os
 import tempfile
 import time
 
-from st_matryoshka.cli import main as cli
+from st_matryoshka import api
 
 
 def main() -> None:
@@ -23,10 +23,8 @@ def main() -> None:
     embeddings = os.path.join(args.data, "embeddings", "all-MiniLM-L6-v2")
     with tempfile.TemporaryDirectory() as output:
         start = time.perf_counter()
-        cli(
-            ["mteb", "--model", "all-MiniLM-L6-v2", "--data", args.data, "--embeddings", embeddings]
-            + ["--dims", args.dims, "--output", output]
-        )
+        dims = [int(d) for d in args.dims.split(",")]
+        api.mteb("all-MiniLM-L6-v2", dims, output, data=args.data, embeddings=embeddings)
         seconds = time.perf_counter() - start
     result = {"data": os.path.basename(os.path.normpath(args.data)), "dims": args.dims, "seconds": seconds}
     with open(args.out, "w") as f:

@@ -30,8 +30,8 @@ import time
 import numpy as np
 
 from st_matryoshka.data import load_beir, load_embeddings_dir
-from st_matryoshka.engine import fast_model
 from st_matryoshka.evaluation.quantized import evaluate_quantized
+from st_matryoshka.surgery import fast_model
 from st_matryoshka.vectors import apply_vectors, fit_vectors
 
 SMALL_DIMS = [384, 192, 96, 48, 24]

@@ -18,10 +18,11 @@ import time
 import torch
 from core_loop import DIMS, SPLIT_SALT, score
 
+from st_matryoshka.config import SMECTrainingConfig
 from st_matryoshka.data import load_beir, load_embeddings_dir
 from st_matryoshka.loading import load_model
-from st_matryoshka.training import head_of
-from st_matryoshka.training_smec import SMECTrainingConfig, train_smec
+from st_matryoshka.surgery import head_of
+from st_matryoshka.training_smec import train_smec
 
 VARIANTS = {
     "smrl": {"smrl": True, "ads": False, "xbm": False},

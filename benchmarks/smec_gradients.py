@@ -21,10 +21,11 @@ import torch
 from transformers import TrainerCallback
 
 from st_matryoshka.callbacks import GradientVarianceCallback
+from st_matryoshka.config import SMECTrainingConfig
 from st_matryoshka.data import load_beir, load_embeddings_dir
 from st_matryoshka.loading import load_model
 from st_matryoshka.models import SMECAdaptor
-from st_matryoshka.training_smec import SMECTrainingConfig, train_smec
+from st_matryoshka.training_smec import train_smec
 
 
 class _Track(TrainerCallback):

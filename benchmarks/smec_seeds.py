@@ -26,9 +26,11 @@ import time
 import torch
 from core_loop import DIMS, load_set, score
 
+from st_matryoshka.config import AdaptorTrainingConfig, SMECTrainingConfig
 from st_matryoshka.loading import load_model
-from st_matryoshka.training import AdaptorTrainingConfig, head_of, train_matryoshka_adaptor
-from st_matryoshka.training_smec import SMECTrainingConfig, train_smec
+from st_matryoshka.surgery import head_of
+from st_matryoshka.training import train_matryoshka_adaptor
+from st_matryoshka.training_smec import train_smec
 
 TARGET_DIMS = [192, 96, 48, 24]
 

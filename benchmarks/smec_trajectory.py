@@ -24,11 +24,12 @@ from core_loop import DIMS, score
 from smec_seeds import save
 from transformers import TrainerCallback
 
+from st_matryoshka.config import SMECTrainingConfig
 from st_matryoshka.data import load_beir, load_embeddings_dir
 from st_matryoshka.loading import load_model
 from st_matryoshka.models import SMECAdaptor
-from st_matryoshka.training import head_of
-from st_matryoshka.training_smec import SMECTrainingConfig, train_smec
+from st_matryoshka.surgery import head_of
+from st_matryoshka.training_smec import train_smec
 
 
 class TestScores(TrainerCallback):

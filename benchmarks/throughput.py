@@ -17,7 +17,7 @@ import torch
 from st_matryoshka.data import load_beir
 from st_matryoshka.loading import load_model
 from st_matryoshka.models import MatryoshkaAdaptor
-from st_matryoshka.training import backbone_of, split_index, with_adaptor
+from st_matryoshka.surgery import backbone_of, split_index, with_adaptor
 
 
 def main() -> None:

@@ -1,8 +1,9 @@
 """fit-vectors on raw vectors only, on every shared set: against truncation, PCA, and train --embeddings.
 
-For each set: the unsupervised Matryoshka-Adaptor fit by ``fit-vectors`` on ``corpus.npy`` alone (no model, no
-texts), applied with :func:`st_matryoshka.vectors.apply_vectors`, with and without ``--center``; the same
-configuration through ``train --embeddings`` (the SentenceTransformer path); PCA of the same vectors; truncation.
+For each set: the unsupervised Matryoshka-Adaptor fit by ``fit-vectors`` (:func:`st_matryoshka.api.fit_vectors_files`)
+on ``corpus.npy`` alone (no model, no texts), applied with :func:`st_matryoshka.vectors.apply_vectors`, with and
+without ``--center``; the same configuration through ``train --embeddings`` (:func:`st_matryoshka.api.train`, the
+SentenceTransformer path); PCA of the same vectors; truncation.
 NDCG@10 on the test split.
 
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/vectors.py --data-root ../shared/data
@@ -19,10 +20,10 @@ import tempfile
 
 import numpy as np
 
-from st_matryoshka.cli import main as st_matryoshka
+from st_matryoshka import api
 from st_matryoshka.data import load_beir, load_embeddings_dir
 from st_matryoshka.evaluation import evaluate_per_dim
-from st_matryoshka.training import fast_model
+from st_matryoshka.surgery import fast_model
 from st_matryoshka.vectors import apply_vectors, load_adaptor
 
 DIMS = [384, 192, 96, 48, 24]
@@ -33,11 +34,6 @@ def ndcg(data, corpus: np.ndarray, queries: np.ndarray) -> dict[str, float]:
     return evaluate_per_dim(scorer, data, DIMS)["ndcg_at_10"]
 
 
-def run(*argv: str) -> None:
-    if st_matryoshka(list(argv)) != 0:
-        raise SystemExit(f"failed: {argv}")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-root", default="../shared/data")
@@ -45,7 +41,6 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/results/vectors.json")
     args = parser.parse_args()
     results = {}
-    dims = ",".join(str(d) for d in DIMS[1:])
     for name in args.sets:
         folder = os.path.join(args.data_root, name)
         emb = os.path.join(folder, "embeddings", "all-MiniLM-L6-v2")
@@ -53,21 +48,17 @@ def main() -> None:
         cv, qv = load_embeddings_dir(emb, data, dim=384)
         rows = {"truncation": ndcg(data, cv, qv)}
         with tempfile.TemporaryDirectory() as work:
-            fits = {"pca": ["--method", "pca"], "fit_vectors": [], "fit_vectors_center": ["--center"]}
-            for row, flags in fits.items():
+            fits = {"pca": {"method": "pca"}, "fit_vectors": {}, "fit_vectors_center": {"center_input": True}}
+            for row, settings in fits.items():
                 out = os.path.join(work, row)
-                run("fit-vectors", "--corpus", os.path.join(emb, "corpus.npy"), *flags, "--dims", dims,
-                    "--output", out)  # fmt: skip
+                api.fit_vectors_files(os.path.join(emb, "corpus.npy"), DIMS[1:], out, **settings)
                 adaptor = load_adaptor(out)
                 applied = [apply_vectors(adaptor, x, dim=384) for x in (cv, qv)]
                 rows[row] = ndcg(data, *applied)
             model = os.path.join(work, "train")
-            run("train", "--model", "all-MiniLM-L6-v2", "--data", folder, "--embeddings", emb, "--dims", dims,
-                "--output", model)  # fmt: skip
-            scores = os.path.join(work, "train.json")
-            run("evaluate", "--model", model, "--data", folder, "--embeddings", emb, "--split", "test",
-                "--dims", ",".join(map(str, DIMS)), "--json", scores)  # fmt: skip
-            rows["train_embeddings"] = json.load(open(scores))["ndcg_at_10"]
+            api.train("all-MiniLM-L6-v2", folder, DIMS[1:], model, embeddings=emb)
+            scores = api.evaluate(model, folder, DIMS, split="test", embeddings=emb)
+            rows["train_embeddings"] = scores["float32"]["ndcg_at_10"]
         results[name] = rows
         print(name, json.dumps({k: round(v["48"], 4) for k, v in rows.items()}), flush=True)
     os.makedirs(os.path.dirname(args.out), exist_ok=True)

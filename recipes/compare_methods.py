@@ -24,20 +24,19 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from st_matryoshka.cache import backbone_vectors  # noqa: E402
+from st_matryoshka.config import (
+    AdaptorTrainingConfig,
+    SMECTrainingConfig,  # noqa: E402
+    search_adaptor_config,
+)
 from st_matryoshka.data import RetrievalData, load_beir  # noqa: E402
 from st_matryoshka.evaluation import evaluate_per_dim  # noqa: E402
-from st_matryoshka.evaluation.quantized import check_precisions, evaluate_quantized  # noqa: E402
+from st_matryoshka.evaluation.quantized import evaluate_quantized  # noqa: E402
 from st_matryoshka.loading import load_model  # noqa: E402
-from st_matryoshka.training import (  # noqa: E402
-    AdaptorTrainingConfig,
-    backbone_dim,
-    data_fast_model,
-    fit_pca_adaptor,
-    head_of,
-    search_adaptor_config,
-    train_matryoshka_adaptor,
-)
-from st_matryoshka.training_smec import SMECTrainingConfig, train_smec  # noqa: E402
+from st_matryoshka.quantization import check_precisions  # noqa: E402
+from st_matryoshka.surgery import backbone_dim, data_fast_model, head_of
+from st_matryoshka.training import fit_pca_adaptor, train_matryoshka_adaptor
+from st_matryoshka.training_smec import train_smec  # noqa: E402
 
 LABELS = {
     "truncation": "truncation",

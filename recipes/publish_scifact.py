@@ -1,6 +1,7 @@
 """Train, score, export and card the SciFact models whose cards live in ``model_cards/``.
 
-Steps, each an ``st-matryoshka`` command (so this is also the worked example of the Publish section):
+Steps, each a call of :mod:`st_matryoshka.api` that an ``st-matryoshka`` command makes (so this is also the worked
+example of the Publish section):
 
 1. ``train``: PCA, the supervised Matryoshka-Adaptor and SMEC on SciFact's corpus and train qrels, from the provided
    all-MiniLM-L6-v2 embeddings (``--default-dim 96`` for the adaptors).
@@ -23,23 +24,17 @@ import argparse
 import os
 import shutil
 
-from st_matryoshka.cli import main as st_matryoshka
+from st_matryoshka import api
 from st_matryoshka.data import DATA_ENV
 from st_matryoshka.metadata import METADATA_FILE
 from st_matryoshka.model_card import render_folder
 
-DIMS = "192,96,48,24"
+DIMS = [192, 96, 48, 24]
 MODELS = {
-    "all-MiniLM-L6-v2-scifact-pca": ["--method", "pca"],
-    "all-MiniLM-L6-v2-scifact-matryoshka-adaptor": ["--method", "matryoshka-adaptor", "--supervised"],
-    "all-MiniLM-L6-v2-scifact-smec": ["--method", "smec", "--supervised"],
+    "all-MiniLM-L6-v2-scifact-pca": {"method": "pca"},
+    "all-MiniLM-L6-v2-scifact-matryoshka-adaptor": {"method": "matryoshka-adaptor", "supervised": True},
+    "all-MiniLM-L6-v2-scifact-smec": {"method": "smec", "supervised": True},
 }
-
-
-def run(*argv: str) -> None:
-    code = st_matryoshka(list(argv))
-    if code != 0:
-        raise SystemExit(code)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -53,18 +48,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--smoke", action="store_true", help="Two epochs per stage: checks the pipeline, not quality.")
     args = parser.parse_args(argv)
     embeddings = args.embeddings or os.path.join(args.data, "embeddings", "all-MiniLM-L6-v2")
-    quick = ["--unsupervised-epochs", "2", "--supervised-epochs", "2"] if args.smoke else []
+    quick = {"unsupervised_epochs": 2, "supervised_epochs": 2} if args.smoke else {}
     for name, method in MODELS.items():
         trained = os.path.join(args.out, name)
         hub = os.path.join(args.out, f"{name}-hub")
-        common = ["--data", args.data, "--embeddings", embeddings]
-        extra = [] if method[1] == "pca" else [*quick, "--default-dim", "96"]
-        run("train", "--model", "all-MiniLM-L6-v2", *common, *method, "--dims", DIMS, *extra, "--output", trained,
-            "--overwrite")  # fmt: skip
-        run("evaluate", "--model", trained, *common, "--split", "test", "--dims", f"384,{DIMS}", "--record")
-        run("frontier", "--model", trained, *common, "--split", "test", "--dims", f"384,{DIMS}", "--record",
-            "--output", os.path.join(args.out, f"{name}-frontier"))  # fmt: skip
-        run("export", "--model", trained, "--output", hub, "--repo-id", f"{args.org}/{name}", "--overwrite")
+        extra = {} if method["method"] == "pca" else {**quick, "default_dim": 96}
+        source = {"embeddings": embeddings}
+        api.train("all-MiniLM-L6-v2", args.data, DIMS, trained, overwrite=True, **method, **extra, **source)
+        api.evaluate(trained, args.data, [384, *DIMS], split="test", record=True, **source)
+        frontier = os.path.join(args.out, f"{name}-frontier")
+        api.frontier(trained, args.data, [384, *DIMS], frontier, split="test", record=True, **source)
+        api.export_model(trained, hub, repo_id=f"{args.org}/{name}", overwrite=True)
         card_folder = os.path.join(args.cards, name)
         os.makedirs(card_folder, exist_ok=True)
         shutil.copy(os.path.join(hub, METADATA_FILE), os.path.join(card_folder, METADATA_FILE))

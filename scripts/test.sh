@@ -3,7 +3,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x .venv/bin/st-matryoshka ] || bash scripts/setup.sh
+[ -x .venv/bin/lint-imports ] || .venv/bin/python -m pip install -q -e ".[dev]"  # a .venv made before the layer check
 export HF_HUB_OFFLINE=1
 export ST_MATRYOSHKA_DATA="${ST_MATRYOSHKA_DATA:-$(cd .. && pwd)/shared/data}"
 .venv/bin/ruff check .
+.venv/bin/lint-imports --no-cache
 .venv/bin/python -m pytest -q

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
+from st_matryoshka._version import __version__
 from st_matryoshka.loading import load_model
 from st_matryoshka.losses import MatryoshkaRankLoss, MatryoshkaUnsupervisedLoss
 from st_matryoshka.metadata import MatryoshkaMetadata, matryoshka_dims

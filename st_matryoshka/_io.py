@@ -9,6 +9,8 @@ import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
 
+from st_matryoshka._validation import ParameterError
+
 TMP_PREFIX = ".tmp-st_matryoshka-"
 OLD_PREFIX = ".old-st_matryoshka-"
 
@@ -29,7 +31,7 @@ def inside(path: str, folder: str) -> bool:
 
 
 def check_output_free(
-    output: str, overwrite: bool, argument: str = "--output", inputs: Sequence[str | None] = ()
+    output: str, overwrite: bool, argument: str = "output", inputs: Sequence[str | None] = ()
 ) -> None:
     """Refuse an output folder that this run must not write; called before any work and again on save.
 
@@ -40,23 +42,32 @@ def check_output_free(
     ``overwrite`` never costs a file the user did not ask to replace.
     """
     if inside(os.getcwd(), output):
-        raise ValueError(f"{argument}: {output!r} is the current directory or holds it; name a folder for the model")
+        raise ParameterError(
+            argument, f"{argument}: {output!r} is the current directory or holds it; name a folder for the model"
+        )
     for path in inputs:
         if path and os.path.exists(path) and inside(path, output):
-            raise ValueError(f"{argument}: {output!r} holds the input {path!r}; write the model elsewhere")
+            raise ParameterError(
+                argument, f"{argument}: {output!r} holds the input {path!r}; write the model elsewhere"
+            )
     if os.path.exists(output) and not os.path.isdir(output):
         if not overwrite:
-            raise ValueError(f"{argument}: {output!r} already holds files; pass --overwrite to replace it")
-        raise ValueError(f"{argument}: {output!r} is a file, not a folder")
+            raise ParameterError(
+                argument, f"{argument}: {output!r} already holds files; pass overwrite=True to replace it"
+            )
+        raise ParameterError(argument, f"{argument}: {output!r} is a file, not a folder")
     if os.path.isdir(output) and os.listdir(output):
         if not overwrite:
-            raise ValueError(f"{argument}: {output!r} already holds files; pass --overwrite to replace it")
+            raise ParameterError(
+                argument, f"{argument}: {output!r} already holds files; pass overwrite=True to replace it"
+            )
         if not is_model_folder(output):
             names = sorted(os.listdir(output))
             shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
-            raise ValueError(
-                f"{argument}: {output!r} is not a model folder (it holds {shown}); --overwrite replaces only a "
-                "model folder or an empty one"
+            raise ParameterError(
+                argument,
+                f"{argument}: {output!r} is not a model folder (it holds {shown}); overwrite=True replaces only a "
+                "model folder or an empty one",
             )
     check_creatable(output, argument)
 
@@ -73,9 +84,9 @@ def check_creatable(path: str, argument: str) -> None:
     """Refuse a path whose nearest existing ancestor is a file or not writable (so ``path`` could not be made)."""
     existing = nearest_existing(os.path.dirname(os.path.abspath(path)))
     if not os.path.isdir(existing):
-        raise ValueError(f"{argument}: cannot create {path!r}: {existing!r} is a file")
+        raise ParameterError(argument, f"{argument}: cannot create {path!r}: {existing!r} is a file")
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise ValueError(f"{argument}: cannot create {path!r}: {existing!r} is not writable")
+        raise ParameterError(argument, f"{argument}: cannot create {path!r}: {existing!r} is not writable")
 
 
 def umask() -> int:
@@ -135,7 +146,7 @@ def is_main_process() -> bool:
 
 @contextlib.contextmanager
 def atomic_folder(
-    output: str, overwrite: bool = False, argument: str = "--output", inputs: Sequence[str | None] = ()
+    output: str, overwrite: bool = False, argument: str = "output", inputs: Sequence[str | None] = ()
 ) -> Iterator[str]:
     """Yield a temporary folder beside ``output``; on success it becomes ``output``, on failure it is removed.
 
@@ -155,7 +166,7 @@ def atomic_folder(
         tmp = tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{os.getpid()}-", dir=parent)
         os.chmod(tmp, 0o777 & ~umask())
     except OSError as exc:
-        raise ValueError(f"{argument}: cannot write {output!r}: {exc.strerror or exc}") from None
+        raise ParameterError(argument, f"{argument}: cannot write {output!r}: {exc.strerror or exc}") from None
     try:
         yield tmp
         follow_umask(tmp)
@@ -177,17 +188,18 @@ def atomic_folder(
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
-            raise ValueError(
+            raise ParameterError(
+                argument,
                 f"{argument}: {output!r} was written by another process while this one ran; nothing replaced, this "
-                "run's model was not saved"
+                "run's model was not saved",
             ) from None
-        raise ValueError(f"{argument}: cannot write {output!r}: {exc.strerror or exc}") from None
+        raise ParameterError(argument, f"{argument}: cannot write {output!r}: {exc.strerror or exc}") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 
-def write_file_atomic(path: str, data: bytes, overwrite: bool = False, argument: str = "--json") -> None:
+def write_file_atomic(path: str, data: bytes, overwrite: bool = False, argument: str = "path") -> None:
     """Write ``data`` to ``path`` through a temporary file beside it; exclusive unless ``overwrite``.
 
     Without ``overwrite`` an existing ``path`` is refused, also one that another process created meanwhile (the
@@ -195,9 +207,9 @@ def write_file_atomic(path: str, data: bytes, overwrite: bool = False, argument:
     temporary file behind and names the path in one line.
     """
     if os.path.isdir(path):
-        raise ValueError(f"{argument}: {path!r} is a folder")
+        raise ParameterError(argument, f"{argument}: {path!r} is a folder")
     if os.path.exists(path) and not overwrite:
-        raise ValueError(f"{argument}: {path!r} exists; pass --overwrite to replace it")
+        raise ParameterError(argument, f"{argument}: {path!r} exists; pass overwrite=True to replace it")
     folder = os.path.dirname(os.path.abspath(path))
     tmp = None
     try:
@@ -211,9 +223,11 @@ def write_file_atomic(path: str, data: bytes, overwrite: bool = False, argument:
         else:
             os.link(tmp, path)
     except FileExistsError:
-        raise ValueError(f"{argument}: {path!r} was created by another process meanwhile; not replaced") from None
+        raise ParameterError(
+            argument, f"{argument}: {path!r} was created by another process meanwhile; not replaced"
+        ) from None
     except OSError as exc:
-        raise ValueError(f"{argument}: cannot write {path!r}: {exc.strerror or exc}") from None
+        raise ParameterError(argument, f"{argument}: cannot write {path!r}: {exc.strerror or exc}") from None
     finally:
         if tmp is not None and os.path.exists(tmp):
             os.remove(tmp)
@@ -233,13 +247,15 @@ def allocate(path: str, argument: str = "output") -> None:
         finally:
             os.close(fd)
     except OSError as exc:
-        raise ValueError(f"{argument}: cannot write {path!r}: {exc.strerror or exc}") from None
+        raise ParameterError(argument, f"{argument}: cannot write {path!r}: {exc.strerror or exc}") from None
 
 
-def check_free_space(path: str, needed: int, argument: str = "--output") -> None:
+def check_free_space(path: str, needed: int, argument: str = "output") -> None:
     """Refuse, before any work, a destination whose file system has less than ``needed`` bytes free."""
     free = shutil.disk_usage(nearest_existing(path)).free
     if free < needed:
-        raise ValueError(
-            f"{argument}: {path!r} needs about {needed / 1e6:.0f} MB, but its file system has {free / 1e6:.0f} MB free"
+        raise ParameterError(
+            argument,
+            f"{argument}: {path!r} needs about {needed / 1e6:.0f} MB, but its file system has "
+            f"{free / 1e6:.0f} MB free",
         )

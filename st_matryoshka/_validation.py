@@ -25,13 +25,6 @@ def check_dims(dims: Sequence[int], name: str = "matryoshka_dims", max_dim: int 
     return dims
 
 
-def parse_dims(text: str, name: str = "--dims") -> list[int]:
-    """Parse ``"192,96,48"`` into ``[192, 96, 48]``, with an error naming ``name`` on anything else."""
-    try:
-        dims = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise ValueError(f"{name} must be a comma-separated list of ints, got {text!r}") from None
-    return check_dims(dims, name=name)
 
 
 class ParameterError(ValueError):

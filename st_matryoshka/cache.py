@@ -16,6 +16,9 @@ import numpy as np
 import torch
 
 from st_matryoshka._io import umask
+from st_matryoshka._validation import ParameterError
+from st_matryoshka.data import load_embeddings_dir
+from st_matryoshka.surgery import backbone_dim, backbone_of
 
 logger = logging.getLogger(__name__)
 
@@ -181,14 +184,11 @@ def backbone_vectors(
 
             corpus_vectors, query_vectors = backbone_vectors(model, load_beir("../shared/data/scifact"))
     """
-    from st_matryoshka.data import load_embeddings_dir
-    from st_matryoshka.training import backbone_dim, backbone_of
-
     width = backbone_dim(model)
     if embeddings:
         if not os.path.isdir(embeddings):
-            raise ValueError(f"--embeddings: folder {embeddings!r} does not exist")
-        return load_embeddings_dir(embeddings, data, dim=width)
+            raise ParameterError("embeddings", f"embeddings: folder {embeddings!r} does not exist")
+        return load_embeddings_dir(embeddings, data, dim=width, argument="embeddings")
     cache = EmbeddingCache(backbone_of(model), cache_dir=cache_dir, batch_size=batch_size)
     logger.info(f"Backbone cache: {cache.folder}")
     query_prompt, document_prompt = retrieval_prompts(model)

@@ -15,6 +15,8 @@ import torch
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 from transformers.trainer_callback import ProgressCallback
 
+from st_matryoshka._validation import ParameterError
+
 logger = logging.getLogger(__name__)
 
 
@@ -266,8 +268,9 @@ def check_temperature(temperature: tuple[float, float]) -> None:
     if len(temperature) != 2 or any(
         not isinstance(t, (int, float)) or not math.isfinite(t) or t <= 0 for t in temperature
     ):
-        raise ValueError(
-            f"temperature schedule (start, end) must be two finite numbers > 0, got {tuple(temperature)!r}"
+        raise ParameterError(
+            "temperature",
+            f"temperature schedule (start, end) must be two finite numbers > 0, got {tuple(temperature)!r}",
         )
 
 

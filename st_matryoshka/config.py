@@ -16,7 +16,7 @@ from typing import Any
 from st_matryoshka._validation import ParameterError, check_dims
 from st_matryoshka.callbacks import check_temperature
 from st_matryoshka.data import VALIDATION_SPLITS
-from st_matryoshka.evaluation.quantized import PRECISIONS
+from st_matryoshka.quantization import check_precisions
 
 METHODS = ("matryoshka-adaptor", "pca", "search-adaptor", "smec")
 SUPERVISED_PARAMETERS = ("all", "last-layer")
@@ -133,15 +133,7 @@ class AdaptorTrainingConfig:
 
     def __post_init__(self) -> None:
         self.dims = check_dims(self.dims, name="dims")
-        precisions = list(self.precisions) if not isinstance(self.precisions, str) else [self.precisions]
-        if not precisions or any(p not in PRECISIONS for p in precisions):
-            raise ParameterError("precisions", f"precisions must be among {list(PRECISIONS)}, got {self.precisions!r}")
-        self.precisions = list(dict.fromkeys(["float32", *precisions]))
-        odd = [d for d in self.dims if d % 8]
-        if "binary" in self.precisions and odd:
-            raise ParameterError(
-                "precisions", f"precisions: binary codes pack 8 dims a byte; dims {odd} are not divisible by 8"
-            )
+        self.precisions = list(dict.fromkeys(["float32", *check_precisions(self.precisions, self.dims)]))
         if not isinstance(self.quantization_weight, (int, float)) or self.quantization_weight < 0:
             raise ParameterError(
                 "quantization_weight", f"quantization_weight must be >= 0, got {self.quantization_weight!r}"

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from st_matryoshka._validation import ParameterError
+
 logger = logging.getLogger(__name__)
 
 INT_PATTERN = re.compile(r"[+-]?\d+")
@@ -76,34 +78,45 @@ def _read_jsonl(path: str, required: tuple[str, ...]) -> list[dict]:
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
-                raise ValueError(f"--data: {path} line {line_no} is not UTF-8 (byte {exc.start + 1})") from None
+                raise ParameterError(
+                    "path_or_id", f"path_or_id: {path} line {line_no} is not UTF-8 (byte {exc.start + 1})"
+                ) from None
             if not line.strip():
                 continue
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise ValueError(f"--data: {path} line {line_no} is not valid JSON ({exc.msg})") from None
+                raise ParameterError(
+                    "path_or_id", f"path_or_id: {path} line {line_no} is not valid JSON ({exc.msg})"
+                ) from None
             except RecursionError:
-                raise ValueError(f"--data: {path} line {line_no} is nested too deeply to be a JSON row") from None
+                raise ParameterError(
+                    "path_or_id", f"path_or_id: {path} line {line_no} is nested too deeply to be a JSON row"
+                ) from None
             if not isinstance(row, dict) or any(key not in row for key in required):
-                raise ValueError(f"--data: {path} line {line_no} lacks one of the fields {list(required)}")
+                raise ParameterError(
+                    "path_or_id", f"path_or_id: {path} line {line_no} lacks one of the fields {list(required)}"
+                )
             for key in ("_id", "text", "title"):
                 value = row.get(key)
                 allowed = (str, int) if key == "_id" else (str,)
                 wrong = isinstance(value, bool) or not isinstance(value, allowed)
                 if wrong and (key in required or value is not None):
                     got = f"{type(value).__name__} {value!r:.40}"
-                    raise ValueError(f"--data: {path} line {line_no}: {key!r} must be a string, got {got}")
+                    raise ParameterError(
+                        "path_or_id", f"path_or_id: {path} line {line_no}: {key!r} must be a string, got {got}"
+                    )
                 if isinstance(value, str):
                     try:
                         value.encode("utf-8")
                     except UnicodeEncodeError:
-                        raise ValueError(
-                            f"--data: {path} line {line_no}: {key!r} holds a lone surrogate (invalid Unicode)"
+                        raise ParameterError(
+                            "path_or_id",
+                            f"path_or_id: {path} line {line_no}: {key!r} holds a lone surrogate (invalid Unicode)",
                         ) from None
             rows.append(row)
     if not rows:
-        raise ValueError(f"--data: {path} holds no rows")
+        raise ParameterError("path_or_id", f"path_or_id: {path} holds no rows")
     return rows
 
 
@@ -180,12 +193,13 @@ def load_beir(path_or_id: str, split: str | None = "test") -> RetrievalData:
 
         if re.fullmatch(r"[\w-][\w.-]*/[\w.-]+", path_or_id) and not looks_local(path_or_id):
             return _load_hub(path_or_id, split)
-        raise ValueError(
-            f"--data: folder {path_or_id!r} does not exist (nor is it a Hub dataset id like 'mteb/scifact')"
+        raise ParameterError(
+            "path_or_id",
+            f"path_or_id: folder {path_or_id!r} does not exist (nor is it a Hub dataset id like 'mteb/scifact')",
         )
     for name in ("corpus.jsonl", "queries.jsonl"):
         if not os.path.isfile(os.path.join(folder, name)):
-            raise ValueError(f"--data: {folder!r} has no {name}")
+            raise ParameterError("path_or_id", f"path_or_id: {folder!r} has no {name}")
     qrels_path = os.path.join(folder, "qrels", f"{split}.tsv")
     if split is not None and not os.path.isfile(qrels_path):
         available = (
@@ -193,14 +207,18 @@ def load_beir(path_or_id: str, split: str | None = "test") -> RetrievalData:
             if os.path.isdir(os.path.join(folder, "qrels"))
             else []
         )
-        raise ValueError(f"--data: {folder!r} has no qrels/{split}.tsv (splits found: {available})")
+        raise ParameterError(
+            "path_or_id", f"path_or_id: {folder!r} has no qrels/{split}.tsv (splits found: {available})"
+        )
     corpus_rows = _read_jsonl(os.path.join(folder, "corpus.jsonl"), ("_id", "text"))
     query_rows = _read_jsonl(os.path.join(folder, "queries.jsonl"), ("_id", "text"))
     corpus_ids = [str(r["_id"]) for r in corpus_rows]
     query_ids = [str(r["_id"]) for r in query_rows]
     for kind, ids in (("corpus", corpus_ids), ("queries", query_ids)):
         if len(set(ids)) != len(ids):
-            raise ValueError(f"--data: {folder!r} {kind} has {len(ids) - len(set(ids))} duplicate _id values")
+            raise ParameterError(
+                "path_or_id", f"path_or_id: {folder!r} {kind} has {len(ids) - len(set(ids))} duplicate _id values"
+            )
     raw = []
     with open(qrels_path if split is not None else os.devnull, encoding="utf-8", newline="") as f:
         reader = csv.reader(f, delimiter="\t")
@@ -210,7 +228,9 @@ def load_beir(path_or_id: str, split: str | None = "test") -> RetrievalData:
             if not row:
                 continue
             if len(row) < 3 or not INT_PATTERN.fullmatch(row[2].strip()):
-                raise ValueError(f"--data: {qrels_path} line {line_no} is not 'query-id<TAB>corpus-id<TAB>score'")
+                raise ParameterError(
+                    "path_or_id", f"path_or_id: {qrels_path} line {line_no} is not 'query-id<TAB>corpus-id<TAB>score'"
+                )
             raw.append((row[0], row[1], int(row[2].strip())))
     qrels = _clean_qrels(raw, set(query_ids), set(corpus_ids), qrels_path)
     return RetrievalData(
@@ -234,7 +254,9 @@ def _load_hub(dataset_id: str, split: str) -> RetrievalData:
     except Exception as exc:  # offline, unknown id, missing config: all mean "cannot be had"
         offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false") or "offline" in str(exc).lower()
         where = "offline" if offline else type(exc).__name__
-        raise ValueError(f"--data: {dataset_id!r} is not a local folder, and not found on the Hub ({where})") from None
+        raise ParameterError(
+            "path_or_id", f"path_or_id: {dataset_id!r} is not a local folder, and not found on the Hub ({where})"
+        ) from None
     corpus_ids = [str(i) for i in corpus["_id"]]
     query_ids = [str(i) for i in queries["_id"]]
     raw = [(str(r["query-id"]), str(r["corpus-id"]), int(r["score"])) for r in qrels_ds]
@@ -249,13 +271,16 @@ def _load_hub(dataset_id: str, split: str) -> RetrievalData:
     )
 
 
-def load_embeddings_dir(folder: str, data: RetrievalData, dim: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def load_embeddings_dir(
+    folder: str, data: RetrievalData, dim: int | None = None, argument: str = "folder"
+) -> tuple[np.ndarray, np.ndarray]:
     """Read ``corpus.npy`` and ``queries.npy`` (rows in file order) and check them against the data and model.
 
     Args:
         folder: Folder holding ``corpus.npy`` and ``queries.npy``.
         data: The data set the rows belong to.
         dim: The model's backbone width; ``None`` skips the width check.
+        argument: The caller's name for ``folder``, which errors name.
 
     Returns:
         ``(corpus_embeddings, query_embeddings)`` as float32 arrays.
@@ -264,16 +289,19 @@ def load_embeddings_dir(folder: str, data: RetrievalData, dim: int | None = None
     for name, n_rows in (("corpus.npy", len(data.corpus)), ("queries.npy", len(data.queries))):
         path = os.path.join(folder, name)
         if not os.path.isfile(path):
-            raise ValueError(f"--embeddings: {folder!r} has no {name}")
-        array = load_npy(path, "--embeddings")
+            raise ParameterError(argument, f"{argument}: {folder!r} has no {name}")
+        array = load_npy(path, argument)
         if array.ndim != 2 or array.shape[0] != n_rows:
-            raise ValueError(
-                f"--embeddings: {path} has shape {array.shape}, expected ({n_rows}, dim): one row per line of "
-                f"{name.replace('.npy', '.jsonl')}"
+            raise ParameterError(
+                argument,
+                f"{argument}: {path} has shape {array.shape}, expected ({n_rows}, dim): one row per line of "
+                f"{name.replace('.npy', '.jsonl')}",
             )
         if dim is not None and array.shape[1] != dim:
-            raise ValueError(f"--embeddings: {path} has width {array.shape[1]}, but the model's backbone gives {dim}")
-        out.append(check_vectors(array, "--embeddings", path))
+            raise ParameterError(
+                argument, f"{argument}: {path} has width {array.shape[1]}, but the model's backbone gives {dim}"
+            )
+        out.append(check_vectors(array, argument, path))
     return out[0], out[1]
 
 
@@ -292,15 +320,16 @@ def check_npy_size(path: str, argument: str) -> None:
             offset = f.tell()
     except (ValueError, OSError, EOFError, SyntaxError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ValueError(f"{argument}: {path} is not a readable .npy array ({reason})") from None
+        raise ParameterError(argument, f"{argument}: {path} is not a readable .npy array ({reason})") from None
     if dtype.hasobject:
         return  # np.load refuses object arrays without pickles and says so
     expected = int(np.prod(shape, dtype=object)) * dtype.itemsize
     actual = os.path.getsize(path) - offset
     if expected != actual:
-        raise ValueError(
+        raise ParameterError(
+            argument,
             f"{argument}: {path} is not a readable .npy array (its header says shape {shape} of {dtype}, "
-            f"{expected} bytes, but the file holds {actual})"
+            f"{expected} bytes, but the file holds {actual})",
         )
 
 
@@ -311,7 +340,7 @@ def load_npy(path: str, argument: str) -> np.ndarray:
         return np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ValueError(f"{argument}: {path} is not a readable .npy array ({reason})") from None
+        raise ParameterError(argument, f"{argument}: {path} is not a readable .npy array ({reason})") from None
 
 
 def check_vectors(

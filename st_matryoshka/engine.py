@@ -54,9 +54,9 @@ from st_matryoshka.data import RetrievalData, ValidationSplit, validation_split
 from st_matryoshka.evaluation import NeighbourOverlapEvaluator, matryoshka_evaluator
 from st_matryoshka.evaluation.retrieval import dim_evaluators
 from st_matryoshka.losses import MatryoshkaRankLoss, MatryoshkaUnsupervisedLoss
-from st_matryoshka.model_card import MatryoshkaModelCardData
-from st_matryoshka.models import CachedEmbeddings, MatryoshkaAdaptor, SMECAdaptor
+from st_matryoshka.models import MatryoshkaAdaptor, SMECAdaptor
 from st_matryoshka.models.smec import plan_stages
+from st_matryoshka.surgery import fast_model, fast_model_of_rows
 
 logger = logging.getLogger(__name__)
 
@@ -83,30 +83,6 @@ class StageResult:
 
 # ---------------------------------------------------------------------------------------------------------------------
 # The training model: cached vectors in, the adaptor on top
-
-
-def fast_model(texts: Sequence[str], vectors: Any, head: Sequence[torch.nn.Module]) -> SentenceTransformer:
-    """``[CachedEmbeddings(texts, vectors), *head]``: the model's output for known texts, without the transformer."""
-    # Own card data (no widget examples to compute): the trainer records the losses there, and training copies them.
-    card = MatryoshkaModelCardData()
-    return SentenceTransformer(modules=[CachedEmbeddings(texts, vectors), *head], device="cpu", model_card_data=card)
-
-
-def fast_model_of_rows(
-    texts: Sequence[str], vectors: Any, rows: np.ndarray, head: Sequence[torch.nn.Module]
-) -> SentenceTransformer:
-    """:func:`fast_model` over the given rows only (sorted indices), so a large memory-mapped corpus is not loaded."""
-    if len(rows) == len(texts):
-        return fast_model(texts, vectors, head)
-    return fast_model([texts[i] for i in rows], np.asarray(vectors[rows]), head)
-
-
-def data_fast_model(
-    data: RetrievalData, corpus_vectors: Any, query_vectors: Any, head: Sequence[torch.nn.Module]
-) -> SentenceTransformer:
-    """:func:`fast_model` over ``data``'s corpus and queries with their backbone vectors."""
-    vectors = np.concatenate([np.asarray(corpus_vectors), np.asarray(query_vectors)])
-    return fast_model(list(data.corpus) + list(data.queries), vectors, head)
 
 
 def keyed_data(data: RetrievalData) -> RetrievalData:
@@ -795,6 +771,8 @@ def fit_adaptor(
     config: AdaptorTrainingConfig,
     supervised: bool,
     callbacks: list[Any] | None = None,
+    adaptor: MatryoshkaAdaptor | None = None,
+    indices: Sequence[int] | None = None,
 ) -> tuple[MatryoshkaAdaptor, list[StageResult]]:
     """Fit ``method``'s adaptor on backbone vectors: the one training entry point.
 
@@ -808,6 +786,9 @@ def fit_adaptor(
         supervised: Run the supervised phase on ``data.qrels`` after the unsupervised one.
         callbacks: Extra trainer callbacks for every phase (e.g.
             :class:`~st_matryoshka.callbacks.GradientVarianceCallback`).
+        adaptor: Continue this (trained) SMEC adaptor instead of building one: only its stages ``indices`` train,
+            the body and every other stage stay frozen (``extend``).
+        indices: With ``adaptor``, the stages to train.
 
     Returns:
         ``(adaptor, stage results)``; PCA has no stages.
@@ -845,8 +826,15 @@ def fit_adaptor(
         config.check_memory(supervised)
     if supervised:
         check_supervised_data(data, config)
-    adaptor = build_adaptor(method, width, config, corpus_vectors)
-    results = train_phases(adaptor, data, corpus_vectors, query_vectors, config, supervised, callbacks=callbacks)
+    if adaptor is None:
+        adaptor = build_adaptor(method, width, config, corpus_vectors)
+        results = train_phases(adaptor, data, corpus_vectors, query_vectors, config, supervised, callbacks=callbacks)
+    else:
+        if method != "smec" or not isinstance(adaptor, SMECAdaptor) or not indices:
+            raise ParameterError("adaptor", "adaptor: only an SMEC adaptor continues training, on given stage indices")
+        results = train_phases(
+            adaptor, data, corpus_vectors, query_vectors, config, supervised, indices, False, callbacks
+        )
     check_finite_outputs(adaptor, corpus_vectors)
     return adaptor, results
 

@@ -21,7 +21,8 @@ from sentence_transformers import SentenceTransformer
 from sentence_transformers.base.modules import Dense
 from sentence_transformers.sentence_transformer.modules import Normalize
 
-from st_matryoshka._io import atomic_folder
+from st_matryoshka._io import atomic_folder, check_output_free
+from st_matryoshka._validation import ParameterError
 from st_matryoshka.loading import REMOTE_MODULE, load_model, local_model_folder
 from st_matryoshka.metadata import METADATA_FILE, MatryoshkaMetadata
 from st_matryoshka.models import MatryoshkaAdaptor, SMECAdaptor
@@ -109,7 +110,7 @@ def to_hub_modules(model: SentenceTransformer, keep_non_linear: bool = True) -> 
             keep = keep_non_linear and module.num_layers != 0
             modules.extend([module] if keep else adaptor_to_dense(module))
         elif type(module).__module__.startswith("st_matryoshka."):
-            raise ValueError(f"--model: {type(module).__name__} cannot be published (it has no Hub form)")
+            raise ParameterError("model", f"model: {type(module).__name__} cannot be published (it has no Hub form)")
         else:
             modules.append(module)
     return modules
@@ -132,7 +133,7 @@ def export_to_st_modules(model: SentenceTransformer) -> SentenceTransformer:
             native.save("runs/pca-native")
             SentenceTransformer("runs/pca-native").encode(["text"], truncate_dim=48)
     """
-    from st_matryoshka.training import rebuild
+    from st_matryoshka.surgery import rebuild
 
     return rebuild(model, to_hub_modules(model, keep_non_linear=False))
 
@@ -153,7 +154,7 @@ def remote_module_source() -> str:
             if not line.startswith("from st_matryoshka.") and line != "from __future__ import annotations"
         ]
         parts.append(f"# ---- from {module.__name__} ----\n" + "\n".join(kept).strip() + "\n")
-    from st_matryoshka import __version__
+    from st_matryoshka._version import __version__
 
     header = (
         f'"""st_matryoshka {__version__} modules for Sentence-Transformers, generated from the package source.\n\n'
@@ -164,16 +165,20 @@ def remote_module_source() -> str:
     return header + "\n\n".join(parts)
 
 
-def check_repo_id(repo_id: str | None, argument: str = "--repo-id") -> None:
+def check_repo_id(repo_id: str | None, argument: str = "repo_id") -> None:
     if repo_id is not None and not REPO_ID_PATTERN.fullmatch(repo_id):
-        raise ValueError(f"{argument} must look like 'org/name', got {repo_id!r}")
+        raise ParameterError(argument, f"{argument} must look like 'org/name', got {repo_id!r}")
     if repo_id is not None and any(len(part) > 96 for part in repo_id.split("/")):
-        raise ValueError(f"{argument}: the Hub caps an org and a name at 96 characters each, got {repo_id!r}")
+        raise ParameterError(
+            argument, f"{argument}: the Hub caps an org and a name at 96 characters each, got {repo_id!r}"
+        )
 
 
 def check_default_dim(meta: MatryoshkaMetadata, default_dim: int | None) -> None:
     if default_dim is not None and default_dim not in meta.dims:
-        raise ValueError(f"--default-dim must be one of the trained dims {meta.dims}, got {default_dim!r}")
+        raise ParameterError(
+            "default_dim", f"default_dim must be one of the trained dims {meta.dims}, got {default_dim!r}"
+        )
 
 
 def _metadata_of(model: SentenceTransformer | None, folder: str | None) -> MatryoshkaMetadata:
@@ -183,7 +188,7 @@ def _metadata_of(model: SentenceTransformer | None, folder: str | None) -> Matry
     if folder and os.path.isfile(os.path.join(folder, METADATA_FILE)):
         return MatryoshkaMetadata.load(folder)
     raise ValueError(
-        f"--model: no {METADATA_FILE} found; export needs a model trained by st_matryoshka (or its metadata file)"
+        f"model: no {METADATA_FILE} found; export needs a model trained by st_matryoshka (or its metadata file)"
     )
 
 
@@ -225,9 +230,10 @@ def export_model(
             export_model("runs/scifact", "runs/scifact-hub", repo_id="me/minilm-scifact-matryoshka", default_dim=96)
     """
     from st_matryoshka.model_card import PLOT_FILE, MatryoshkaModelCardData, plot_frontiers, plot_scores
-    from st_matryoshka.training import rebuild
+    from st_matryoshka.surgery import rebuild
 
     check_repo_id(repo_id)
+    check_output_free(output, overwrite, argument="output", inputs=[model] if isinstance(model, str) else [])
     if isinstance(model, str):
         folder = local_model_folder(model)
         meta = _metadata_of(None, folder)

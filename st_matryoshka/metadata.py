@@ -13,6 +13,8 @@ import os
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from st_matryoshka._version import __version__
+
 METADATA_FILE = "st_matryoshka.json"
 """Name of the metadata file in a model folder."""
 
@@ -91,8 +93,6 @@ class MatryoshkaMetadata:
         if self.default_dim is not None and self.default_dim not in self.dims:
             raise ValueError(f"default_dim must be one of the trained dims {self.dims}, got {self.default_dim!r}")
         if not self.st_matryoshka_version:
-            from st_matryoshka import __version__
-
             self.st_matryoshka_version = __version__
 
     def to_dict(self) -> dict[str, Any]:
@@ -104,8 +104,6 @@ class MatryoshkaMetadata:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            from st_matryoshka import __version__
-
             raise ValueError(
                 f"{source or METADATA_FILE} has unknown keys {unknown}: written by st_matryoshka "
                 f"{data.get('st_matryoshka_version', '(unknown version)')}, this is {__version__}; "

@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import copy
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from sentence_transformers.sentence_transformer.model_card import SentenceTransformerModelCardData
 
 from st_matryoshka.metadata import MatryoshkaMetadata
+from st_matryoshka.quantization import budget_table, bytes_per_vector, pareto_fronts
 
 PLOT_FILE = "matryoshka_dims.png"
 FRONTIER_PLOT = "frontier_{key}.png"
@@ -59,7 +60,7 @@ BASE_MODEL_IDS = {
 }
 """Short names of base models → Hub ids."""
 
-METHODS = {
+METHOD_NAMES = {  # display names of the methods in config.METHODS
     "matryoshka-adaptor": "Matryoshka-Adaptor",
     "smec": "SMEC",
     "pca": "PCA",
@@ -116,18 +117,6 @@ def base_model_id(name: str | None) -> str | None:
     if not name:
         return None
     return BASE_MODEL_IDS.get(name, name if name.count("/") == 1 and not os.path.exists(name) else None)
-
-
-def bytes_per_vector(dim: int) -> dict[str, int]:
-    """Bytes one ``dim``-d vector takes as float32, int8 and binary, measured through ST's ``quantize_embeddings``."""
-    from sentence_transformers.util.quantization import quantize_embeddings
-
-    sample = np.random.default_rng(0).standard_normal((4, dim)).astype(np.float32)
-    out = {"float32": sample[0].nbytes}
-    for precision in ("int8", "binary"):
-        codes = quantize_embeddings(sample, precision=precision, calibration_embeddings=sample)
-        out[precision] = int(codes.nbytes // len(codes))
-    return out
 
 
 def _fmt(value: float | None) -> str:
@@ -217,7 +206,7 @@ class MatryoshkaModelCardData(SentenceTransformerModelCardData):
         return data
 
     def _apply_metadata(self, meta: MatryoshkaMetadata) -> None:
-        method = METHODS.get(meta.method or "", meta.method or "adaptor")
+        method = METHOD_NAMES.get(meta.method or "", meta.method or "adaptor")
         base = base_model_id(meta.base_model)
         self.base_model = base
         self.license = self.license or meta.license
@@ -275,13 +264,13 @@ class MatryoshkaModelCardData(SentenceTransformerModelCardData):
         if meta.method in METHOD_CITATIONS and not any(
             METHOD_CITATIONS[meta.method].strip() == c.strip() for c in citations.values()
         ):
-            citations[METHODS[meta.method]] = METHOD_CITATIONS[meta.method]
+            citations[METHOD_NAMES[meta.method]] = METHOD_CITATIONS[meta.method]
         return {
             "model-index": eval_results_to_model_index(self.model_name, results) if results else None,
             "datasets": datasets,
             "usage_snippet": self.generate_usage_snippet(),
             "st_matryoshka": meta,
-            "method_label": METHODS.get(meta.method or "", meta.method),
+            "method_label": METHOD_NAMES.get(meta.method or "", meta.method),
             "full_dim": full,
             "score_tables": tables,
             "bytes_rows": [{"dim": d, **bytes_per_vector(d)} for d in meta.dims],
@@ -308,8 +297,6 @@ def selection_scores(selection: dict[str, Any]) -> str:
 
 def frontier_tables(meta: MatryoshkaMetadata, with_plots: bool) -> list[dict[str, Any]]:
     """Per data set with a recorded frontier: each method's best (dim, precision) at each byte budget, for the card."""
-    from st_matryoshka.evaluation.frontier import budget_table
-
     tables = []
     for key, entry in meta.frontier.items():
         rows = []
@@ -334,8 +321,6 @@ def frontier_tables(meta: MatryoshkaMetadata, with_plots: bool) -> list[dict[str
 
 def plot_frontiers(meta: MatryoshkaMetadata, folder: str) -> bool:
     """Draw each recorded frontier into ``folder`` (:data:`FRONTIER_PLOT`); ``False`` when none is recorded."""
-    from st_matryoshka.evaluation.frontier import plot_frontier
-
     for key, entry in meta.frontier.items():
         title = f"{known_dataset(key).name} ({entry.get('split', 'test')})"
         plot_frontier(entry["rows"], os.path.join(folder, FRONTIER_PLOT.format(key=key)), title)
@@ -383,7 +368,7 @@ def plot_scores(meta: MatryoshkaMetadata, path: str) -> bool:
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    labels = {"model": METHODS.get(meta.method or "", "this model"), "truncation": "truncation", "pca": "PCA"}
+    labels = {"model": METHOD_NAMES.get(meta.method or "", "this model"), "truncation": "truncation", "pca": "PCA"}
     fig, axes = plt.subplots(1, len(meta.scores), figsize=(4.2 * len(meta.scores), 3.4), squeeze=False)
     for ax, (key, by_kind) in zip(axes[0], meta.scores.items()):
         for kind in ("model", "pca", "truncation"):
@@ -442,3 +427,34 @@ if __name__ == "__main__":
 
     for rendered in render_folder(sys.argv[1] if len(sys.argv) > 1 else "model_cards"):
         print(f"rendered {rendered}/README.md")
+
+
+def plot_frontier(rows: Sequence[dict[str, Any]], path: str, title: str = "") -> None:
+    """NDCG@10 against bytes per vector (log scale): every point, and each method's Pareto front as a step line."""
+    fronts = pareto_fronts(rows)
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    markers = {"float32": "o", "int8": "s", "binary": "^"}
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for i, method in enumerate(fronts):
+        color = f"C{i}"
+        for precision, marker in markers.items():
+            points = [r for r in rows if r["method"] == method and r["precision"] == precision]
+            if points:
+                ax.scatter([r["bytes"] for r in points], [r["ndcg_at_10"] for r in points], marker=marker,
+                           color=color, alpha=0.45, s=22)  # fmt: skip
+        front = fronts[method]
+        ax.step([r["bytes"] for r in front], [r["ndcg_at_10"] for r in front], where="post", color=color, label=method)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("bytes per vector (log scale); ○ float32, □ int8, △ binary")
+    ax.set_ylabel("NDCG@10")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, metadata={"Software": None})
+    plt.close(fig)

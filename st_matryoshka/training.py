@@ -18,127 +18,71 @@ from typing import Any
 import numpy as np
 import torch
 from sentence_transformers import SentenceTransformer
-from sentence_transformers.base.modules import Module
-from sentence_transformers.sentence_transformer.modules import Normalize, Pooling
 
 from st_matryoshka._io import atomic_folder, is_main_process
+from st_matryoshka._validation import ParameterError
 from st_matryoshka.config import AdaptorTrainingConfig, search_adaptor_config
 from st_matryoshka.data import RetrievalData
-from st_matryoshka.engine import (
-    StageResult,
-    check_supervised_data,
-    chunked_top_k,
-    data_fast_model,
-    fast_model,
-    fast_model_of_rows,
-    fit_adaptor,
-    holdout_split,
-    pca_adaptor,
-)
+from st_matryoshka.engine import StageResult, fit_adaptor, pca_adaptor
 from st_matryoshka.metadata import TRAINING_FILE, MatryoshkaMetadata
-from st_matryoshka.model_card import MatryoshkaModelCardData, copy_card_data, dataset_key
+from st_matryoshka.model_card import MatryoshkaModelCardData, dataset_key
+from st_matryoshka.quantization import calibrate_int8
+from st_matryoshka.surgery import backbone_dim, fresh_card_data, head_of, with_adaptor
 
 __all__ = [
-    "AdaptorTrainingConfig",
-    "StageResult",
-    "backbone_dim",
-    "backbone_of",
-    "check_supervised_data",
-    "chunked_top_k",
-    "data_fast_model",
-    "fast_model",
-    "fast_model_of_rows",
+    "AdaptorTrainingConfig",  # documented import (README); its home is st_matryoshka.config
     "fit_pca_adaptor",
-    "head_of",
-    "holdout_split",
     "metadata_for",
-    "pca_adaptor",
-    "rebuild",
     "save_model_atomic",
     "search_adaptor_config",
-    "split_index",
+    "train_adaptor",
     "train_matryoshka_adaptor",
     "training_metadata",
-    "with_adaptor",
-    "with_metadata",
 ]
 
 logger = logging.getLogger(__name__)
 
 
-def split_index(model: SentenceTransformer) -> int:
-    """Where the frozen backbone ends: at the first st_matryoshka module, else before Normalize, else the end.
+def train_adaptor(
+    model: SentenceTransformer | None,
+    method: str,
+    data: RetrievalData,
+    corpus_vectors: Any,
+    query_vectors: Any,
+    config: AdaptorTrainingConfig,
+    supervised: bool = False,
+    summary: dict[str, Any] | None = None,
+    data_name: str | None = None,
+    callbacks: list[Any] | None = None,
+) -> tuple[SentenceTransformer | None, torch.nn.Module, MatryoshkaMetadata, list[StageResult]]:
+    """Fit → attach → metadata → calibrate, in one place: every way to train goes through here.
 
-    Raises:
-        ValueError: if the backbone part has no Pooling module.
+    Args:
+        model: The base SentenceTransformer (must contain Pooling), or ``None`` for vectors alone.
+        method: ``matryoshka-adaptor``, ``pca``, ``search-adaptor`` or ``smec``.
+        data: The data; with ``supervised`` its qrels must be the training split.
+        corpus_vectors: Backbone embeddings of ``data.corpus``, in order (an array or memory-mapped ``.npy``).
+        query_vectors: Backbone embeddings of ``data.queries``, in order.
+        config: The method's config (:func:`st_matryoshka.config.config_for`).
+        supervised: Run the supervised phase after the unsupervised one.
+        summary: The training record the metadata is built from (method, data, settings); default: the method,
+            ``supervised`` and ``config``.
+        data_name: What the corpus is, for the int8 calibration record (default: ``data.name``).
+        callbacks: Extra trainer callbacks for every phase.
+
+    Returns:
+        ``(model with the adaptor or None, adaptor, metadata, stage results)``; the model's card data holds the
+        metadata, so ``model.save`` writes the card.
     """
-    modules = list(model)
-    index = len(modules)
-    for i, module in enumerate(modules):
-        if type(module).__module__.startswith("st_matryoshka.") or isinstance(module, Normalize):
-            index = i
-            break
-    if not any(isinstance(m, Pooling) for m in modules[:index]):
-        names = [type(m).__name__ for m in modules]
-        raise ValueError(f"--model: the model has no Pooling module before the adaptor position (modules: {names})")
-    return index
-
-
-def backbone_of(model: SentenceTransformer) -> SentenceTransformer:
-    """The frozen part of ``model`` as its own SentenceTransformer (sharing the modules, no copy)."""
-    return SentenceTransformer(modules=list(model)[: split_index(model)], device=str(model.device))
-
-
-def head_of(model: SentenceTransformer) -> list[torch.nn.Module]:
-    """The modules after the backbone (adaptors, Normalize)."""
-    return list(model)[split_index(model) :]
-
-
-def backbone_dim(model: SentenceTransformer) -> int:
-    for module in reversed(list(model)[: split_index(model)]):
-        if hasattr(module, "get_embedding_dimension"):
-            return int(module.get_embedding_dimension())
-    raise ValueError("--model: cannot tell the backbone's embedding width")
-
-
-def with_adaptor(model: SentenceTransformer, adaptor: Module) -> SentenceTransformer:
-    """A new SentenceTransformer: ``model``'s backbone, then ``adaptor``, then the rest (e.g. Normalize).
-
-    Any st_matryoshka module already in ``model`` is replaced.
-    """
-    modules = list(model)
-    index = split_index(model)
-    rest = [m for m in modules[index:] if not type(m).__module__.startswith("st_matryoshka.")]
-    return rebuild(model, [*modules[:index], adaptor, *rest], fresh_card_data(model))
-
-
-def rebuild(
-    model: SentenceTransformer, modules: Sequence[torch.nn.Module], card: MatryoshkaModelCardData | None = None
-) -> SentenceTransformer:
-    """A new SentenceTransformer of ``modules`` with ``model``'s prompts, similarity function and ``truncate_dim``.
-
-    Its card data is ``card``, or a copy of ``model``'s st_matryoshka card data (never the same object: saving one
-    model must not change another's card).
-    """
-    if card is None:
-        source = model.model_card_data
-        card = copy_card_data(source) if isinstance(source, MatryoshkaModelCardData) else fresh_card_data(model)
-    return SentenceTransformer(
-        modules=list(modules),
-        device=str(model.device),
-        model_card_data=card,
-        prompts=dict(model.prompts),
-        default_prompt_name=model.default_prompt_name,
-        similarity_fn_name=model.similarity_fn_name,
-        truncate_dim=model.truncate_dim,
-    )
-
-
-def fresh_card_data(model: SentenceTransformer) -> MatryoshkaModelCardData:
-    """New card data for a model derived from ``model`` (never the base model's own object), keeping its language."""
-    card = MatryoshkaModelCardData(language=list(model.model_card_data.language or []))
-    card.license = model.model_card_data.license
-    return card
+    width = backbone_dim(model) if model is not None else int(corpus_vectors.shape[1])
+    adaptor, stages = fit_adaptor(method, width, data, corpus_vectors, query_vectors, config, supervised, callbacks)
+    trained = with_adaptor(model, adaptor) if model is not None else None
+    summary = summary or {"method": method, "supervised": supervised, "config": dict(config.__dict__)}
+    metadata = metadata_for(width, head_of(trained) if trained is not None else [adaptor], summary, stages)
+    calibrate(metadata, adaptor, corpus_vectors, data.name if data_name is None else data_name)
+    if trained is not None:
+        trained.model_card_data.matryoshka = metadata
+    return trained, adaptor, metadata, stages
 
 
 def train_matryoshka_adaptor(
@@ -168,34 +112,10 @@ def train_matryoshka_adaptor(
     """
     # search_adaptor_config is the one linear, supervised-only configuration
     method = "search-adaptor" if config.num_layers == 0 and config.unsupervised_epochs == 0 else "matryoshka-adaptor"
-    width = backbone_dim(model)
-    adaptor, stages = fit_adaptor(method, width, corpus_data, corpus_vectors, query_vectors, config, supervised)
-    trained = with_adaptor(model, adaptor)
-    return with_metadata(trained, method, config, supervised, stages, corpus_vectors, corpus_data.name), stages
-
-
-def with_metadata(
-    model: SentenceTransformer,
-    method: str,
-    config: Any,
-    supervised: bool,
-    stages: Sequence[StageResult],
-    corpus_vectors: Any = None,
-    data_name: str | None = None,
-) -> SentenceTransformer:
-    """Attach the trained dims, method, settings and losses to ``model``'s card data; returns the model.
-
-    ``matryoshka_dims(model)`` and the card (also when the model is saved with plain ``model.save``) read them. With
-    ``corpus_vectors`` (the training corpus' backbone vectors), the int8 calibration is stored too
-    (:func:`calibrate`).
-    """
-    summary = {"method": method, "supervised": supervised, "config": dict(config.__dict__)}
-    metadata = training_metadata(model, summary, stages)
-    if corpus_vectors is not None:
-        adaptors = [m for m in head_of(model) if type(m).__module__.startswith("st_matryoshka.")]
-        calibrate(metadata, adaptors[0], corpus_vectors, data_name or "")
-    model.model_card_data.matryoshka = metadata
-    return model
+    trained, _, _, stages = train_adaptor(
+        model, method, corpus_data, corpus_vectors, query_vectors, config, supervised
+    )
+    return trained, stages
 
 
 def calibrate(metadata: MatryoshkaMetadata, adaptor: torch.nn.Module, corpus_vectors: Any, data_name: str) -> None:
@@ -204,8 +124,6 @@ def calibrate(metadata: MatryoshkaMetadata, adaptor: torch.nn.Module, corpus_vec
     See :func:`st_matryoshka.evaluation.quantized.calibrate_int8`; ``int8_calibration`` names the data and counts
     its documents.
     """
-    from st_matryoshka.evaluation.quantized import calibrate_int8
-
     metadata.int8_ranges = calibrate_int8(adaptor, corpus_vectors, metadata.dims)
     metadata.int8_calibration = {"data": dataset_key(data_name) or None, "documents": int(len(corpus_vectors))}
 
@@ -286,7 +204,7 @@ def save_model_atomic(
             raise
         except Exception as exc:  # safetensors raises its own error type on a full disk
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise ValueError(f"--output: cannot write {output!r}: {reason}") from None
+            raise ParameterError("output", f"output: cannot write {output!r}: {reason}") from None
         if metadata is not None and not os.path.isfile(os.path.join(tmp, "README.md")):
             raise ValueError("save: the model card could not be rendered (the log above says why); nothing written")
         if extra is not None:

@@ -15,16 +15,15 @@ from typing import Any
 
 import numpy as np
 from sentence_transformers import SentenceTransformer
-from sentence_transformers.sentence_transformer.modules import Normalize
 
 from st_matryoshka._validation import ParameterError
 from st_matryoshka.config import SMECTrainingConfig
 from st_matryoshka.data import RetrievalData
-from st_matryoshka.engine import StageResult, check_supervised_data, fit_adaptor, keyed_data, train_phases
-from st_matryoshka.models import SMECAdaptor
-from st_matryoshka.training import backbone_dim, head_of, rebuild, split_index, with_adaptor, with_metadata
+from st_matryoshka.engine import StageResult, fit_adaptor
+from st_matryoshka.surgery import smec_adaptor_of, with_adaptor
+from st_matryoshka.training import train_adaptor
 
-__all__ = ["SMECTrainingConfig", "extend_smec", "keyed_data", "smec_adaptor_of", "train_smec"]
+__all__ = ["SMECTrainingConfig", "extend_smec", "train_smec"]  # SMECTrainingConfig: documented import (README)
 
 
 def train_smec(
@@ -54,28 +53,10 @@ def train_smec(
             trained, stages = train_smec(model, load_beir(path, "train"), cv, qv, config)
             trained.encode(["a query"], truncate_dim=24)
     """
-    width = backbone_dim(model)
-    adaptor, results = fit_adaptor("smec", width, data, corpus_vectors, query_vectors, config, supervised, callbacks)
-    trained = _with_smec(model, adaptor)
-    return with_metadata(trained, "smec", config, supervised, results, corpus_vectors, data.name), results
-
-
-def _with_smec(model: SentenceTransformer, adaptor: SMECAdaptor) -> SentenceTransformer:
-    """``model`` with ``adaptor``; a Normalize after it is dropped when the adaptor's output is already unit-length."""
-    combined = with_adaptor(model, adaptor)
-    if not adaptor.normalize_output:
-        return combined
-    modules = [m for i, m in enumerate(combined) if i <= split_index(combined) or not isinstance(m, Normalize)]
-    return rebuild(combined, modules)
-
-
-def smec_adaptor_of(model: SentenceTransformer) -> SMECAdaptor:
-    """The :class:`SMECAdaptor` of ``model``, or an error naming what the model holds instead."""
-    found = [m for m in head_of(model) if isinstance(m, SMECAdaptor)]
-    if len(found) != 1:
-        names = [type(m).__name__ for m in model]
-        raise ParameterError("model", f"model: expected one SMECAdaptor module, found modules {names}")
-    return found[0]
+    trained, _, _, results = train_adaptor(
+        model, "smec", data, corpus_vectors, query_vectors, config, supervised, callbacks=callbacks
+    )
+    return trained, results
 
 
 def extend_smec(
@@ -125,23 +106,15 @@ def extend_smec(
         raise ParameterError("dim", f"dim: {dim} must be below the width {adaptor.embedding_dim}")
     # One new stage, trained alone with its own transition loss; ADS as the saved adaptor has it.
     config = replace(config, ads=adaptor.use_ads, smrl=True)
-    config.check_memory(supervised)
-    if supervised:
-        check_supervised_data(data, config)
-    if tuple(corpus_vectors.shape) != (len(data.corpus), adaptor.embedding_dim):
-        raise ParameterError(
-            "corpus_vectors",
-            f"corpus_vectors have shape {tuple(corpus_vectors.shape)}, expected ({len(data.corpus)}, "
-            f"{adaptor.embedding_dim})",
-        )
     index = adaptor.add_stage(dim)
     if not adaptor.stage_parameters(index):
         raise ParameterError(
             "model",
             f"model: the adaptor has neither ADS nor stage rotations (use_ads={adaptor.use_ads}, "
-            f"stage_rotation={adaptor.stage_rotation}), so a new stage has nothing to learn"
+            f"stage_rotation={adaptor.stage_rotation}), so a new stage has nothing to learn",
         )
-    results = train_phases(
-        adaptor, data, corpus_vectors, query_vectors, config, supervised, indices=[index], train_body=False
+    width = adaptor.embedding_dim
+    _, results = fit_adaptor(
+        "smec", width, data, corpus_vectors, query_vectors, config, supervised, adaptor=adaptor, indices=[index]
     )
-    return _with_smec(model, adaptor), results
+    return with_adaptor(model, adaptor), results

@@ -20,10 +20,13 @@ import numpy as np
 import torch
 
 from st_matryoshka._io import allocate, atomic_folder, is_main_process
+from st_matryoshka._validation import ParameterError
+from st_matryoshka.config import config_for
 from st_matryoshka.data import RetrievalData, _clean_qrels, check_npy_size
-from st_matryoshka.evaluation.quantized import PRECISIONS
 from st_matryoshka.metadata import METADATA_FILE, MatryoshkaMetadata
 from st_matryoshka.models import MatryoshkaAdaptor, SMECAdaptor
+from st_matryoshka.quantization import check_precisions, normalised_prefix, stored_ranges
+from st_matryoshka.training import train_adaptor
 
 logger = logging.getLogger(__name__)
 
@@ -49,13 +52,16 @@ def read_column(path: str, argument: str, column: str | None = None, chunk_rows:
     try:
         table = Dataset.from_parquet(path) if path.endswith(".parquet") else Dataset.from_file(path)
     except Exception as exc:  # not parquet/arrow, truncated: name the file
-        raise ValueError(f"{argument}: {path} is not a readable {os.path.splitext(path)[1]} file ({exc})") from None
+        raise ParameterError(
+            argument, f"{argument}: {path} is not a readable {os.path.splitext(path)[1]} file ({exc})"
+        ) from None
     names = [name for name, feature in table.features.items() if getattr(feature, "feature", None) is not None]
     if column is None:
         column = "embedding" if "embedding" in table.column_names else (names[0] if len(names) == 1 else None)
     if column not in table.column_names:
-        raise ValueError(
-            f"{argument}: {path} has no vector column {column!r}; pass --column (columns: {table.column_names})"
+        raise ParameterError(
+            argument,
+            f"{argument}: {path} has no vector column {column!r}; pass column=... (columns: {table.column_names})",
         )
     if len(table) == 0:
         return np.empty((0, 0), dtype=np.float32)  # check_vectors names the empty matrix
@@ -66,9 +72,10 @@ def read_column(path: str, argument: str, column: str | None = None, chunk_rows:
         for start in range(0, len(table), chunk_rows):
             chunk = rows[start : start + chunk_rows][column]
             if not isinstance(chunk, np.ndarray) or chunk.ndim != 2 or (width is not None and chunk.shape[1] != width):
-                raise ValueError(
+                raise ParameterError(
+                    argument,
                     f"{argument}: {path} column {column!r} must hold one fixed-width list of numbers per row "
-                    f"(rows {start}–{min(start + chunk_rows, len(table)) - 1} do not)"
+                    f"(rows {start}–{min(start + chunk_rows, len(table)) - 1} do not)",
                 )
             if out is None:
                 width = chunk.shape[1]
@@ -93,7 +100,7 @@ def read_vectors(path: str, argument: str, width: int | None = None, column: str
     from st_matryoshka.data import check_vectors, load_npy
 
     if not os.path.isfile(path):
-        raise ValueError(f"{argument}: file {path!r} does not exist")
+        raise ParameterError(argument, f"{argument}: file {path!r} does not exist")
     if path.endswith((".parquet", ".arrow")):
         array = read_column(path, argument, column)
     else:
@@ -110,31 +117,37 @@ def read_ids(path: str | None, n_rows: int, argument: str, matrix_argument: str)
     if path is None:
         return [str(i) for i in range(n_rows)]
     if not os.path.isfile(path):
-        raise ValueError(f"{argument}: file {path!r} does not exist")
+        raise ParameterError(argument, f"{argument}: file {path!r} does not exist")
     with open(path, encoding="utf-8") as f:
         ids = [line.rstrip("\n") for line in f if line.strip()]
     if len(ids) != n_rows:
-        raise ValueError(f"{argument}: {path} has {len(ids)} ids, but {matrix_argument} has {n_rows} rows")
+        raise ParameterError(
+            argument, f"{argument}: {path} has {len(ids)} ids, but {matrix_argument} has {n_rows} rows"
+        )
     if len(set(ids)) != len(ids):
-        raise ValueError(f"{argument}: {path} has {len(ids) - len(set(ids))} duplicate ids")
+        raise ParameterError(argument, f"{argument}: {path} has {len(ids) - len(set(ids))} duplicate ids")
     return ids
 
 
 def read_qrels(path: str, query_ids: Sequence[str], corpus_ids: Sequence[str]) -> dict[str, dict[str, int]]:
     """BEIR qrels (``query-id<TAB>corpus-id<TAB>score``, optional header); unknown ids are counted and reported."""
     if not os.path.isfile(path):
-        raise ValueError(f"--qrels: file {path!r} does not exist")
+        raise ParameterError("qrels", f"qrels: file {path!r} does not exist")
     raw = []
     with open(path, encoding="utf-8", newline="") as f:
         for line_no, row in enumerate(csv.reader(f, delimiter="\t"), start=1):
             if not row or (line_no == 1 and not row[-1].strip().lstrip("-").isdigit()):
                 continue
             if len(row) < 3 or not row[2].strip().lstrip("-").isdigit():
-                raise ValueError(f"--qrels: {path} line {line_no} is not 'query-id<TAB>corpus-id<TAB>score'")
+                raise ParameterError(
+                    "qrels", f"qrels: {path} line {line_no} is not 'query-id<TAB>corpus-id<TAB>score'"
+                )
             raw.append((row[0], row[1], int(row[2])))
-    qrels = _clean_qrels(raw, set(query_ids), set(corpus_ids), f"--qrels {path}")
+    qrels = _clean_qrels(raw, set(query_ids), set(corpus_ids), f"qrels {path}")
     if not qrels:
-        raise ValueError(f"--qrels: no row of {path} names a known query and corpus id (see --query-ids/--corpus-ids)")
+        raise ParameterError(
+            "qrels", f"qrels: no row of {path} names a known query and corpus id (see query_ids / corpus_ids)"
+        )
     return qrels
 
 
@@ -193,12 +206,8 @@ def fit_vectors(
             apply_vectors(adaptor, corpus[:4], dim=48).shape
             # => (4, 48)
     """
-    from st_matryoshka.config import config_for
-    from st_matryoshka.engine import fit_adaptor
-    from st_matryoshka.training import calibrate, metadata_for
-
     corpus_path = corpus if isinstance(corpus, str) else None
-    corpus = read_vectors(corpus, "--corpus") if isinstance(corpus, str) else _checked(corpus, "corpus")
+    corpus = read_vectors(corpus, "corpus") if isinstance(corpus, str) else _checked(corpus, "corpus")
     width = int(corpus.shape[1])
     corpus_ids = list(corpus_ids) if corpus_ids is not None else [str(i) for i in range(len(corpus))]
     if len(corpus_ids) != len(corpus):
@@ -207,8 +216,8 @@ def fit_vectors(
     query_vectors = np.zeros((0, width), dtype=np.float32)
     if supervised:
         if queries is None:
-            raise ValueError("qrels need the query vectors (queries / --queries)")
-        query_vectors = read_vectors(queries, "--queries", width) if isinstance(queries, str) else queries
+            raise ValueError("qrels need the query vectors (queries)")
+        query_vectors = read_vectors(queries, "queries", width) if isinstance(queries, str) else queries
         query_vectors = _checked(query_vectors, "queries", width)
         query_ids = list(query_ids) if query_ids is not None else [str(i) for i in range(len(query_vectors))]
         if len(query_ids) != len(query_vectors):
@@ -217,11 +226,12 @@ def fit_vectors(
             qrels = read_qrels(qrels, query_ids, corpus_ids)
     data = vector_data(corpus_ids, query_ids or [], qrels if supervised else None)
     settings = config_for(method, dims, width, **config)
-    adaptor, stages = fit_adaptor(method, width, data, corpus, query_vectors, settings, supervised)
     summary = {"method": method, "supervised": supervised, "base_model": "vectors", "config": settings.__dict__}
-    meta = metadata_for(width, [adaptor], summary, stages)
+    name = data_name or (corpus_path or "")
+    _, adaptor, meta, stages = train_adaptor(
+        None, method, data, corpus, query_vectors, settings, supervised, summary, name
+    )
     meta.adaptor_class = type(adaptor).__name__
-    calibrate(meta, adaptor, corpus, data_name or (corpus_path or ""))
     return adaptor, meta, stages
 
 
@@ -241,14 +251,18 @@ def save_adaptor(adaptor: MatryoshkaAdaptor, folder: str, metadata: MatryoshkaMe
         metadata.save(tmp)
 
 
-def load_adaptor(folder: str, argument: str = "--model") -> MatryoshkaAdaptor:
+def load_adaptor(folder: str, argument: str = "model") -> MatryoshkaAdaptor:
     """The adaptor saved by :func:`save_adaptor` (or a model folder's adaptor module), in eval mode."""
     if not os.path.isfile(os.path.join(folder, METADATA_FILE)):
-        raise ValueError(f"{argument}: {folder!r} has no {METADATA_FILE}; save it with fit-vectors / save_adaptor")
+        raise ParameterError(
+            argument, f"{argument}: {folder!r} has no {METADATA_FILE}; save it with fit-vectors / save_adaptor"
+        )
     meta = MatryoshkaMetadata.load(folder)
     cls = ADAPTOR_CLASSES.get(meta.adaptor_class or "")
     if cls is None:
-        raise ValueError(f"{argument}: {folder!r} holds no standalone adaptor (adaptor_class={meta.adaptor_class!r})")
+        raise ParameterError(
+            argument, f"{argument}: {folder!r} holds no standalone adaptor (adaptor_class={meta.adaptor_class!r})"
+        )
     from st_matryoshka.loading import check_weight_files
 
     check_weight_files(folder, argument)
@@ -257,10 +271,9 @@ def load_adaptor(folder: str, argument: str = "--model") -> MatryoshkaAdaptor:
 
 def append_to(model: Any, adaptor: MatryoshkaAdaptor) -> Any:
     """``model`` (the SentenceTransformer whose backbone produced the vectors) with ``adaptor`` after Pooling."""
-    from st_matryoshka.training import with_adaptor
-    from st_matryoshka.training_smec import _with_smec
+    from st_matryoshka.surgery import with_adaptor
 
-    return _with_smec(model, adaptor) if isinstance(adaptor, SMECAdaptor) else with_adaptor(model, adaptor)
+    return with_adaptor(model, adaptor)
 
 
 @torch.inference_mode()
@@ -288,16 +301,13 @@ def apply_vectors(
     """
     from sentence_transformers.util.quantization import quantize_embeddings
 
-    if precision not in PRECISIONS:
-        raise ValueError(f"--precision must be one of {list(PRECISIONS)}, got {precision!r}")
     width = adaptor.get_embedding_dimension()
-    if not isinstance(dim, int) or not 1 <= dim <= width:
-        raise ValueError(f"--dim must be an int in [1, {width}], got {dim!r}")
+    if not isinstance(dim, int) or isinstance(dim, bool) or not 1 <= dim <= width:
+        raise ParameterError("dim", f"dim must be an int in [1, {width}], got {dim!r}")
     if precision == "binary" and dim % 8:
-        raise ValueError(f"--dim must be divisible by 8 for binary codes (8 dims a byte), got {dim}")
+        raise ParameterError("dim", f"dim must be divisible by 8 for binary codes (8 dims a byte), got {dim}")
+    check_precisions([precision], [dim])
     adaptor = adaptor.eval()
-
-    from st_matryoshka.evaluation.quantized import normalised_prefix, stored_ranges
 
     def chunks():
         with torch.no_grad():

@@ -74,7 +74,7 @@ def test_evaluate_runs_the_transformer_through_the_cache(scifact_tiny, tmp_path,
     [
         ("96,0", r"--dims must be positive ints, got \[96, 0\]"),
         ("48,96", r"--dims must be strictly descending, got \[48, 96\]"),
-        ("512,96", r"--dims must not exceed the model's embedding width 384, got '512,96'"),
+        ("512,96", r"--dims must not exceed the model's embedding width 384, got \[512, 96\]"),
         ("a,b", r"--dims must be a comma-separated list of ints, got 'a,b'"),
         ("384", r"--dims must include a dim below the width 384, got \[384\]"),
     ],
@@ -123,13 +123,13 @@ def test_pca_method_saves_a_linear_adaptor(scifact_tiny, tmp_path, capsys):
     assert config["num_layers"] == 0 and config["center_input"] is True
     with pytest.raises(SystemExit):
         _train(scifact_tiny, tmp_path / "pca2", "--method", "pca", "--supervised")
-    assert "--supervised does not apply to --method pca" in capsys.readouterr().err
+    assert "--supervised does not apply to method 'pca'" in capsys.readouterr().err
 
 
 def test_search_adaptor_is_a_supervised_linear_map(scifact_slice, tmp_path, capsys):
     with pytest.raises(SystemExit):
         _train(scifact_slice, tmp_path / "sa0", "--method", "search-adaptor")
-    assert "--method search-adaptor is supervised" in capsys.readouterr().err
+    assert "method 'search-adaptor' is supervised; it needs --train-split" in capsys.readouterr().err
     out = tmp_path / "sa"
     assert _train(scifact_slice, out, "--method", "search-adaptor", "--supervised", "--supervised-epochs", "2") == 0
     config = json.loads((out / "2_MatryoshkaAdaptor" / "config.json").read_text())

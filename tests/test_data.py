@@ -25,7 +25,7 @@ def test_loads_and_joins_title(tmp_path):
 
 def test_malformed_json_line(tmp_path):
     folder = _folder(tmp_path, corpus='{"_id": "d1", "text": "one"}\n{"_id": "d2", "text": \n')
-    with pytest.raises(ValueError, match=r"--data: .*corpus.jsonl line 2 is not valid JSON"):
+    with pytest.raises(ValueError, match=r"path_or_id: .*corpus.jsonl line 2 is not valid JSON"):
         load_beir(str(folder))
 
 

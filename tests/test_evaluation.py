@@ -87,7 +87,7 @@ def test_quantized_scores_and_the_precision_contract(scifact_slice, tmp_path, ca
     from st_matryoshka.data import load_beir, load_embeddings_dir
     from st_matryoshka.evaluation import evaluate_per_dim
     from st_matryoshka.evaluation.quantized import evaluate_quantized
-    from st_matryoshka.training import data_fast_model
+    from st_matryoshka.surgery import data_fast_model
 
     data = load_beir(str(scifact_slice), "test")
     cv, qv = load_embeddings_dir(str(scifact_slice / "embeddings"), data, dim=384)
@@ -112,7 +112,7 @@ def test_quantized_scores_and_the_precision_contract(scifact_slice, tmp_path, ca
     assert abs(result["int8"]["ndcg_at_10"]["384"] - result["float32"]["ndcg_at_10"]["384"]) < 0.01
     assert result["binary"]["ndcg_at_10"]["384"] > binary["ndcg_at_10"]["384"]
     for extra, message in (
-        (["--precision", "int4"], "--precision must be a comma-separated list"),
+        (["--precision", "int4"], "--precision must be among"),
         (["--precision", "binary", "--dims", "384,20"], "not divisible by 8"),
         (["--precision", "binary", "--rescore", "50"], "--rescore must be at least 100"),
     ):
@@ -125,7 +125,7 @@ def test_frontier_command_writes_table_plot_and_pareto_fronts(scifact_slice, tmp
     import json
 
     from st_matryoshka.cli import main
-    from st_matryoshka.evaluation.frontier import pareto_front
+    from st_matryoshka.quantization import pareto_front
 
     model = tmp_path / "pca"
     args = ["--data", str(scifact_slice), "--embeddings", str(scifact_slice / "embeddings")]

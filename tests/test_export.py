@@ -7,7 +7,8 @@ from sentence_transformers import SentenceTransformer
 
 from st_matryoshka.export import adaptor_to_dense, export_to_st_modules
 from st_matryoshka.models import MatryoshkaAdaptor
-from st_matryoshka.training import backbone_of, fit_pca_adaptor, with_adaptor
+from st_matryoshka.surgery import backbone_of, with_adaptor
+from st_matryoshka.training import fit_pca_adaptor
 
 TEXTS = ["Aspirin and heart attacks.", "Orbital mechanics of the moon.", "Bone density and vitamin D."]
 

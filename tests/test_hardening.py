@@ -172,7 +172,7 @@ def test_bad_input_table(pca_model, scifact_tiny, tmp_path, capsys, monkeypatch)
 
 def test_corrupted_cache_shard_is_named_set_aside_and_re_encoded(minilm, tmp_path, caplog):
     from st_matryoshka.cache import EmbeddingCache
-    from st_matryoshka.training import backbone_of
+    from st_matryoshka.surgery import backbone_of
 
     texts = ["Aspirin and heart attacks.", "Orbital mechanics of the moon.", "Bone density and vitamin D."]
     cache = EmbeddingCache(backbone_of(minilm), cache_dir=str(tmp_path))
@@ -514,7 +514,7 @@ def test_a_shard_set_aside_by_another_process_meanwhile_is_skipped(minilm, tmp_p
     """Issue 27, case 11: concurrent readers of one cache; a listed shard that another process removed is skipped."""
     from st_matryoshka import cache as cache_module
     from st_matryoshka.cache import EmbeddingCache
-    from st_matryoshka.training import backbone_of
+    from st_matryoshka.surgery import backbone_of
 
     texts = ["Aspirin and heart attacks.", "Orbital mechanics of the moon."]
     first = EmbeddingCache(backbone_of(minilm), cache_dir=str(tmp_path)).encode(texts, show_progress_bar=False)

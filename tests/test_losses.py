@@ -133,7 +133,7 @@ def test_loss_needs_an_adaptor():
 
 
 def test_binary_codes_are_sign_bits_forward_and_identity_backward():
-    from st_matryoshka.losses.matryoshka_unsupervised import quantize_prefix
+    from st_matryoshka.quantization import quantize_prefix
 
     x = torch.nn.functional.normalize(torch.randn(5, 8), dim=-1).requires_grad_(True)
     codes = quantize_prefix(x, "binary")
@@ -144,7 +144,7 @@ def test_binary_codes_are_sign_bits_forward_and_identity_backward():
     assert torch.allclose(levels, torch.nn.functional.normalize(x.detach(), dim=-1), atol=0.02)
     # The codes trained on, and those the label-free criterion scores, are the ones the index stores.
     from st_matryoshka.evaluation.neighbour_overlap import _code_vectors
-    from st_matryoshka.evaluation.quantized import index_codes
+    from st_matryoshka.quantization import index_codes
 
     prefix = x.detach().numpy()
     ranges = np.stack([prefix.min(axis=0), prefix.max(axis=0)])

@@ -8,7 +8,7 @@ from sentence_transformers.sentence_transformer.modules import Normalize
 
 from st_matryoshka.cache import EmbeddingCache, model_fingerprint
 from st_matryoshka.models import CachedEmbeddings, MatryoshkaAdaptor
-from st_matryoshka.training import backbone_of, fast_model, head_of, split_index, with_adaptor
+from st_matryoshka.surgery import backbone_of, fast_model, head_of, split_index, with_adaptor
 
 TEXTS = ["Aspirin reduces the risk of heart attack.", "The moon orbits the earth.", "Vitamin D and bone health."]
 

@@ -38,20 +38,9 @@ SMEC_VARIANTS = {
 ALL_ADAPTORS = {**MODULES, **SMEC_VARIANTS}
 
 
-def _perturbed(factory):
-    torch.manual_seed(0)
-    module = factory()
-    with torch.no_grad():
-        for p in module.parameters():
-            p.add_(0.1 * torch.randn_like(p))
-    if module.use_rotation:
-        module.init_rotation(torch.randn(50, 12))
-    return module.eval()
-
-
-@pytest.mark.parametrize("name", MODULES)
+@pytest.mark.parametrize("name", ALL_ADAPTORS)
 def test_save_load_roundtrip(name, tmp_path):
-    module = _perturbed(MODULES[name])
+    module = _perturb_any(ALL_ADAPTORS[name]())
     module.save(str(tmp_path))
     loaded = type(module).load(str(tmp_path)).eval()
     x = torch.randn(5, 12)
@@ -60,17 +49,17 @@ def test_save_load_roundtrip(name, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "model.safetensors"]
 
 
-@pytest.mark.parametrize("name", MODULES)
+@pytest.mark.parametrize("name", ALL_ADAPTORS)
 def test_config_keys_mirror_constructor(name):
-    module = MODULES[name]()
+    module = ALL_ADAPTORS[name]()
     params = [p for p in inspect.signature(type(module).__init__).parameters if p != "self"]
     assert module.config_keys == params
     assert type(module)(**module.get_config_dict()).get_config_dict() == module.get_config_dict()
 
 
-@pytest.mark.parametrize("name", MODULES)
+@pytest.mark.parametrize("name", ALL_ADAPTORS)
 def test_identity_at_init_up_to_rotation(name):
-    module = MODULES[name]().eval()
+    module = ALL_ADAPTORS[name]().eval()
     x = torch.randn(4, 12)
     out = module({"sentence_embedding": x})["sentence_embedding"]
     expected = F.normalize(x, dim=-1) if module.normalize_input else x
@@ -78,9 +67,9 @@ def test_identity_at_init_up_to_rotation(name):
     assert out.shape == (4, module.get_embedding_dimension())
 
 
-@pytest.mark.parametrize("name", MODULES)
+@pytest.mark.parametrize("name", ALL_ADAPTORS)
 def test_eval_is_deterministic_and_has_no_training_keys(name):
-    module = _perturbed(MODULES[name])
+    module = _perturb_any(ALL_ADAPTORS[name]())
     x = torch.randn(3, 12)
     first = module({"sentence_embedding": x})
     second = module({"sentence_embedding": x})

@@ -8,7 +8,7 @@ from st_matryoshka.data import load_beir, load_embeddings_dir
 from st_matryoshka.evaluation import evaluate_per_dim
 from st_matryoshka.evaluation.mteb_runner import beir_task, named_tasks, run_mteb_per_dim
 from st_matryoshka.loading import load_model
-from st_matryoshka.training import fast_model, head_of
+from st_matryoshka.surgery import fast_model, head_of
 
 
 @pytest.fixture(scope="module")

@@ -418,7 +418,7 @@ def test_model_cards_are_generated_from_stored_results(name):
 def test_derived_models_get_their_own_card_data(minilm):
     from st_matryoshka.export import export_to_st_modules
     from st_matryoshka.models import MatryoshkaAdaptor
-    from st_matryoshka.training import with_adaptor
+    from st_matryoshka.surgery import with_adaptor
 
     tags = list(minilm.model_card_data.tags)
     adapted = with_adaptor(minilm, MatryoshkaAdaptor(384, num_layers=0))
@@ -430,11 +430,14 @@ def test_derived_models_get_their_own_card_data(minilm):
 
 
 def test_plain_save_of_a_trained_model_writes_our_card(minilm, tmp_path):
+    from st_matryoshka.config import AdaptorTrainingConfig
     from st_matryoshka.models import MatryoshkaAdaptor
-    from st_matryoshka.training import AdaptorTrainingConfig, with_adaptor, with_metadata
+    from st_matryoshka.surgery import with_adaptor
+    from st_matryoshka.training import training_metadata
 
-    model = with_metadata(with_adaptor(minilm, MatryoshkaAdaptor(384)), "matryoshka-adaptor",
-                          AdaptorTrainingConfig(dims=[96, 48]), False, [])  # fmt: skip
+    model = with_adaptor(minilm, MatryoshkaAdaptor(384))
+    summary = {"method": "matryoshka-adaptor", "config": AdaptorTrainingConfig(dims=[96, 48]).__dict__}
+    model.model_card_data.matryoshka = training_metadata(model, summary)
     assert matryoshka_dims(model).dims == [384, 96, 48]
     model.save(str(tmp_path / "plain"))  # ST's own save: the card renders from the attached metadata
     card = (tmp_path / "plain" / "README.md").read_text()

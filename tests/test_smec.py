@@ -11,13 +11,14 @@ from transformers import TrainerCallback
 
 from st_matryoshka.callbacks import GradientVarianceCallback, Stage, StageCallback
 from st_matryoshka.cli import main
+from st_matryoshka.config import SMECTrainingConfig
 from st_matryoshka.data import load_beir, load_embeddings_dir
 from st_matryoshka.export import smec_to_st_modules
 from st_matryoshka.loading import load_model
 from st_matryoshka.losses import MatryoshkaUnsupervisedLoss, SelectableCrossBatchMemory
 from st_matryoshka.models import CachedEmbeddings, SMECAdaptor
 from st_matryoshka.models.smec import plan_stages
-from st_matryoshka.training_smec import SMECTrainingConfig, extend_smec, train_smec
+from st_matryoshka.training_smec import extend_smec, train_smec
 
 TEXTS = ["Aspirin and heart attacks.", "Orbital mechanics of the moon.", "Bone density and vitamin D.", "T cells."]
 
@@ -37,7 +38,7 @@ def _cos(x: torch.Tensor) -> torch.Tensor:
 
 def test_plan_stages_halves_or_needs_allow_any_dims():
     assert plan_stages(384, [192, 96, 48, 24]) == [[0, 384, 192], [0, 192, 96], [0, 96, 48], [0, 48, 24]]
-    with pytest.raises(ValueError, match="dims: 100 is not half of 192.*--allow-any-dims"):
+    with pytest.raises(ValueError, match="dims: 100 is not half of 192.*allow_any_dims=True"):
         plan_stages(384, [192, 100])
     assert plan_stages(384, [128, 100], allow_any_dims=True) == [[0, 384, 128], [0, 128, 100]]
     with pytest.raises(ValueError, match="strictly descending below 384"):

@@ -11,14 +11,9 @@ import torch
 
 from st_matryoshka.config import config_for
 from st_matryoshka.data import document_components, load_beir, load_embeddings_dir, validation_split
-from st_matryoshka.engine import (
-    data_fast_model,
-    fit_adaptor,
-    guard_supervised,
-    keyed_data,
-    supervised_rows,
-)
+from st_matryoshka.engine import fit_adaptor, guard_supervised, keyed_data, supervised_rows
 from st_matryoshka.evaluation import matryoshka_evaluator
+from st_matryoshka.surgery import data_fast_model
 
 QRELS = {
     "a": {"d1": 1},

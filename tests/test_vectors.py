@@ -11,7 +11,7 @@ import torch
 from st_matryoshka.cli import main
 from st_matryoshka.data import load_beir, load_embeddings_dir
 from st_matryoshka.evaluation import evaluate_per_dim
-from st_matryoshka.training import fast_model
+from st_matryoshka.surgery import fast_model
 from st_matryoshka.vectors import apply_vectors, fit_vectors, load_adaptor
 
 DIMS = [384, 96, 48, 24]
@@ -81,7 +81,7 @@ def test_supervised_fit_vectors_with_ids_and_qrels_and_appending_to_the_model(ve
     assert meta["supervised"] and meta["adaptor_class"] == "MatryoshkaAdaptor" and meta["dims"] == [384, 96, 48]
     assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors", "st_matryoshka.json"]
     # the same module after Pooling in the model whose backbone produced the vectors
-    from st_matryoshka.training import backbone_of
+    from st_matryoshka.surgery import backbone_of
     from st_matryoshka.vectors import append_to
 
     adaptor = load_adaptor(str(out))
@@ -112,8 +112,8 @@ def test_apply_vectors_streams_precisions(vectors, tmp_path):
 
 def test_int8_calibration_is_stored_with_the_model_and_used(vectors, tmp_path, caplog):
     """fit-vectors stores int8 ranges per trained dim; apply-vectors uses them, and says so when a model has none."""
-    from st_matryoshka.evaluation.quantized import normalised_prefix
     from st_matryoshka.metadata import MatryoshkaMetadata
+    from st_matryoshka.quantization import normalised_prefix
 
     folder = tmp_path / "pca"
     argv = ["fit-vectors", "--corpus", str(vectors / "corpus.npy"), "--method", "pca", "--dims", "96,48"]
@@ -231,13 +231,13 @@ def test_vectors_bad_input(vectors, tmp_path, capsys, caplog):
         ([*fit, "--corpus", str(tmp_path / "empty.npy"), "--output", str(tmp_path / "x")], "non-empty (rows, dim)"),
         ([*fit, "--corpus", str(tmp_path / "int8.npy"), "--output", str(tmp_path / "x")], "has dtype int8"),
         ([*fit, "--corpus", str(vectors / "corpus.npy"), "--corpus-ids", str(tmp_path / "short_ids.txt"),
-          "--output", str(tmp_path / "x")], "short_ids.txt has 2 ids, but --corpus has"),
+          "--output", str(tmp_path / "x")], "short_ids.txt has 2 ids, but corpus has"),
         ([*fit, "--corpus", str(vectors / "corpus.npy"), "--output", str(tmp_path / "pca")], "already holds files"),
         ([*apply, "--input", str(vectors / "corpus.npy"), "--output", str(vectors / "corpus.npy")], "exists"),
         ([*apply[:-1], "20", "--input", str(vectors / "corpus.npy"), "--output", str(tmp_path / "b.npy"),
           "--precision", "binary"], "divisible by 8"),
         ([*apply, "--input", str(vectors / "corpus.npy"), "--output", str(tmp_path / "b.npy"), "--precision", "int4"],
-         "--precision must be one of"),
+         "--precision must be among"),
     ]  # fmt: skip
     for argv, message in cases:
         assert message in _fails(argv, capsys), argv

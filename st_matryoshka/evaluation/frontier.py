@@ -13,7 +13,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from st_matryoshka.data import RetrievalData
-from st_matryoshka.evaluation.quantized import check_precisions, evaluate_quantized
+from st_matryoshka.evaluation.quantized import evaluate_quantized
+from st_matryoshka.model_card import plot_frontier
+from st_matryoshka.quantization import check_precisions, pareto_fronts
+from st_matryoshka.surgery import data_fast_model
 
 
 def frontier(
@@ -44,8 +47,6 @@ def frontier(
 
             rows = frontier({"truncation": [], "model": head_of(model)}, data, cv, qv, [384, 96, 48])
     """
-    from st_matryoshka.training import data_fast_model
-
     precisions = check_precisions(precisions, dims, rescore)
     rows = []
     for method, head in heads.items():
@@ -67,42 +68,6 @@ def frontier(
     return rows
 
 
-def budget_table(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """At each byte budget of any Pareto point: each method's best row within that many bytes (``None`` if none).
-
-    Example:
-        ::
-
-            for line in budget_table(rows):
-                print(line["bytes"], {m: r and r["ndcg_at_10"] for m, r in line["best"].items()})
-    """
-    fronts = pareto_fronts(rows)
-    budgets = sorted({r["bytes"] for front in fronts.values() for r in front})
-    table = []
-    for budget in budgets:
-        best = {}
-        for method, front in fronts.items():
-            within = [r for r in front if r["bytes"] <= budget]
-            best[method] = within[-1] if within else None
-        table.append({"bytes": budget, "best": best})
-    return table
-
-
-def pareto_fronts(rows: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    """``{method: its Pareto front}``, methods in the order they first appear in ``rows``."""
-    methods = dict.fromkeys(r["method"] for r in rows)
-    return {m: pareto_front([r for r in rows if r["method"] == m]) for m in methods}
-
-
-def pareto_front(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The rows that no row with as few or fewer bytes beats on NDCG@10, cheapest first."""
-    front: list[dict[str, Any]] = []
-    for row in sorted(rows, key=lambda r: (r["bytes"], -r["ndcg_at_10"])):
-        if not front or row["ndcg_at_10"] > front[-1]["ndcg_at_10"]:
-            front.append(row)
-    return front
-
-
 def write_frontier(rows: Sequence[dict[str, Any]], output: str, title: str = "") -> None:
     """``frontier.json``, ``frontier.md`` (every point, Pareto points marked) and ``frontier.png`` in ``output``."""
     os.makedirs(output, exist_ok=True)
@@ -120,34 +85,3 @@ def write_frontier(rows: Sequence[dict[str, Any]], output: str, title: str = "")
     with open(os.path.join(output, "frontier.md"), "w", encoding="utf-8") as f:
         f.write("\n".join(lines) + "\n")
     plot_frontier(rows, os.path.join(output, "frontier.png"), title)
-
-
-def plot_frontier(rows: Sequence[dict[str, Any]], path: str, title: str = "") -> None:
-    """NDCG@10 against bytes per vector (log scale): every point, and each method's Pareto front as a step line."""
-    fronts = pareto_fronts(rows)
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    markers = {"float32": "o", "int8": "s", "binary": "^"}
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for i, method in enumerate(fronts):
-        color = f"C{i}"
-        for precision, marker in markers.items():
-            points = [r for r in rows if r["method"] == method and r["precision"] == precision]
-            if points:
-                ax.scatter([r["bytes"] for r in points], [r["ndcg_at_10"] for r in points], marker=marker,
-                           color=color, alpha=0.45, s=22)  # fmt: skip
-        front = fronts[method]
-        ax.step([r["bytes"] for r in front], [r["ndcg_at_10"] for r in front], where="post", color=color, label=method)
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("bytes per vector (log scale); ○ float32, □ int8, △ binary")
-    ax.set_ylabel("NDCG@10")
-    ax.set_title(title, fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110, metadata={"Software": None})
-    plt.close(fig)

@@ -13,6 +13,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+from st_matryoshka._validation import ParameterError
 from st_matryoshka.data import RetrievalData
 
 logger = logging.getLogger(__name__)
@@ -113,7 +114,7 @@ def named_tasks(names: Sequence[str]) -> list[Any]:
     for name in names:
         if name not in known:
             close = difflib.get_close_matches(name, sorted(known), n=5, cutoff=0.5)
-            raise ValueError(f"--tasks: unknown MTEB task {name!r}; close matches: {close or 'none'}")
+            raise ParameterError("tasks", f"tasks: unknown MTEB task {name!r}; close matches: {close or 'none'}")
     return list(mteb.get_tasks(tasks=list(names)))
 
 
@@ -123,7 +124,9 @@ def _check_results_folder(output: str, model_folder: str) -> None:
         return
     others = sorted(d for d in os.listdir(results) if d != model_folder)
     if others:
-        raise ValueError(f"--output: {output!r} holds results of another model ({others}); use another folder")
+        raise ParameterError(
+            "output", f"output: {output!r} holds results of another model ({others}); use another folder"
+        )
 
 
 def _mteb_loader(
@@ -243,14 +246,15 @@ def quantized_encoder(model: Any, dim: int, precision: str, int8_ranges: dict | 
     import numpy as np
     from mteb.models.sentence_transformer_wrapper import SentenceTransformerEncoderWrapper
 
-    from st_matryoshka.evaluation.quantized import index_codes, normalised_prefix, stored_ranges
+    from st_matryoshka.quantization import index_codes, normalised_prefix, stored_ranges
 
     ranges = stored_ranges(int8_ranges, dim) if precision == "int8" else None
     if precision == "int8" and ranges is None:
-        raise ValueError(
-            f"--precision int8: the model has no stored int8 calibration for dim {dim} (train, fit-vectors and extend "
+        raise ParameterError(
+            "precisions",
+            f"precisions: int8: the model has no stored int8 calibration for dim {dim} (train, fit-vectors and extend "
             "store it in st_matryoshka.json); MTEB encodes queries and documents apart, so ranges cannot be taken "
-            "from the corpus"
+            "from the corpus",
         )
 
     class QuantizedEncoderWrapper(SentenceTransformerEncoderWrapper):

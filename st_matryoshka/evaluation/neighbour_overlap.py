@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from sentence_transformers.base.evaluation import BaseEvaluator
 
 from st_matryoshka._validation import check_dims
-from st_matryoshka.evaluation.quantized import PRECISIONS, index_codes
+from st_matryoshka.quantization import check_precisions, index_codes
 
 
 class NeighbourOverlapEvaluator(BaseEvaluator):
@@ -57,9 +57,7 @@ class NeighbourOverlapEvaluator(BaseEvaluator):
         precisions: Sequence[str] = ("float32",),
     ) -> None:
         super().__init__()
-        self.precisions = list(dict.fromkeys(["float32", *precisions]))
-        if any(p not in PRECISIONS for p in self.precisions):
-            raise ValueError(f"precisions must be among {list(PRECISIONS)}, got {list(precisions)!r}")
+        self.precisions = list(dict.fromkeys(["float32", *check_precisions(precisions, [])]))
         if len(probes) != len(reference_probes) or len(corpus) != len(reference_corpus):
             raise ValueError("reference embeddings must have one row per probe and per corpus text")
         if not isinstance(k, int) or not 1 <= k < len(corpus):

@@ -18,94 +18,13 @@ from typing import Any
 import numpy as np
 
 from st_matryoshka.data import RetrievalData
-
-PRECISIONS = ("float32", "int8", "binary")
-
-
-def check_precisions(precisions: Sequence[str], dims: Sequence[int], rescore: int | None) -> list[str]:
-    """Validate ``--precision`` values against the dims and ``--rescore``; returns them as a list."""
-    precisions = list(precisions)
-    if not precisions or any(p not in PRECISIONS for p in precisions):
-        raise ValueError(f"--precision must be a comma-separated list of {list(PRECISIONS)}, got {precisions!r}")
-    if "binary" in precisions:
-        odd = [d for d in dims if d % 8]
-        if odd:
-            raise ValueError(f"--precision binary packs 8 dims a byte: --dims {odd} are not divisible by 8")
-    if rescore is not None and rescore < 100:
-        raise ValueError(f"--rescore must be at least 100 (the Recall@100 cut-off), got {rescore}")
-    return precisions
-
-
-def calibrate_int8(
-    adaptor: Any, corpus_vectors: Any, dims: Sequence[int], chunk_size: int = 65536
-) -> dict[str, list[list[float]]]:
-    """int8 ranges of the unit-normalised output prefix at each of ``dims``: ``{dim: [[lows], [highs]]}``.
-
-    ``adaptor`` maps backbone vectors (``{"sentence_embedding": x}``, as in a SentenceTransformer) and
-    ``corpus_vectors`` (an array or memory-mapped ``.npy``) is read ``chunk_size`` rows at a time, so the calibration
-    costs one pass over the corpus whatever its size. The ranges are stored with the model (``int8_ranges`` of its
-    metadata), so an index quantised later uses the scale the model was calibrated with.
-
-    Example:
-        ::
-
-            ranges = calibrate_int8(adaptor, corpus_vectors, [384, 48])
-            len(ranges["48"][0])
-            # => 48
-    """
-    import torch
-
-    lows: dict[int, np.ndarray] = {}
-    highs: dict[int, np.ndarray] = {}
-    was_training = getattr(adaptor, "training", False)
-    if hasattr(adaptor, "eval"):
-        adaptor.eval()
-    with torch.no_grad():
-        for start in range(0, len(corpus_vectors), chunk_size):
-            x = torch.from_numpy(np.array(corpus_vectors[start : start + chunk_size], dtype=np.float32))
-            out = adaptor({"sentence_embedding": x})["sentence_embedding"].numpy()
-            for dim in dims:
-                prefix = normalised_prefix(out, dim)
-                low, high = prefix.min(axis=0), prefix.max(axis=0)
-                lows[dim] = low if dim not in lows else np.minimum(lows[dim], low)
-                highs[dim] = high if dim not in highs else np.maximum(highs[dim], high)
-    if was_training:
-        adaptor.train()
-    return {str(d): [lows[d].astype(np.float32).tolist(), highs[d].astype(np.float32).tolist()] for d in dims}
-
-
-def normalised_prefix(vectors: np.ndarray, dim: int) -> np.ndarray:
-    """The first ``dim`` coordinates of each row, scaled to unit length (the vectors cosine similarity compares)."""
-    prefix = vectors[:, :dim]
-    return (prefix / np.linalg.norm(prefix, axis=1, keepdims=True).clip(1e-12)).astype(np.float32)
-
-
-def stored_ranges(ranges: dict[str, list[list[float]]] | None, dim: int) -> np.ndarray | None:
-    """The stored int8 ranges of ``dim`` as a ``(2, dim)`` array, or ``None`` when the model has none for it."""
-    if not ranges or str(dim) not in ranges:
-        return None
-    value = np.asarray(ranges[str(dim)], dtype=np.float32)
-    if value.shape != (2, dim) or not np.all(value[1] >= value[0]):
-        raise ValueError(f"int8_ranges[{dim!r}] must be [[{dim} lows], [{dim} highs]] with lows <= highs")
-    return value
-
-
-def index_codes(prefix: np.ndarray, precision: str, ranges: np.ndarray | None) -> np.ndarray:
-    """Quantised codes through ST's ``quantize_embeddings``, as floats ready for dot products (binary: ±1)."""
-    from sentence_transformers.util.quantization import quantize_embeddings
-
-    if precision == "float32":
-        return prefix
-    if ranges is not None:  # ST casts out-of-range values with wrap-around: clip queries to the corpus ranges first
-        prefix = np.clip(prefix, ranges[0], ranges[1])
-    codes = quantize_embeddings(prefix, precision=precision, ranges=ranges)
-    if precision == "binary":
-        bits = np.unpackbits(codes.view(np.uint8) ^ 0x80, axis=1)[:, : prefix.shape[1]]  # int8 offset undone
-        return bits.astype(np.float32) * 2 - 1
-    # int8 codes are scored as the values they stand for (code + 128) * step + start, as an int8 index does: the raw
-    # codes carry a per-dimension offset that would distort every dot product.
-    steps = (ranges[1] - ranges[0]) / 255
-    return ((codes.astype(np.float32) + 128) * steps + ranges[0]).astype(np.float32)
+from st_matryoshka.quantization import (
+    bytes_per_vector,
+    check_precisions,
+    index_codes,
+    normalised_prefix,
+    stored_ranges,
+)
 
 
 def _metrics(
@@ -156,8 +75,6 @@ def evaluate_quantized(
 
             scores = evaluate_quantized(fast_model, load_beir(path, "test"), [384, 48], "binary", rescore=100)
     """
-    from st_matryoshka.model_card import bytes_per_vector
-
     check_precisions([precision], dims, rescore)
     query_rows = [i for i, q in enumerate(data.query_ids) if q in data.qrels]
     kw = {"convert_to_numpy": True, "batch_size": batch_size, "show_progress_bar": False}

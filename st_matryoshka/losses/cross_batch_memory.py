@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from st_matryoshka.quantization import quantize_prefix
+
 
 class SelectableCrossBatchMemory(nn.Module):
     """FIFO queue of frozen-backbone embeddings; each batch item is compared with its top-k most similar entries.
@@ -90,10 +92,8 @@ class SelectableCrossBatchMemory(nn.Module):
         ``adapt`` maps stored reference vectors to the current adaptor output (gradients flow through both sides).
         Rows whose neighbours are all skipped (no valid entry) contribute nothing. Each ``(precision, weight)`` adds
         the same term on both sides' codes at that precision
-        (:func:`~st_matryoshka.losses.matryoshka_unsupervised.quantize_prefix`), times ``weight``.
+        (:func:`~st_matryoshka.quantization.quantize_prefix`), times ``weight``.
         """
-        from st_matryoshka.losses.matryoshka_unsupervised import quantize_prefix
-
         indices, target = self.neighbours(reference)
         valid = torch.isfinite(target)
         if indices.shape[1] == 0 or not valid.any():

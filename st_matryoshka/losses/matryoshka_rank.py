@@ -10,7 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from st_matryoshka._validation import check_dims
-from st_matryoshka.losses.matryoshka_unsupervised import MatryoshkaUnsupervisedLoss, quantize_prefix
+from st_matryoshka.losses.matryoshka_unsupervised import MatryoshkaUnsupervisedLoss
+from st_matryoshka.quantization import quantize_prefix
 
 
 def rank_loss(

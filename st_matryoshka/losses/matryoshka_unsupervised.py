@@ -10,44 +10,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from st_matryoshka._validation import check_dims
-from st_matryoshka.evaluation.quantized import PRECISIONS
 from st_matryoshka.losses.cross_batch_memory import SelectableCrossBatchMemory
 from st_matryoshka.models.matryoshka_adaptor import REFERENCE_KEY, RESIDUAL_KEY
-
-
-def quantize_prefix(prefix: torch.Tensor, precision: str) -> torch.Tensor:
-    """Unit-length codes of unit-length ``prefix`` rows as an index at ``precision`` stores them, straight-through.
-
-    The forward pass gives the codes' own vectors (``binary``: the sign bits as ±1, the ``quantize_embeddings``
-    binary code; ``int8``: its 256 levels per coordinate over the batch's range), so the similarities the losses
-    compare are those of the codes; the backward pass is the identity (straight-through estimator), so the adaptor
-    learns outputs whose codes keep the similarities. ``float32`` returns ``prefix`` unchanged.
-
-    Example:
-        ::
-
-            import torch
-            from st_matryoshka.losses.matryoshka_unsupervised import quantize_prefix
-
-            codes = quantize_prefix(torch.nn.functional.normalize(torch.randn(2, 8), dim=-1), "binary")
-            print(sorted(set(codes.abs().flatten().tolist())))
-            # => [0.3535533845424652]
-    """
-    if precision == "float32":
-        return prefix
-    if precision == "binary":
-        scaled = prefix * prefix.shape[1] ** 0.5  # entries of order ±1
-        bits = torch.where(scaled > 0, 1.0, -1.0).to(scaled.dtype)  # quantize_embeddings packs x > 0: zero is -1
-        codes = scaled + (bits - scaled).detach()
-    elif precision == "int8":  # quantize_embeddings' levels: floor((x − low) / step) in [0, 255], as the index stores
-        low = prefix.detach().min(dim=0).values
-        step = (prefix.detach().max(dim=0).values - low) / 255
-        step = torch.where(step == 0, torch.ones_like(step), step)
-        levels = torch.floor((prefix - low) / step).clamp(0, 255)
-        codes = prefix + (levels * step + low - prefix).detach()
-    else:
-        raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
-    return F.normalize(codes, dim=-1)
+from st_matryoshka.quantization import check_precisions, quantize_prefix
 
 
 def similarity_preservation_terms(
@@ -175,9 +140,7 @@ class MatryoshkaUnsupervisedLoss(nn.Module):
     ) -> None:
         super().__init__()
         self.model = model
-        bad = [p for p in precisions if p not in PRECISIONS]
-        if bad or not precisions:
-            raise ValueError(f"precisions must be among {list(PRECISIONS)}, got {list(precisions)!r}")
+        check_precisions(precisions, [])
         if quantization_weight < 0:
             raise ValueError(f"quantization_weight must be >= 0, got {quantization_weight!r}")
         self.precisions = list(dict.fromkeys(["float32", *precisions]))

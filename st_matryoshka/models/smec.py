@@ -34,7 +34,7 @@ def plan_stages(embedding_dim: int, dims: Sequence[int], allow_any_dims: bool = 
         if not allow_any_dims and dim * 2 != previous:
             raise ValueError(
                 f"dims: {dim} is not half of {previous}; SMRL halves the width at every stage "
-                f"({embedding_dim} → {embedding_dim // 2} → ...). Pass allow_any_dims=True (--allow-any-dims) for "
+                f"({embedding_dim} → {embedding_dim // 2} → ...). Pass allow_any_dims=True for "
                 f"other steps, got dims={dims!r}"
             )
         stages.append([0, previous, dim])
