@@ -17,7 +17,8 @@ Variants (``--variants``) change one setting from the defaults, for the ablation
     last_layer         the supervised phase trains the residual MLP's output layer only
     unsup_weight_4     the unsupervised terms weigh 4 (default 1) in the supervised phase
     l2sp_0.01, l2sp_0.1  L2-SP: weight x squared distance from the unsupervised phase's weights
-    margin_0.1         DIVE's self-limiting hinge (cosine margin 0.1) in place of SMEC's eq. 8
+    margin_0.1, margin_0.3  DIVE's self-limiting hinge (cosine margin 0.1 or 0.3) in place of SMEC's eq. 8
+    mean_guard         the guard on the mean over dims only (before guard_tolerance; the defaults' runs then)
 
 Usage (from the repository root, offline; one thread per process so two can run side by side):
     OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/supervision.py --data-root ../shared/data \
@@ -58,6 +59,8 @@ VARIANTS = {
     "l2sp_0.01": {"supervised_l2sp_weight": 0.01},
     "l2sp_0.1": {"supervised_l2sp_weight": 0.1},
     "margin_0.1": {"supervised_margin": 0.1},
+    "margin_0.3": {"supervised_margin": 0.3},
+    "mean_guard": {"guard_tolerance": 1.0},
 }
 
 

@@ -15,6 +15,7 @@ add a dim to an SMEC model         :func:`extend`
 score per dim and precision        :func:`evaluate` (``record=True`` writes the scores into the model and card)
 the bytes frontier                 :func:`frontier`
 MTEB per dim                       :func:`mteb`
+a search index of the codes        :func:`index_build` / :func:`index_search` (:mod:`st_matryoshka.index`)
 Hub folder / push                  :func:`export_model` / :func:`push_to_hub` (:mod:`st_matryoshka.export`)
 load a trained model               :func:`load_model` (:mod:`st_matryoshka.loading`)
 =================================  ===============================================================================
@@ -31,12 +32,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+import numpy as np
 import torch
 from sentence_transformers import SentenceTransformer
 
 from st_matryoshka._io import TMP_PREFIX, check_creatable, check_free_space, check_output_free, inside, umask
 from st_matryoshka._validation import ParameterError, check_dims
-from st_matryoshka.cache import backbone_vectors, model_fingerprint
+from st_matryoshka.cache import backbone_vectors, model_fingerprint, retrieval_prompts
 from st_matryoshka.config import METHODS, SMECTrainingConfig, config_for
 from st_matryoshka.data import RetrievalData, load_beir
 from st_matryoshka.engine import StageResult, pca_adaptor
@@ -45,11 +47,12 @@ from st_matryoshka.evaluation.frontier import frontier as frontier_rows
 from st_matryoshka.evaluation.frontier import write_frontier
 from st_matryoshka.evaluation.quantized import evaluate_quantized
 from st_matryoshka.export import export_model, push_to_hub
+from st_matryoshka.index import VectorIndex
 from st_matryoshka.loading import load_model, resolve_model_path
 from st_matryoshka.metadata import METADATA_FILE, TRAINING_FILE, MatryoshkaMetadata, matryoshka_dims
 from st_matryoshka.model_card import dataset_key, write_card_files
-from st_matryoshka.quantization import bytes_per_vector, check_precisions
-from st_matryoshka.surgery import backbone_dim, data_fast_model, head_of, smec_adaptor_of
+from st_matryoshka.quantization import bytes_per_vector, check_precisions, stored_ranges
+from st_matryoshka.surgery import backbone_dim, backbone_of, data_fast_model, head_of, smec_adaptor_of
 from st_matryoshka.training import (
     calibrate,
     fit_pca_adaptor,
@@ -71,6 +74,8 @@ __all__ = [
     "fit_vectors",
     "fit_vectors_files",
     "frontier",
+    "index_build",
+    "index_search",
     "load_model",
     "mteb",
     "push_to_hub",
@@ -613,6 +618,165 @@ def apply_vectors_file(
         if os.path.exists(tmp):
             os.remove(tmp)
     return len(vectors)
+
+
+def index_head(model: str, trust_remote_code: bool = False) -> tuple[Any, list[torch.nn.Module], str, dict | None]:
+    """``(loaded, head, fingerprint, int8 ranges)`` of ``model``: a SentenceTransformer, or a ``fit-vectors`` folder.
+
+    ``head`` maps backbone vectors to the model's outputs (the modules after the backbone; the adaptor alone for a
+    ``fit-vectors`` folder), ``fingerprint`` identifies its weights for the index record.
+    """
+    folder = model if os.path.isdir(model) else None
+    if folder and not os.path.isfile(os.path.join(folder, "modules.json")):
+        adaptor = load_adaptor(folder)
+        meta = MatryoshkaMetadata.load(folder)
+        return None, [adaptor], model_fingerprint(adaptor), meta.int8_ranges or None
+    loaded = load_model(model, trust_remote_code=trust_remote_code)
+    return loaded, head_of(loaded), model_fingerprint(loaded), stored_int8_ranges(model, ["float32"])
+
+
+def run_head(head: Sequence[torch.nn.Module], vectors: Any, chunk_size: int = 65536):
+    """The head's outputs for backbone ``vectors`` (an array or memory map), one chunk at a time."""
+    for module in head:
+        module.eval()
+    with torch.no_grad():
+        for start in range(0, len(vectors), chunk_size):
+            features = {
+                "sentence_embedding": torch.from_numpy(np.array(vectors[start : start + chunk_size], np.float32))
+            }
+            for module in head:
+                features = module(features)
+            yield features["sentence_embedding"].numpy()
+
+
+def index_build(
+    model: str,
+    output: str,
+    dim: int,
+    precision: str = "binary",
+    data: str | None = None,
+    vectors: str | None = None,
+    ids: str | None = None,
+    rescore_store: str | None = None,
+    kind: str = "flat",
+    embeddings: str | None = None,
+    cache_dir: str | None = None,
+    batch_size: int = 32,
+    device: str | list[str] | None = None,
+    chunk_size: int = 65536,
+    trust_remote_code: bool = False,
+) -> VectorIndex:
+    """Build a search index of ``model``'s ``dim``-d codes over a corpus (``st-matryoshka index build``).
+
+    Args:
+        model: A SentenceTransformer name or folder (with or without an adaptor), or a ``fit-vectors`` folder.
+        output: The new index folder.
+        dim: The prefix indexed (a trained dim is best).
+        precision: ``binary`` (default), ``int8`` or ``float32``.
+        data: A BEIR folder: its corpus, encoded by the backbone (or read from ``embeddings`` / the cache).
+        vectors: Or a ``.npy`` of backbone vectors (memory-mapped; what ``fit-vectors`` trained on).
+        ids: With ``vectors``, a file of one id per row (default: row numbers).
+        rescore_store: ``int8`` also stores one int8 vector per document on disk, for ``rescore`` at search.
+        kind: ``flat`` (exact) or ``hnsw``.
+        embeddings: With ``data``, precomputed backbone vectors (see :func:`train`).
+        cache_dir: The embedding cache's folder.
+        batch_size: Encoding batch size.
+        device: Encoding device, or a list for ST's multi-process encoding.
+        chunk_size: Rows mapped and added per batch (memory: the codes plus one batch).
+        trust_remote_code: Let ST run code shipped with ``model``.
+
+    Example:
+        ::
+
+            from st_matryoshka.api import index_build, index_search
+
+            index_build("runs/scifact", "runs/scifact-idx", 384, data="../shared/data/scifact", rescore_store="int8",
+                        embeddings="../shared/data/scifact/embeddings/all-MiniLM-L6-v2")
+    """
+    if (data is None) == (vectors is None):
+        raise ParameterError("data", "data or vectors: give exactly one corpus (a BEIR folder or a .npy of vectors)")
+    if os.path.isdir(output) and os.listdir(output):
+        raise ParameterError("output", f"output: {output!r} already holds files; choose a new folder")
+    check_output_free(output, False, argument="output", inputs=[model, data, vectors, ids])
+    loaded, head, fingerprint, ranges = index_head(model, trust_remote_code)
+    if data is not None:
+        if loaded is None:
+            raise ParameterError("data", "data needs a SentenceTransformer model to encode it; give vectors instead")
+        retrieval = load_beir(data, split=None)
+        corpus, _ = backbone_vectors(loaded, retrieval, embeddings, cache_dir, batch_size, device)
+        doc_ids = list(retrieval.corpus_ids)
+    else:
+        corpus = read_vectors(vectors, "vectors")
+        doc_ids = read_ids(ids, len(corpus), "ids", "vectors")
+    index = VectorIndex.create(
+        output,
+        dim,
+        precision,
+        kind=kind,
+        rescore_store=rescore_store,
+        ranges=stored_ranges(ranges, dim),
+        model=os.path.abspath(model) if os.path.isdir(model) else model,
+        model_fingerprint=fingerprint,
+    )
+    start = 0
+    for outputs in run_head(head, corpus, chunk_size):
+        if outputs.shape[1] < dim:
+            raise ParameterError("dim", f"dim must not exceed the model's output width {outputs.shape[1]}, got {dim}")
+        index.add(outputs, doc_ids[start : start + len(outputs)])
+        start += len(outputs)
+    index.save()
+    return index
+
+
+def index_search(
+    index: str,
+    queries: str | np.ndarray | Sequence[str],
+    top_k: int = 10,
+    rescore: int | None = None,
+    model: str | None = None,
+    batch_size: int = 32,
+    trust_remote_code: bool = False,
+) -> tuple[np.ndarray, list[list[str]]]:
+    """Search an index folder: ``(scores, ids)`` of the ``top_k`` documents per query (``st-matryoshka index search``).
+
+    Args:
+        index: The index folder.
+        queries: Backbone query vectors (an array or a ``.npy`` path), query texts, or a text file of one query per
+            line (texts need a SentenceTransformer model).
+        top_k: Documents per query.
+        rescore: Re-rank the top ``rescore`` by the float query against the stored int8 vectors.
+        model: The model the index was built with (default: the one it records); another model is refused.
+        batch_size: Encoding batch size for texts.
+        trust_remote_code: Let ST run code shipped with ``model``.
+
+    Example:
+        ::
+
+            from st_matryoshka.api import index_search
+
+            scores, ids = index_search("runs/scifact-idx", ["Aspirin reduces heart attacks."], top_k=3, rescore=100)
+    """
+    info = VectorIndex.open(index).info
+    loaded, head, fingerprint, _ = index_head(model or info.model, trust_remote_code)
+    opened = VectorIndex.open(index, model_fingerprint=fingerprint)
+    if isinstance(queries, str) and queries.endswith(".npy"):
+        queries = read_vectors(queries, "queries")
+    elif isinstance(queries, str):
+        if not os.path.isfile(queries):
+            raise ParameterError("queries", f"queries: file {queries!r} does not exist")
+        with open(queries, encoding="utf-8") as f:
+            queries = [line.rstrip("\n") for line in f if line.strip()]
+    if len(queries) and isinstance(queries[0], str):
+        if loaded is None:
+            raise ParameterError("queries", "queries as texts need a SentenceTransformer model; give vectors instead")
+        prompt, _ = retrieval_prompts(loaded)
+        vectors = backbone_of(loaded).encode(
+            list(queries), batch_size=batch_size, prompt=prompt, convert_to_numpy=True
+        )
+    else:
+        vectors = np.asarray(queries, dtype=np.float32)
+    outputs = np.concatenate(list(run_head(head, vectors)))
+    return opened.search(outputs, top_k=top_k, rescore=rescore)
 
 
 def json_inside_model(json_path: str, model: str) -> bool:

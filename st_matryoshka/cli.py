@@ -267,6 +267,44 @@ def cmd_push(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_index(args: argparse.Namespace) -> int:
+    if args.index_command == "build":
+        index = api.index_build(
+            args.model,
+            args.output,
+            args.dim,
+            precision=args.precision,
+            data=args.data,
+            vectors=args.vectors,
+            ids=args.ids,
+            rescore_store=args.rescore_store,
+            kind=args.kind,
+            trust_remote_code=args.trust_remote_code,
+            **source(args),
+        )
+        sizes = ", ".join(f"{name} {size:,} B" for name, size in index.nbytes().items())
+        print(f"indexed {index.info.count} documents as {args.dim}-d {args.precision} ({args.kind}): {sizes}")
+        return 0
+    scores, ids = api.index_search(
+        args.index,
+        args.queries,
+        top_k=args.top_k,
+        rescore=args.rescore,
+        model=args.model,
+        batch_size=args.batch_size,
+        trust_remote_code=args.trust_remote_code,
+    )
+    lines = [
+        json.dumps({"query": i, "ids": row, "scores": [round(float(v), 6) for v in scores[i][: len(row)]]})
+        for i, row in enumerate(ids)
+    ]
+    if args.output:
+        write_file_atomic(args.output, ("\n".join(lines) + "\n").encode("utf-8"), argument="--output")
+    else:
+        print("\n".join(lines))
+    return 0
+
+
 # Library parameters whose command-line flag is not the parameter's name with dashes: for every command, then per
 # command.
 COMMON_FLAGS = {"precisions": "--precision", "path_or_id": "--data", "default_dim": "--default-dim"}
@@ -286,8 +324,11 @@ def flag_message(parser: argparse.ArgumentParser, command: str, exc: ParameterEr
     """
     import re
 
-    subparsers = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
-    options = {o for a in subparsers[0].choices[command]._actions for o in a.option_strings} if subparsers else set()
+    leaf = parser
+    for name in command.split():  # "index build": the nested sub-command's own flags
+        subparsers = [a for a in leaf._actions if isinstance(a, argparse._SubParsersAction)]
+        leaf = subparsers[0].choices[name] if subparsers else leaf
+    options = {o for a in leaf._actions for o in a.option_strings}
     flags = {**COMMON_FLAGS, **FLAG_OF.get(command, {})}
     flag = flags.get(exc.parameter, "--" + exc.parameter.replace("_", "-"))
     message = exc.with_name(flag) if flag in options else str(exc)
@@ -341,6 +382,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "fit-vectors": cmd_fit_vectors,
             "frontier": cmd_frontier,
             "apply-vectors": cmd_apply_vectors,
+            "index": cmd_index,
         }
         code = commands[args.command](args)
         if STOP_REQUESTED.is_set():  # a SIGTERM whose exception a destructor swallowed
@@ -349,7 +391,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, KeyError, ImportError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
         if isinstance(exc, ParameterError):
-            message = flag_message(parser, args.command, exc)
+            command = f"{args.command} {args.index_command}" if args.command == "index" else args.command
+            message = flag_message(parser, command, exc)
         parser.exit(2, f"st-matryoshka: error: {message.splitlines()[0] if message else type(exc).__name__}\n")
     except OSError as exc:
         where = f"{exc.filename}: " if exc.filename else ""

@@ -12,6 +12,8 @@ import argparse
 from st_matryoshka._validation import check_dims
 from st_matryoshka.config import METHODS
 from st_matryoshka.data import VALIDATION_SPLITS
+from st_matryoshka.index import KINDS, STORES
+from st_matryoshka.quantization import PRECISIONS
 
 
 def split_list(text: str | None) -> list[str]:
@@ -269,7 +271,42 @@ def build_parser() -> argparse.ArgumentParser:
     _publish_options(push, repo_required=True)
     push.add_argument("--private", action="store_true", help="Create the repository as private.")
     push.add_argument("--revision", help="Branch to upload to (created if missing).")
+    _index_options(sub)
     return parser
+
+
+def _index_options(sub: argparse._SubParsersAction) -> None:
+    index = sub.add_parser("index", help="Build and search a FAISS index of a model's codes (needs the index extra).")
+    commands = index.add_subparsers(dest="index_command", required=True)
+    build = commands.add_parser("build", help="Index a corpus at one dim and precision.")
+    build.add_argument("--model", required=True, help="Model folder or name, or a fit-vectors folder.")
+    corpus = build.add_mutually_exclusive_group(required=True)
+    corpus.add_argument("--data", help="BEIR folder whose corpus is indexed (encoded, or from --embeddings).")
+    corpus.add_argument("--vectors", help="(n, D) backbone vectors, .npy (memory-mapped).")
+    build.add_argument("--ids", help="With --vectors: one id per row (default: row numbers).")
+    build.add_argument("--dim", required=True, type=int, help="The prefix indexed (a trained dim is best).")
+    build.add_argument(
+        "--precision", default="binary", choices=list(PRECISIONS), help="Codes stored (default binary)."
+    )
+    build.add_argument(
+        "--rescore-store", choices=list(STORES), help="Also keep int8 vectors on disk for search --rescore."
+    )
+    build.add_argument("--kind", default="flat", choices=list(KINDS), help="flat (exact) or hnsw (graph).")
+    build.add_argument("--output", required=True, help="New folder for the index.")
+    build.add_argument("--embeddings", help="With --data: corpus.npy / queries.npy instead of encoding.")
+    build.add_argument("--cache-dir", help="Backbone embedding cache.")
+    build.add_argument("--batch-size", type=int, default=32, help="Backbone encoding batch size.")
+    _device(build)
+    _trust(build)
+    search = commands.add_parser("search", help="Top-k documents per query from an index folder.")
+    search.add_argument("--index", required=True, help="Folder written by index build.")
+    search.add_argument("--queries", required=True, help="Query vectors (.npy, backbone) or a text file, one a line.")
+    search.add_argument("--model", help="The model the index was built with (default: the one it records).")
+    search.add_argument("--top-k", type=int, default=10, help="Documents per query.")
+    search.add_argument("--rescore", type=int, help="Re-rank the top K by the float query against the int8 store.")
+    search.add_argument("--output", help="Write the results as JSON lines here (default: standard output).")
+    search.add_argument("--batch-size", type=int, default=32, help="Query encoding batch size.")
+    _trust(search)
 
 
 def _publish_options(parser: argparse.ArgumentParser, repo_required: bool = False) -> None:

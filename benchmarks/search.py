@@ -1,0 +1,162 @@
+"""What search costs: FAISS indexes of the codes at 100k and 1M documents, and their quality on real SciFact.
+
+Cost: real SciFact all-MiniLM-L6-v2 vectors tiled with N(0, 0.01) noise to N documents (queries: SciFact's test
+queries tiled the same way to 1,000), mapped through each model's head, indexed with :class:`st_matryoshka.index.
+VectorIndex`: index bytes (the FAISS file is what RAM holds; the int8 rescoring store stays on disk, memory-mapped),
+build seconds, queries per second at 1 and 2 threads (FAISS's OpenMP threads; rescoring reads the shortlist from
+the memory map), and recall@10 against exact float search of the same model's full-width output. Quality: the same
+configurations built over the real SciFact corpus, NDCG@10 on its test queries (graded, as everywhere here).
+
+Models: ``base`` is all-MiniLM-L6-v2 itself (its own sign bits: the bar); ``ours`` an unsupervised, binary-trained
+Matryoshka-Adaptor fit on SciFact's corpus vectors by :func:`st_matryoshka.vectors.fit_vectors` (no labels).
+
+    OMP_NUM_THREADS=2 HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/search.py --data-root ../shared/data \\
+        --sizes 100000 1000000 --work /tmp/search
+
+Results go to ``benchmarks/results/search.json``; ``benchmarks/render.py`` writes the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import time
+
+import faiss
+import numpy as np
+import torch
+
+from st_matryoshka.data import load_beir, load_embeddings_dir
+from st_matryoshka.index import VectorIndex
+from st_matryoshka.quantization import normalised_prefix
+from st_matryoshka.vectors import apply_vectors, fit_vectors
+
+# (name, model, dim, precision, kind, rescore shortlist); bytes per code: dim / 8 binary, dim int8, 4 dim float32
+CONFIGS = [
+    ("float32 flat (exact)", "base", 384, "float32", "flat", None),
+    ("base binary 48 B + rescore", "base", 384, "binary", "flat", 100),
+    ("ours binary 48 B + rescore", "ours", 384, "binary", "flat", 100),
+    ("ours binary 24 B + rescore", "ours", 192, "binary", "flat", 100),
+    ("ours binary 12 B + rescore", "ours", 96, "binary", "flat", 100),
+    ("base binary 48 B, no rescore", "base", 384, "binary", "flat", None),
+    ("ours binary 48 B, no rescore", "ours", 384, "binary", "flat", None),
+    ("ours int8 96-d", "ours", 96, "int8", "flat", None),
+    ("ours binary 48 B HNSW + rescore", "ours", 384, "binary", "hnsw", 100),
+    ("ours float32 96-d HNSW", "ours", 96, "float32", "hnsw", None),
+]
+
+
+def tiled(source: np.ndarray, n: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    rows = np.resize(np.arange(len(source)), n)
+    out = np.empty((n, source.shape[1]), dtype=np.float32)
+    for start in range(0, n, 65536):
+        part = rows[start : start + 65536]
+        out[start : start + len(part)] = source[part] + 0.01 * rng.standard_normal((len(part), source.shape[1]))
+    return out
+
+
+def outputs(model, vectors: np.ndarray) -> np.ndarray:
+    return vectors if model is None else apply_vectors(model, vectors, dim=384)
+
+
+def ndcg_at_10(ranked: list[list[str]], qids: list[str], qrels: dict) -> float:
+    values = []
+    for qid, docs in zip(qids, ranked):
+        grades = qrels[qid]
+        dcg = sum(grades.get(d, 0) / np.log2(i + 2) for i, d in enumerate(docs[:10]))
+        ideal = sorted(grades.values(), reverse=True)[:10]
+        values.append(dcg / sum(g / np.log2(i + 2) for i, g in enumerate(ideal)))
+    return float(np.mean(values))
+
+
+def qps(index: VectorIndex, queries: np.ndarray, rescore: int | None, threads: int) -> float:
+    faiss.omp_set_num_threads(threads)
+    torch.set_num_threads(threads)
+    index.search(queries[:50], top_k=10, rescore=rescore)  # warm the memory map and the caches
+    start = time.perf_counter()
+    index.search(queries, top_k=10, rescore=rescore)
+    return len(queries) / (time.perf_counter() - start)
+
+
+def build(folder: str, docs: np.ndarray, dim: int, precision: str, kind: str, rescore: int | None) -> tuple:
+    shutil.rmtree(folder, ignore_errors=True)
+    start = time.perf_counter()
+    index = VectorIndex.create(folder, dim, precision, kind=kind, rescore_store="int8" if rescore else None)
+    for begin in range(0, len(docs), 65536):
+        index.add(docs[begin : begin + 65536])
+    index.save()
+    return VectorIndex.open(folder), time.perf_counter() - start
+
+
+def read_bandwidth() -> float:
+    """Bytes per second one thread reads from memory (a sum over 512 MiB, best of three): the scan's floor."""
+    block = np.ones(2**26, dtype=np.uint64)  # 512 MiB
+    best = 0.0
+    for _ in range(3):
+        start = time.perf_counter()
+        block.sum()
+        best = max(best, block.nbytes / (time.perf_counter() - start))
+    return best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-root", default="../shared/data")
+    parser.add_argument("--sizes", nargs="+", type=int, default=[100000, 1000000])
+    parser.add_argument("--hnsw-max", type=int, default=100000, help="HNSW rows only up to this many documents.")
+    parser.add_argument("--work", default="/tmp/st_matryoshka_search")
+    parser.add_argument("--out", default="benchmarks/results/search.json")
+    args = parser.parse_args()
+    folder = os.path.join(args.data_root, "scifact")
+    data = load_beir(folder, "test")
+    cv, qv = load_embeddings_dir(os.path.join(folder, "embeddings", "all-MiniLM-L6-v2"), data, dim=384)
+    start = time.perf_counter()
+    ours, _, _ = fit_vectors(cv, [192, 96, 48, 24], precisions=["binary"], seed=42)
+    fit_seconds = time.perf_counter() - start
+    models = {"base": None, "ours": ours}
+    qids = [q for q in data.query_ids if q in data.qrels]
+    rows_q = [data.query_ids.index(q) for q in qids]
+    results: dict = {"threads_available": os.cpu_count(), "fit_seconds": fit_seconds, "quality": {}, "cost": {}}
+    results["read_bytes_per_second"] = read_bandwidth()
+    for name, model, dim, precision, kind, rescore in CONFIGS:  # quality on the real corpus
+        index, _ = build(os.path.join(args.work, "real"), outputs(models[model], cv), dim, precision, kind, rescore)
+        _, ranked = index.search(outputs(models[model], qv[rows_q]), top_k=10, rescore=rescore)
+        ids = [[data.corpus_ids[int(i)] for i in row] for row in ranked]
+        results["quality"][name] = ndcg_at_10(ids, qids, data.qrels)
+        print("quality", name, round(results["quality"][name], 4), flush=True)
+    for n in args.sizes:
+        docs = tiled(cv, n, seed=0)
+        queries = tiled(qv[rows_q], 1000, seed=1)
+        mapped = {m: outputs(models[m], docs) for m in models}
+        mapped_q = {m: outputs(models[m], queries) for m in models}
+        exact = {}
+        for m in models:
+            full = normalised_prefix(mapped[m], 384)
+            flat = faiss.IndexFlatIP(384)
+            flat.add(full)
+            exact[m] = flat.search(normalised_prefix(mapped_q[m], 384), 10)[1]
+        for name, model, dim, precision, kind, rescore in CONFIGS:
+            if kind == "hnsw" and n > args.hnsw_max:
+                continue
+            index, seconds = build(os.path.join(args.work, f"n{n}"), mapped[model], dim, precision, kind, rescore)
+            _, ranked = index.search(mapped_q[model], top_k=10, rescore=rescore)
+            recall = np.mean([len(set(map(int, r)) & set(e)) / 10 for r, e in zip(ranked, exact[model])])
+            entry = {
+                "build_seconds": seconds,
+                "bytes": index.nbytes(),
+                "qps_1": qps(index, mapped_q[model], rescore, 1),
+                "qps_2": qps(index, mapped_q[model], rescore, 2),
+                "recall_at_10": float(recall),
+            }
+            results["cost"].setdefault(str(n), {})[name] = entry
+            print(n, name, json.dumps({k: v for k, v in entry.items() if k != "bytes"}), flush=True)
+        os.makedirs(os.path.dirname(args.out), exist_ok=True)
+        with open(args.out, "w") as f:
+            json.dump(results, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,342 @@
+"""Search indexes over a model's codes: FAISS flat or HNSW, float32, int8 or binary, with rescoring from disk.
+
+An index folder holds the FAISS index of the codes (``index.faiss``: ``IndexFlatIP`` / ``IndexHNSWFlat`` for float32,
+``IndexScalarQuantizer`` with the model's int8 ranges for int8, ``IndexBinaryFlat`` / ``IndexBinaryHNSW`` for
+binary), the document ids (``ids.txt``), optionally a rescoring store (``rescore.bin``: one int8 vector per document,
+memory-mapped, read only for the shortlist) and ``index.json``: the model (name and weights fingerprint), dim,
+precision, int8 ranges, document count and the library versions. Opening an index with another model or dim is
+refused in one line. Documents are added in batches: memory holds the codes and one batch.
+
+Vectors given to :meth:`VectorIndex.add` and :meth:`VectorIndex.search` are the model's outputs at full width
+(:func:`st_matryoshka.api.index_build` computes them); the index takes the unit-normalised ``dim`` prefix, the same
+codes ST's ``quantize_embeddings`` gives, so a query is scored against them as
+:func:`st_matryoshka.evaluation.quantized.evaluate_quantized` scores: binary by Hamming distance on the sign bits (or,
+with ``rescore``, a shortlist re-ranked by the float query against the stored int8 vectors).
+
+Example:
+    ::
+
+        import numpy as np
+        from st_matryoshka.index import VectorIndex
+
+        docs = np.random.default_rng(0).standard_normal((1000, 384)).astype("float32")
+        index = VectorIndex.create("runs/idx", dim=48, precision="binary", rescore_store="int8", ranges=None)
+        index.add(docs, ids=[f"d{i}" for i in range(1000)])
+        index.save()
+        scores, ids = VectorIndex.open("runs/idx").search(docs[:2], top_k=3, rescore=50)
+        print(ids[0][0])
+        # => d0
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from st_matryoshka._io import follow_umask
+from st_matryoshka._validation import ParameterError
+from st_matryoshka._version import __version__
+from st_matryoshka.quantization import PRECISIONS, normalised_prefix
+
+INDEX_FILE = "index.json"
+FAISS_FILE = "index.faiss"
+IDS_FILE = "ids.txt"
+STORE_FILE = "rescore.bin"
+KINDS = ("flat", "hnsw")
+STORES = ("int8",)
+
+
+def require_faiss():
+    """FAISS, or an error saying which extra installs it."""
+    try:
+        import faiss
+    except ImportError:
+        raise ImportError("indexes need faiss: pip install 'st_matryoshka[index]' (faiss-cpu)") from None
+    return faiss
+
+
+@dataclass
+class IndexInfo:
+    """What ``index.json`` records: enough to refuse a mismatched model and to rebuild the same codes."""
+
+    dim: int
+    precision: str
+    kind: str = "flat"
+    rescore_store: str | None = None
+    ranges: list[list[float]] | None = None
+    """int8 ranges of the ``dim`` prefix, ``[[lows], [highs]]``: for int8 codes and the int8 rescoring store."""
+    model: str = ""
+    model_fingerprint: str = ""
+    count: int = 0
+    hnsw_m: int = 32
+    versions: dict[str, str] = field(default_factory=dict)
+
+
+def library_versions() -> dict[str, str]:
+    """The versions that made an index: st_matryoshka, FAISS, Sentence-Transformers, NumPy."""
+    faiss = require_faiss()
+    import sentence_transformers
+
+    return {
+        "st_matryoshka": __version__,
+        "faiss": faiss.__version__,
+        "sentence_transformers": sentence_transformers.__version__,
+        "numpy": np.__version__,
+    }
+
+
+def int8_codes(prefix: np.ndarray, ranges: np.ndarray) -> np.ndarray:
+    """ST's int8 codes of unit-normalised rows: ``(x − low) / step − 128`` with ``step = (high − low) / 255``."""
+    steps = (ranges[1] - ranges[0]) / 255
+    steps = np.where(steps == 0, 1.0, steps)
+    return np.clip(np.floor((prefix - ranges[0]) / steps) - 128, -128, 127).astype(np.int8)
+
+
+def int8_values(codes: np.ndarray, ranges: np.ndarray) -> np.ndarray:
+    """The values int8 ``codes`` stand for (the inverse of :func:`int8_codes`, up to the step)."""
+    steps = (ranges[1] - ranges[0]) / 255
+    steps = np.where(steps == 0, 1.0, steps)
+    return (ranges[0] + (codes.astype(np.float32) + 128.0) * steps).astype(np.float32)
+
+
+class VectorIndex:
+    """A FAISS index of one model's codes at one dim and precision, with its ids and optional rescoring store.
+
+    Build with :meth:`create`, :meth:`add` batches, :meth:`save`; later :meth:`open` (refusing another model or dim)
+    and :meth:`search`. See the module docstring.
+    """
+
+    def __init__(self, folder: str, info: IndexInfo, index: Any, ids: list[str]) -> None:
+        self.folder = folder
+        self.info = info
+        self.index = index
+        self.ids = ids
+        self._pending: list[np.ndarray] = []  # rescoring rows added since the last save
+        self._saved = info.count  # rows the store on disk holds for certain
+
+    # -- building
+
+    @classmethod
+    def create(
+        cls,
+        folder: str,
+        dim: int,
+        precision: str,
+        kind: str = "flat",
+        rescore_store: str | None = None,
+        ranges: Any = None,
+        model: str = "",
+        model_fingerprint: str = "",
+        hnsw_m: int = 32,
+    ) -> VectorIndex:
+        """A new, empty index to be written to ``folder`` (which must not exist or be empty).
+
+        Args:
+            folder: Where :meth:`save` writes the index.
+            dim: The prefix indexed.
+            precision: ``float32``, ``int8`` or ``binary`` (``dim`` divisible by 8).
+            kind: ``flat`` (exact) or ``hnsw`` (graph, approximate).
+            rescore_store: ``int8`` keeps one int8 vector per document on disk for :meth:`search`'s ``rescore``.
+            ranges: int8 ranges ``(2, dim)`` of the unit-normalised prefix (the model's stored calibration); needed
+                for int8 codes or an int8 store, else taken from the first batch added.
+            model: The model's name or folder, recorded.
+            model_fingerprint: A hash of the model's weights; :meth:`open` compares it.
+            hnsw_m: Neighbours per node of the HNSW graph.
+        """
+        if precision not in PRECISIONS:
+            raise ParameterError("precision", f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
+        if not isinstance(dim, int) or isinstance(dim, bool) or dim < 1:
+            raise ParameterError("dim", f"dim must be a positive int, got {dim!r}")
+        if precision == "binary" and dim % 8:
+            raise ParameterError("dim", f"dim must be divisible by 8 for binary codes (8 dims a byte), got {dim}")
+        if kind not in KINDS:
+            raise ParameterError("kind", f"kind must be one of {list(KINDS)}, got {kind!r}")
+        if rescore_store not in (None, *STORES):
+            raise ParameterError("rescore_store", f"rescore_store must be None or 'int8', got {rescore_store!r}")
+        if os.path.isdir(folder) and os.listdir(folder):
+            raise ParameterError("output", f"output: {folder!r} already holds files; choose a new folder")
+        if ranges is not None:
+            ranges = np.asarray(ranges, dtype=np.float32)
+            if ranges.shape != (2, dim):
+                raise ParameterError("ranges", f"ranges must have shape (2, {dim}), got {ranges.shape}")
+            ranges = ranges.tolist()
+        info = IndexInfo(dim, precision, kind, rescore_store, ranges, model, model_fingerprint, 0, hnsw_m)
+        info.versions = library_versions()
+        return cls(folder, info, None, [])
+
+    def _new_faiss(self, ranges: np.ndarray | None) -> Any:
+        faiss = require_faiss()
+        d, kind = self.info.dim, self.info.kind
+        if self.info.precision == "binary":
+            return faiss.IndexBinaryFlat(d) if kind == "flat" else faiss.IndexBinaryHNSW(d, self.info.hnsw_m)
+        if self.info.precision == "float32":
+            if kind == "flat":
+                return faiss.IndexFlatIP(d)
+            return faiss.IndexHNSWFlat(d, self.info.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        if kind == "hnsw":
+            index = faiss.IndexHNSWSQ(d, faiss.ScalarQuantizer.QT_8bit, self.info.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        else:
+            index = faiss.IndexScalarQuantizer(d, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT)
+        index.train(np.ascontiguousarray(ranges, dtype=np.float32))  # min/max of these two rows: the ranges
+        return index
+
+    def add(self, vectors: np.ndarray, ids: Sequence[str] | None = None) -> None:
+        """Add a batch of model outputs (``(n, ≥ dim)``); ``ids`` default to running row numbers."""
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if vectors.ndim != 2 or vectors.shape[1] < self.info.dim:
+            raise ParameterError(
+                "vectors", f"vectors must be (n, >= {self.info.dim}) model outputs, got shape {vectors.shape}"
+            )
+        ids = [str(self.info.count + i) for i in range(len(vectors))] if ids is None else [str(i) for i in ids]
+        if len(ids) != len(vectors):
+            raise ParameterError("ids", f"ids has {len(ids)} entries for {len(vectors)} vectors")
+        prefix = normalised_prefix(vectors, self.info.dim)
+        if self.info.ranges is None and (self.info.precision == "int8" or self.info.rescore_store == "int8"):
+            self.info.ranges = np.stack([prefix.min(axis=0), prefix.max(axis=0)]).tolist()
+        ranges = np.asarray(self.info.ranges, dtype=np.float32) if self.info.ranges is not None else None
+        if self.index is None:
+            self.index = self._new_faiss(ranges)
+        if self.info.precision == "binary":
+            self.index.add(np.packbits(prefix > 0, axis=-1))
+        elif self.info.precision == "int8":
+            self.index.add(int8_values(int8_codes(prefix, ranges), ranges))  # FAISS stores them as its 8-bit codes
+        else:
+            self.index.add(prefix)
+        if self.info.rescore_store == "int8":
+            self._pending.append(int8_codes(prefix, ranges))
+        self.ids += ids
+        self.info.count += len(vectors)
+
+    def save(self) -> None:
+        """Write the index to its folder: new files beside the old ones, each moved into place when complete."""
+        faiss = require_faiss()
+        if self.index is None:
+            raise ParameterError("vectors", "the index is empty: add vectors before saving")
+        os.makedirs(self.folder, exist_ok=True)
+        work = tempfile.mkdtemp(prefix=".tmp-", dir=self.folder)
+        try:
+            write = faiss.write_index_binary if self.info.precision == "binary" else faiss.write_index
+            write(self.index, os.path.join(work, FAISS_FILE))
+            with open(os.path.join(work, IDS_FILE), "w", encoding="utf-8") as f:
+                f.write("".join(f"{i}\n" for i in self.ids))
+            if self.info.rescore_store:
+                store = os.path.join(self.folder, STORE_FILE)
+                with open(store, "ab") as f:  # appended in place: the store is never held in memory
+                    f.truncate(self._saved * self.info.dim)  # rows an interrupted save appended are dropped
+                    for rows in self._pending:
+                        f.write(rows.tobytes())
+                self._pending = []
+            with open(os.path.join(work, INDEX_FILE), "w", encoding="utf-8") as f:
+                json.dump(asdict(self.info), f, indent=2)
+            for name in (FAISS_FILE, IDS_FILE, INDEX_FILE):  # index.json last: it names the count the others hold
+                os.replace(os.path.join(work, name), os.path.join(self.folder, name))
+            self._saved = self.info.count
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        follow_umask(self.folder)
+
+    # -- reading
+
+    @classmethod
+    def open(cls, folder: str, model_fingerprint: str | None = None, dim: int | None = None) -> VectorIndex:
+        """Open an index folder; refuse it in one line when ``model_fingerprint`` or ``dim`` differ from its own."""
+        faiss = require_faiss()
+        path = os.path.join(folder, INDEX_FILE)
+        if not os.path.isfile(path):
+            raise ParameterError("index", f"index: {folder!r} is not an index folder (no {INDEX_FILE})")
+        try:
+            with open(path, encoding="utf-8") as f:
+                data = json.load(f)
+            info = IndexInfo(**data)
+        except (ValueError, TypeError) as exc:
+            raise ParameterError("index", f"index: {path} is not a valid index record ({exc})") from None
+        if model_fingerprint is not None and model_fingerprint != info.model_fingerprint:
+            raise ParameterError(
+                "model", f"model: the index {folder!r} was built with another model ({info.model or 'unnamed'})"
+            )
+        if dim is not None and dim != info.dim:
+            raise ParameterError("dim", f"dim: the index {folder!r} holds {info.dim}-d codes, not {dim}-d")
+        read = faiss.read_index_binary if info.precision == "binary" else faiss.read_index
+        index = read(os.path.join(folder, FAISS_FILE))
+        with open(os.path.join(folder, IDS_FILE), encoding="utf-8") as f:
+            ids = [line.rstrip("\n") for line in f]
+        if index.ntotal != info.count or len(ids) != info.count:
+            raise ParameterError(
+                "index",
+                f"index: {folder!r} is inconsistent ({index.ntotal} codes, {len(ids)} ids, {info.count} recorded)",
+            )
+        return cls(folder, info, index, ids)
+
+    def store(self) -> np.ndarray | None:
+        """The rescoring store as a read-only memory map ``(count, dim)`` of int8 codes (``None`` without one)."""
+        if not self.info.rescore_store:
+            return None
+        path = os.path.join(self.folder, STORE_FILE)
+        return np.memmap(path, dtype=np.int8, mode="r", shape=(self.info.count, self.info.dim))
+
+    def nbytes(self) -> dict[str, int]:
+        """Bytes of the saved files: the FAISS index, the ids and the rescoring store."""
+        sizes = {}
+        for name in (FAISS_FILE, IDS_FILE, STORE_FILE):
+            path = os.path.join(self.folder, name)
+            if os.path.isfile(path):
+                sizes[name] = os.path.getsize(path)
+        return sizes
+
+    def search(
+        self, queries: np.ndarray, top_k: int = 10, rescore: int | None = None, ef_search: int = 64
+    ) -> tuple[np.ndarray, list[list[str]]]:
+        """The ``top_k`` documents of each query: ``(scores (q, top_k), ids)``.
+
+        Queries are model outputs (float; never quantised: the asymmetric float query is free). binary ranks by
+        Hamming distance on the sign bits (score: matching bits − differing bits, the ±1 dot product); float32 and
+        int8 by the dot product with the unit-normalised prefix. With ``rescore=K`` the top ``K`` by code are
+        re-ranked by the float query against the stored int8 vectors (needs ``rescore_store``).
+        """
+        if self.index is None or self.info.count == 0:
+            raise ParameterError("index", "index: it holds no documents")
+        if not isinstance(top_k, int) or top_k < 1:
+            raise ParameterError("top_k", f"top_k must be a positive int, got {top_k!r}")
+        if rescore is not None and (not isinstance(rescore, int) or rescore < top_k):
+            raise ParameterError("rescore", f"rescore must be an int >= top_k ({top_k}), got {rescore!r}")
+        if rescore is not None and not self.info.rescore_store:
+            raise ParameterError(
+                "rescore", "rescore needs an index built with a rescoring store (rescore_store='int8')"
+            )
+        prefix = normalised_prefix(np.asarray(queries, dtype=np.float32), self.info.dim)
+        shortlist = min(rescore or top_k, self.info.count)
+        if self.info.kind == "hnsw":
+            hnsw = self.index.hnsw if hasattr(self.index, "hnsw") else None
+            if hnsw is not None:
+                hnsw.efSearch = max(ef_search, shortlist)
+        if self.info.precision == "binary":
+            distances, rows = self.index.search(np.packbits(prefix > 0, axis=-1), shortlist)
+            scores = (self.info.dim - 2 * distances).astype(np.float32)
+        else:
+            scores, rows = self.index.search(prefix, shortlist)
+        if rescore is not None:
+            scores, rows = self._rescore(prefix, rows, top_k)
+        scores, rows = scores[:, :top_k], rows[:, :top_k]
+        return scores, [[self.ids[r] for r in row if r >= 0] for row in rows]
+
+    def _rescore(self, prefix: np.ndarray, rows: np.ndarray, top_k: int) -> tuple[np.ndarray, np.ndarray]:
+        ranges = np.asarray(self.info.ranges, dtype=np.float32)
+        store = self.store()
+        out_scores = np.full((len(prefix), top_k), -np.inf, dtype=np.float32)
+        out_rows = np.full((len(prefix), top_k), -1, dtype=np.int64)
+        for i, (query, candidates) in enumerate(zip(prefix, rows)):
+            candidates = candidates[candidates >= 0]
+            order = np.argsort(candidates)  # sorted reads from the memory map
+            values = int8_values(np.asarray(store[candidates[order]]), ranges)
+            scores = values @ query
+            best = np.argsort(-scores)[:top_k]
+            out_scores[i, : len(best)] = scores[best]
+            out_rows[i, : len(best)] = candidates[order][best]
+        return out_scores, out_rows

