@@ -2,7 +2,8 @@
 
 One module renders each section (``render_core``, ``render_smec``, ``render_timing``, ``render_supervision``,
 ``render_vectors``, ``render_frontier``, ``render_quantization``, ``render_scale``, ``render_search``,
-``render_published``); this one puts them in order. Run from the repository root: ``.venv/bin/python benchmarks/render.py``.
+``render_published``); this one puts them in order. Run from the repository root:
+``.venv/bin/python benchmarks/render.py``.
 """
 
 from __future__ import annotations
