@@ -191,5 +191,5 @@ def quantize_prefix(prefix: torch.Tensor, precision: str) -> torch.Tensor:
         levels = torch.floor((prefix - low) / step).clamp(0, 255)
         codes = prefix + (levels * step + low - prefix).detach()
     else:
-        raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
+        raise ParameterError("precisions", f"precisions must be among {list(PRECISIONS)}, got {[precision]!r}")
     return F.normalize(codes, dim=-1)

@@ -5,7 +5,8 @@ in a ``.npy`` file. :func:`fit_vectors` trains any method on them through the sa
 criteria as ``st-matryoshka train`` (:func:`st_matryoshka.engine.fit_adaptor` is the one entry point both use),
 :func:`apply_vectors` maps new vectors to any trained dim in chunks, and :func:`save_adaptor` / :func:`load_adaptor`
 keep the adaptor as ``config.json`` + ``model.safetensors`` + ``st_matryoshka.json``, no SentenceTransformer involved.
-:func:`append_to` puts the same module after Pooling in the SentenceTransformer whose backbone produced the vectors.
+:func:`st_matryoshka.surgery.with_adaptor` puts the same module after Pooling in the SentenceTransformer whose
+backbone produced the vectors.
 """
 
 from __future__ import annotations
@@ -269,11 +270,6 @@ def load_adaptor(folder: str, argument: str = "model") -> MatryoshkaAdaptor:
     return cls.load(folder).eval()
 
 
-def append_to(model: Any, adaptor: MatryoshkaAdaptor) -> Any:
-    """``model`` (the SentenceTransformer whose backbone produced the vectors) with ``adaptor`` after Pooling."""
-    from st_matryoshka.surgery import with_adaptor
-
-    return with_adaptor(model, adaptor)
 
 
 @torch.inference_mode()

@@ -157,7 +157,7 @@ def test_binary_codes_are_sign_bits_forward_and_identity_backward():
     _, bits = _code_vectors(x.detach(), torch.zeros(1, 8), "binary")
     assert torch.equal(bits, -torch.ones(1, 8))  # quantize_embeddings packs x > 0: a zero is a 0 bit, -1
     assert torch.equal(quantize_prefix(torch.zeros(1, 8), "binary"), -torch.ones(1, 8) / 8**0.5)
-    with pytest.raises(ValueError, match="precision must be one of"):
+    with pytest.raises(ValueError, match="precisions must be among"):
         quantize_prefix(x, "int4")
 
 

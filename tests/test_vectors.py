@@ -81,11 +81,10 @@ def test_supervised_fit_vectors_with_ids_and_qrels_and_appending_to_the_model(ve
     assert meta["supervised"] and meta["adaptor_class"] == "MatryoshkaAdaptor" and meta["dims"] == [384, 96, 48]
     assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors", "st_matryoshka.json"]
     # the same module after Pooling in the model whose backbone produced the vectors
-    from st_matryoshka.surgery import backbone_of
-    from st_matryoshka.vectors import append_to
+    from st_matryoshka.surgery import backbone_of, with_adaptor
 
     adaptor = load_adaptor(str(out))
-    model = append_to(minilm, adaptor)
+    model = with_adaptor(minilm, adaptor)
     texts = ["Vitamin D and bone density.", "Aspirin after a heart attack."]
     expected = apply_vectors(adaptor, backbone_of(minilm).encode(texts), dim=48)
     expected /= np.linalg.norm(expected, axis=1, keepdims=True)
