@@ -6,7 +6,7 @@ import json
 import os
 import statistics
 
-from render_common import DIMS
+from render_common import DIMS, _mean_sd
 
 QUANT_ROWS = [
     ("truncation", "truncation (base model)"),
@@ -428,10 +428,29 @@ def unseen_table(results: dict) -> list[str]:
                     "; on the others the supervised binary-trained adaptor is below the unsupervised one."
                     if below
                     else "."
-                ),
+                )
+                + unseen_over_seeds(res, pair, full_dim, full),
                 "",
             ]
     return out
+
+
+def unseen_over_seeds(res: dict, pair: tuple[str, str], full_dim: str, full: float) -> str:
+    """The pair's symmetric full-width codes on unseen-document queries over every seed that scored them."""
+    runs = {}
+    for key in pair:
+        by_seed = {"42": res.get(key, {})} | res.get("seeds", {}).get(key, {})
+        runs[key] = {s: r["binary_unseen"][full_dim] / full for s, r in by_seed.items() if "binary_unseen" in r}
+    seeds = sorted(set(runs[pair[0]]) & set(runs[pair[1]]), key=int)
+    if len(seeds) < 2:
+        return ""
+    cells = [f"{dict(QUANT_ROWS)[k]} {_mean_sd([runs[k][s] for s in seeds])}" for k in pair]
+    wins = sum(runs[pair[0]][s] >= runs[pair[1]][s] for s in seeds)
+    return (
+        f" Over seeds {', '.join(seeds)} (1 thread), {int(full_dim) // 8}-byte codes on unseen-document queries: "
+        + "; ".join(cells)
+        + f" (the supervised one at or above in {wins} of {len(seeds)})."
+    )
 
 
 def seed_spread_table(results: dict) -> list[str]:

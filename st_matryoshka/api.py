@@ -52,7 +52,14 @@ from st_matryoshka.loading import load_model, resolve_model_path
 from st_matryoshka.metadata import METADATA_FILE, TRAINING_FILE, MatryoshkaMetadata, matryoshka_dims
 from st_matryoshka.model_card import dataset_key, write_card_files
 from st_matryoshka.quantization import bytes_per_vector, check_precisions, stored_ranges
-from st_matryoshka.surgery import backbone_dim, backbone_of, data_fast_model, head_of, smec_adaptor_of
+from st_matryoshka.surgery import (
+    backbone_dim,
+    backbone_of,
+    data_fast_model,
+    head_of,
+    head_outputs,
+    smec_adaptor_of,
+)
 from st_matryoshka.training import (
     calibrate,
     fit_pca_adaptor,
@@ -635,20 +642,6 @@ def index_head(model: str, trust_remote_code: bool = False) -> tuple[Any, list[t
     return loaded, head_of(loaded), model_fingerprint(loaded), stored_int8_ranges(model, ["float32"])
 
 
-def run_head(head: Sequence[torch.nn.Module], vectors: Any, chunk_size: int = 65536):
-    """The head's outputs for backbone ``vectors`` (an array or memory map), one chunk at a time."""
-    for module in head:
-        module.eval()
-    with torch.no_grad():
-        for start in range(0, len(vectors), chunk_size):
-            features = {
-                "sentence_embedding": torch.from_numpy(np.array(vectors[start : start + chunk_size], np.float32))
-            }
-            for module in head:
-                features = module(features)
-            yield features["sentence_embedding"].numpy()
-
-
 def index_build(
     model: str,
     output: str,
@@ -719,7 +712,7 @@ def index_build(
         model_fingerprint=fingerprint,
     )
     start = 0
-    for outputs in run_head(head, corpus, chunk_size):
+    for outputs in head_outputs(head, corpus, chunk_size):
         if outputs.shape[1] < dim:
             raise ParameterError("dim", f"dim must not exceed the model's output width {outputs.shape[1]}, got {dim}")
         index.add(outputs, doc_ids[start : start + len(outputs)])
@@ -775,7 +768,7 @@ def index_search(
         )
     else:
         vectors = np.asarray(queries, dtype=np.float32)
-    outputs = np.concatenate(list(run_head(head, vectors)))
+    outputs = np.concatenate(list(head_outputs(head, vectors)))
     return opened.search(outputs, top_k=top_k, rescore=rescore)
 
 

@@ -145,3 +145,20 @@ def data_fast_model(
     """:func:`fast_model` over ``data``'s corpus and queries with their backbone vectors."""
     vectors = np.concatenate([np.asarray(corpus_vectors), np.asarray(query_vectors)])
     return fast_model(list(data.corpus) + list(data.queries), vectors, head)
+
+
+def head_outputs(head: Sequence[torch.nn.Module], vectors: Any, chunk_size: int = 65536):
+    """The outputs of ``head`` (modules after the backbone) for backbone ``vectors``, one chunk at a time.
+
+    ``vectors`` may be a memory-mapped ``.npy``: only one chunk of rows is read and held at a time.
+    """
+    for module in head:
+        module.eval()
+    with torch.no_grad():
+        for start in range(0, len(vectors), chunk_size):
+            features = {
+                "sentence_embedding": torch.from_numpy(np.array(vectors[start : start + chunk_size], np.float32))
+            }
+            for module in head:
+                features = module(features)
+            yield features["sentence_embedding"].numpy()

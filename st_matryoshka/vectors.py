@@ -27,6 +27,7 @@ from st_matryoshka.data import RetrievalData, _clean_qrels, check_npy_size
 from st_matryoshka.metadata import METADATA_FILE, MatryoshkaMetadata
 from st_matryoshka.models import MatryoshkaAdaptor, SMECAdaptor
 from st_matryoshka.quantization import check_precisions, normalised_prefix, stored_ranges
+from st_matryoshka.surgery import head_outputs
 from st_matryoshka.training import train_adaptor
 
 logger = logging.getLogger(__name__)
@@ -270,8 +271,6 @@ def load_adaptor(folder: str, argument: str = "model") -> MatryoshkaAdaptor:
     return cls.load(folder).eval()
 
 
-
-
 @torch.inference_mode()
 def apply_vectors(
     adaptor: MatryoshkaAdaptor,
@@ -306,11 +305,8 @@ def apply_vectors(
     adaptor = adaptor.eval()
 
     def chunks():
-        with torch.no_grad():
-            for start in range(0, len(vectors), chunk_size):
-                x = torch.from_numpy(np.array(vectors[start : start + chunk_size], dtype=np.float32))
-                out = adaptor({"sentence_embedding": x})["sentence_embedding"].numpy()
-                yield out[:, :dim] if precision == "float32" else normalised_prefix(out, dim)
+        for out in head_outputs([adaptor], vectors, chunk_size):
+            yield out[:, :dim] if precision == "float32" else normalised_prefix(out, dim)
 
     ranges = stored_ranges(int8_ranges, dim) if precision == "int8" else None
     if precision == "int8" and ranges is None:
