@@ -54,7 +54,7 @@ class MatryoshkaMetadata:
         adaptor_class: For a standalone adaptor (``fit-vectors``): the module class saved in the folder.
         int8_ranges: ``{dim: [[low per coordinate], [high per coordinate]]}``: the int8 quantisation ranges of the
             unit-normalised prefix at each trained dim, calibrated on the training corpus
-            (:func:`st_matryoshka.evaluation.quantized.calibrate_int8`); ``evaluate``, ``frontier`` and
+            (:func:`st_matryoshka.quantization.calibrate_int8`); ``evaluate``, ``frontier`` and
             ``apply-vectors`` use them instead of recomputing ranges per batch or per data set.
         int8_calibration: Where ``int8_ranges`` came from: ``{"data": name, "documents": count}``.
         frontier: ``{data set: {"split": split, "rescore": K or None, "rows": [...]}}``: NDCG@10 against bytes per

@@ -172,7 +172,7 @@ def quantize_prefix(prefix: torch.Tensor, precision: str) -> torch.Tensor:
 
                 import torch
     import torch.nn.functional as F
-                from st_matryoshka.losses.matryoshka_unsupervised import quantize_prefix
+                from st_matryoshka.quantization import quantize_prefix
 
                 codes = quantize_prefix(torch.nn.functional.normalize(torch.randn(2, 8), dim=-1), "binary")
                 print(sorted(set(codes.abs().flatten().tolist())))

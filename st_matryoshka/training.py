@@ -121,7 +121,7 @@ def train_matryoshka_adaptor(
 def calibrate(metadata: MatryoshkaMetadata, adaptor: torch.nn.Module, corpus_vectors: Any, data_name: str) -> None:
     """Store in ``metadata`` the int8 ranges of ``adaptor``'s outputs on the training corpus at every trained dim.
 
-    See :func:`st_matryoshka.evaluation.quantized.calibrate_int8`; ``int8_calibration`` names the data and counts
+    See :func:`st_matryoshka.quantization.calibrate_int8`; ``int8_calibration`` names the data and counts
     its documents.
     """
     metadata.int8_ranges = calibrate_int8(adaptor, corpus_vectors, metadata.dims)

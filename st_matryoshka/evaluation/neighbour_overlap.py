@@ -100,7 +100,7 @@ class NeighbourOverlapEvaluator(BaseEvaluator):
 def _code_vectors(probes: torch.Tensor, corpus: torch.Tensor, precision: str) -> tuple[torch.Tensor, torch.Tensor]:
     """The vectors an index at ``precision`` compares: the prefixes themselves, or the values of their codes.
 
-    Codes come from :func:`~st_matryoshka.evaluation.quantized.index_codes` (ST's ``quantize_embeddings``), the
+    Codes come from :func:`~st_matryoshka.quantization.index_codes` (ST's ``quantize_embeddings``), the
     quantiser the index and ``evaluate`` use; int8 ranges are those of the corpus prefix.
     """
     if precision == "float32":

@@ -56,7 +56,7 @@ def evaluate_per_dim(
 
     Args:
         model: A SentenceTransformer; for speed, one whose input module is
-            :class:`~st_matryoshka.models.CachedEmbeddings` (see :func:`st_matryoshka.training.fast_model`).
+            :class:`~st_matryoshka.models.CachedEmbeddings` (see :func:`st_matryoshka.surgery.fast_model`).
         data: Data with the qrels of the split to score.
         dims: Dimensions to score at (each through ``truncate_dim``).
         batch_size: Encoding batch size.

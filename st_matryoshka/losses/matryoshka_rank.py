@@ -34,7 +34,7 @@ def rank_loss(
         relevance: ``(B, N)`` graded relevance of each document to each query (0 = not relevant).
         dims: Prefix sizes.
         precisions: ``(precision, weight)``: each adds the loss on both sides' codes at that precision
-            (:func:`~st_matryoshka.losses.matryoshka_unsupervised.quantize_prefix`), times ``weight``.
+            (:func:`~st_matryoshka.quantization.quantize_prefix`), times ``weight``.
         margin: ``None`` for eq. 8; a cosine margin for the hinge (Zhao, "DIVE", arXiv 2605.20689).
     """
     pair_loss = F.softplus if margin is None else (lambda gap: F.relu(gap + margin))
