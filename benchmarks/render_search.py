@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 
+PLOT = "benchmarks/search.png"
 COMMAND = (
     "OMP_NUM_THREADS=2 HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/search.py --data-root ../shared/data "
     "--sizes 100000 1000000 --work /tmp/search"
@@ -59,6 +60,32 @@ def floor_line(res: dict) -> list[str]:
     ]
 
 
+def plot(res: dict, path: str = PLOT) -> bool:
+    """Queries per second (2 threads) against each index's real-corpus NDCG@10, one panel per corpus size."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    sizes = sorted(res["cost"], key=int)
+    fig, axes = plt.subplots(1, len(sizes), figsize=(6 * len(sizes), 4.2), squeeze=False)
+    for ax, n in zip(axes[0], sizes):
+        for name, row in res["cost"][n].items():
+            quality = res["quality"][name]
+            ax.scatter(row["qps_2"], quality, color="tab:orange" if name.startswith("ours") else "tab:blue")
+            ax.annotate(name, (row["qps_2"], quality), fontsize=7, xytext=(4, 2), textcoords="offset points")
+        ax.set_xscale("log")
+        ax.set_xlabel(f"queries per second, 2 threads ({int(n):,} documents)")
+        ax.set_ylabel("NDCG@10 on SciFact (real corpus)")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
 def search_section() -> list[str]:
     path = "benchmarks/results/search.json"
     if not os.path.exists(path):
@@ -85,6 +112,8 @@ def search_section() -> list[str]:
     for n, rows in res["cost"].items():
         out += [*cost_table(n, rows), ""]
     out += [*floor_line(res), "", *findings(res), ""]
+    if plot(res):
+        out += [f"![queries per second against NDCG@10]({PLOT})", ""]
     return out
 
 
