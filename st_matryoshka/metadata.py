@@ -56,7 +56,8 @@ class MatryoshkaMetadata:
             unit-normalised prefix at each trained dim, calibrated on the training corpus
             (:func:`st_matryoshka.quantization.calibrate_int8`); ``evaluate``, ``frontier`` and
             ``apply-vectors`` use them instead of recomputing ranges per batch or per data set.
-        int8_calibration: Where ``int8_ranges`` came from: ``{"data": name, "documents": count}``.
+        int8_calibration: Where ``int8_ranges`` came from: ``{"data": name, "documents": count}`` (and
+            ``corpus_documents`` when a larger corpus was calibrated on an evenly spaced sample).
         frontier: ``{data set: {"split": split, "rescore": K or None, "rows": [...]}}``: NDCG@10 against bytes per
             vector of the model, truncation and PCA at every dim × precision, as ``st-matryoshka frontier --record``
             writes it; the card shows each method's Pareto front and plots it.

@@ -26,7 +26,7 @@ from st_matryoshka.data import RetrievalData
 from st_matryoshka.engine import StageResult, fit_adaptor, pca_adaptor
 from st_matryoshka.metadata import TRAINING_FILE, MatryoshkaMetadata
 from st_matryoshka.model_card import MatryoshkaModelCardData, dataset_key
-from st_matryoshka.quantization import calibrate_int8
+from st_matryoshka.quantization import calibrate_int8, calibration_rows
 from st_matryoshka.surgery import backbone_dim, fresh_card_data, head_of, with_adaptor
 
 __all__ = [
@@ -125,7 +125,10 @@ def calibrate(metadata: MatryoshkaMetadata, adaptor: torch.nn.Module, corpus_vec
     its documents.
     """
     metadata.int8_ranges = calibrate_int8(adaptor, corpus_vectors, metadata.dims)
-    metadata.int8_calibration = {"data": dataset_key(data_name) or None, "documents": int(len(corpus_vectors))}
+    used = len(calibration_rows(len(corpus_vectors)))
+    metadata.int8_calibration = {"data": dataset_key(data_name) or None, "documents": used}
+    if used < len(corpus_vectors):
+        metadata.int8_calibration["corpus_documents"] = int(len(corpus_vectors))
 
 
 def fit_pca_adaptor(model: SentenceTransformer, corpus_vectors: np.ndarray) -> SentenceTransformer:

@@ -125,3 +125,17 @@ def test_index_commands_build_search_and_refuse_a_mismatch(scifact_slice, tmp_pa
         main([*build, "--output", str(plain)])
     err = capsys.readouterr().err
     assert "--output:" in err and "already holds files; choose a new folder" in err
+
+
+def test_int8_calibration_of_a_large_corpus_reads_evenly_spaced_rows():
+    from st_matryoshka.models import MatryoshkaAdaptor
+    from st_matryoshka.quantization import calibrate_int8, calibration_rows
+
+    assert calibration_rows(10, 4).tolist() == [0, 3, 6, 9] and calibration_rows(3, 4).tolist() == [0, 1, 2]
+    vectors = np.random.default_rng(2).standard_normal((100, 8)).astype(np.float32)
+    adaptor = MatryoshkaAdaptor(8, use_rotation=False)
+    sampled = calibrate_int8(adaptor, vectors, [8, 4], chunk_size=3, max_rows=10)  # chunks of scattered rows
+    expected = calibrate_int8(adaptor, vectors[calibration_rows(100, 10)], [8, 4], max_rows=None)
+    assert sampled == expected
+    full = calibrate_int8(adaptor, vectors, [8], max_rows=None)["8"]
+    assert np.all(np.asarray(full[0]) <= np.asarray(sampled["8"][0]))  # the sample's range lies inside the corpus'
