@@ -89,6 +89,13 @@ def check_creatable(path: str, argument: str) -> None:
         raise ParameterError(argument, f"{argument}: cannot create {path!r}: {existing!r} is not writable")
 
 
+def check_writable_file(path: str, argument: str) -> None:
+    """Refuse, before any work, a file path that is a folder or whose folder cannot be created or written."""
+    if os.path.isdir(path):
+        raise ParameterError(argument, f"{argument}: {path!r} is a folder")
+    check_creatable(path, argument)
+
+
 def umask() -> int:
     """The process' umask (``os.umask`` can only read it by setting it, so it is set back at once)."""
     mask = os.umask(0)

@@ -36,7 +36,15 @@ import numpy as np
 import torch
 from sentence_transformers import SentenceTransformer
 
-from st_matryoshka._io import TMP_PREFIX, check_creatable, check_free_space, check_output_free, inside, umask
+from st_matryoshka._io import (
+    TMP_PREFIX,
+    check_creatable,
+    check_free_space,
+    check_output_free,
+    check_writable_file,
+    inside,
+    umask,
+)
 from st_matryoshka._validation import ParameterError, check_dims
 from st_matryoshka.cache import backbone_vectors, model_fingerprint, retrieval_prompts
 from st_matryoshka.config import METHODS, SMECTrainingConfig, config_for
@@ -606,9 +614,7 @@ def apply_vectors_file(
 
             apply_vectors_file("runs/vectors", "corpus.npy", 48, "corpus-48.npy")
     """
-    if os.path.isdir(output):
-        raise ParameterError("output", f"output: {output!r} is a folder")
-    check_creatable(output, "output")
+    check_writable_file(output, "output")
     if os.path.exists(output) and not overwrite:
         raise ParameterError("output", f"output: {output!r} exists; pass overwrite=True to replace it")
     adaptor = load_adaptor(model)
@@ -749,7 +755,7 @@ def index_search(
 
             scores, ids = index_search("runs/scifact-idx", ["Aspirin reduces heart attacks."], top_k=3, rescore=100)
     """
-    info = VectorIndex.open(index).info
+    info = VectorIndex.read_info(index)  # the codes are read once, by the open below
     loaded, head, fingerprint, _ = index_head(model or info.model, trust_remote_code)
     opened = VectorIndex.open(index, model_fingerprint=fingerprint)
     if isinstance(queries, str) and queries.endswith(".npy"):

@@ -17,10 +17,7 @@ from collections.abc import Sequence
 from dataclasses import fields
 
 from st_matryoshka import api
-from st_matryoshka._io import (
-    check_creatable,
-    write_file_atomic,
-)
+from st_matryoshka._io import check_writable_file, write_file_atomic
 from st_matryoshka._validation import ParameterError
 from st_matryoshka.callbacks import STOP_REQUESTED
 from st_matryoshka.cli_parser import build_parser, parse_dims, split_list
@@ -204,13 +201,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.record:
         print(f"recorded in {os.path.join(resolve_model_path(args.model), METADATA_FILE)} and its card")
     return 0
-
-
-def check_writable_file(path: str, argument: str) -> None:
-    """Refuse, before any work, a file path that is a folder or whose folder cannot be created or written."""
-    if os.path.isdir(path):
-        raise ValueError(f"{argument}: {path!r} is a folder")
-    check_creatable(path, argument)
 
 
 def write_json_atomic(path: str, value: object, argument: str, overwrite: bool = False) -> None:

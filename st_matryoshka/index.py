@@ -43,7 +43,7 @@ import numpy as np
 from st_matryoshka._io import follow_umask
 from st_matryoshka._validation import ParameterError
 from st_matryoshka._version import __version__
-from st_matryoshka.quantization import PRECISIONS, normalised_prefix
+from st_matryoshka.quantization import check_precisions, normalised_prefix
 
 INDEX_FILE = "index.json"
 FAISS_FILE = "index.faiss"
@@ -150,12 +150,9 @@ class VectorIndex:
             model_fingerprint: A hash of the model's weights; :meth:`open` compares it.
             hnsw_m: Neighbours per node of the HNSW graph.
         """
-        if precision not in PRECISIONS:
-            raise ParameterError("precision", f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
         if not isinstance(dim, int) or isinstance(dim, bool) or dim < 1:
             raise ParameterError("dim", f"dim must be a positive int, got {dim!r}")
-        if precision == "binary" and dim % 8:
-            raise ParameterError("dim", f"dim must be divisible by 8 for binary codes (8 dims a byte), got {dim}")
+        check_precisions([precision], [dim])
         if kind not in KINDS:
             raise ParameterError("kind", f"kind must be one of {list(KINDS)}, got {kind!r}")
         if rescore_store not in (None, *STORES):
@@ -244,19 +241,23 @@ class VectorIndex:
 
     # -- reading
 
-    @classmethod
-    def open(cls, folder: str, model_fingerprint: str | None = None, dim: int | None = None) -> VectorIndex:
-        """Open an index folder; refuse it in one line when ``model_fingerprint`` or ``dim`` differ from its own."""
-        faiss = require_faiss()
+    @staticmethod
+    def read_info(folder: str) -> IndexInfo:
+        """The record of an index folder (``index.json``) alone, without reading its codes."""
         path = os.path.join(folder, INDEX_FILE)
         if not os.path.isfile(path):
             raise ParameterError("index", f"index: {folder!r} is not an index folder (no {INDEX_FILE})")
         try:
             with open(path, encoding="utf-8") as f:
-                data = json.load(f)
-            info = IndexInfo(**data)
+                return IndexInfo(**json.load(f))
         except (ValueError, TypeError) as exc:
             raise ParameterError("index", f"index: {path} is not a valid index record ({exc})") from None
+
+    @classmethod
+    def open(cls, folder: str, model_fingerprint: str | None = None, dim: int | None = None) -> VectorIndex:
+        """Open an index folder; refuse it in one line when ``model_fingerprint`` or ``dim`` differ from its own."""
+        faiss = require_faiss()
+        info = cls.read_info(folder)
         if model_fingerprint is not None and model_fingerprint != info.model_fingerprint:
             raise ParameterError(
                 "model", f"model: the index {folder!r} was built with another model ({info.model or 'unnamed'})"
