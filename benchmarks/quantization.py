@@ -5,7 +5,9 @@ fit with :func:`st_matryoshka.vectors.fit_vectors` (the engine ``fit-vectors`` a
 calibration stored as ``train`` stores it, and scored on the test split at every dim as float32, int8 (the stored
 ranges; the corpus' ranges for truncation), symmetric binary (documents and queries as sign bits,
 Hamming-equivalent) and asymmetric binary (float query prefix against the documents' sign bits, every document:
-nothing but the bits is stored per document). Supervised variants train on the set's ``train`` qrels.
+nothing but the bits is stored per document). Supervised variants train on the set's ``train`` qrels. Each set also
+gets ``truncation_centred``: the base model's unit vectors minus the corpus mean (its centred sign bits, the bar for
+binary codes).
 
     OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/quantization.py --data-root ../shared/data
     OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/quantization.py --data-root ../shared/data \
@@ -47,6 +49,11 @@ VARIANTS = {
         {"precisions": ["binary"], "balance_bits": False},
     ),
     "matryoshka_adaptor_binary": ("matryoshka-adaptor", False, {"precisions": ["binary"]}),
+    "matryoshka_adaptor_binary_thresholds": (
+        "matryoshka-adaptor",
+        False,
+        {"precisions": ["binary"], "bit_thresholds": "median"},
+    ),
     "matryoshka_adaptor_binary_dims96": (
         "matryoshka-adaptor",
         False,
@@ -136,6 +143,10 @@ def main() -> None:
             unseen = test.with_qrels({q: r for q, r in test.qrels.items() if not set(r) & train_docs})
             row["unseen_queries"] = len(unseen.qrels)
         row["truncation"] = scores(test, cv, qv, dims, unseen=unseen)
+        unit = cv / np.linalg.norm(cv, axis=1, keepdims=True)  # the base model's centred sign bits: free, and a bar
+        mean = unit.mean(axis=0)
+        queries = qv / np.linalg.norm(qv, axis=1, keepdims=True)
+        row["truncation_centred"] = scores(test, unit - mean, queries - mean, dims, unseen=unseen)
         row.setdefault("fit_seconds", {})
         for variant, seed in [(v, seed) for v in args.variants for seed in args.seeds]:
             method, supervised, config = VARIANTS[variant]

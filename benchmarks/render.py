@@ -1,8 +1,8 @@
 """Render BENCHMARKS.md from benchmarks/results/*.json (figures are never typed by hand).
 
 One module renders each section (``render_core``, ``render_smec``, ``render_timing``, ``render_supervision``,
-``render_vectors``, ``render_frontier``, ``render_quantization``, ``render_scale``, ``render_search``,
-``render_published``); this one puts them in order. Run from the repository root:
+``render_vectors``, ``render_frontier``, ``render_quantization``, ``render_thresholds``, ``render_scale``,
+``render_search``, ``render_published``); this one puts them in order. Run from the repository root:
 ``.venv/bin/python benchmarks/render.py``.
 """
 
@@ -18,6 +18,7 @@ from render_scale import scale_section
 from render_search import search_section
 from render_smec import smec_section
 from render_supervision import supervision_section
+from render_thresholds import thresholds_section
 from render_timing import mteb_timing_section, throughput_section
 from render_vectors import vectors_section
 
@@ -35,6 +36,7 @@ def main() -> None:
     out += vectors_section()
     out += frontier_section()
     out += quantization_section()
+    out += thresholds_section()
     out += scale_section()
     out += search_section()
     out += published_section()

@@ -433,11 +433,15 @@ def frontier(
     device: str | list[str] | None = None,
     record: bool = False,
     trust_remote_code: bool = False,
+    speed: bool = False,
 ) -> list[dict[str, Any]]:
     """The bytes frontier: truncation, PCA and the model at every dim × precision; written to ``output``.
 
     ``output`` gets ``frontier.json``, ``frontier.md`` and ``frontier.png``; with ``record`` the rows go into the
-    model's ``st_matryoshka.json`` and its card shows each method's best point per byte budget.
+    model's ``st_matryoshka.json`` and its card shows each method's best point per byte budget. With ``speed`` each
+    row also gets ``qps``: queries per second of an exact FAISS index of the corpus at that dim and precision (with
+    ``rescore``, shortlist re-ranked from an int8 store), :func:`st_matryoshka.index.queries_per_second`, and
+    ``qps_threads``, FAISS's thread count (needs the ``index`` extra).
 
     Example:
         ::
@@ -450,6 +454,10 @@ def frontier(
     """
     precisions = check_precisions(precisions, check_dims(dims, name="dims"), rescore)
     check_creatable(os.path.join(output, "frontier.json"), "output")
+    if speed:
+        from st_matryoshka.index import require_faiss
+
+        require_faiss()  # before any encoding: the extra is missing
     folder = record_folder_of(model) if record else None
     loaded, dims = load_with_dims(model, dims, trust_remote_code)
     retrieval = load_beir(data, split=split)
@@ -460,6 +468,10 @@ def frontier(
         heads["model"] = head
     ranges = {"model": stored_int8_ranges(model, precisions)} if "model" in heads else None
     rows = frontier_rows(heads, retrieval, corpus_vectors, query_vectors, dims, precisions, rescore, ranges)
+    if speed:
+        add_speed(
+            rows, np.asarray(corpus_vectors, dtype=np.float32), np.asarray(query_vectors, dtype=np.float32), rescore
+        )
     write_frontier(rows, output, title=f"{os.path.basename(os.path.normpath(data))} ({split})")
     if folder is not None:
         meta = MatryoshkaMetadata.load(folder)
@@ -467,6 +479,23 @@ def frontier(
         meta.save(folder)
         write_card_files(folder, meta)
     return rows
+
+
+def add_speed(rows: list[dict[str, Any]], corpus: np.ndarray, queries: np.ndarray, rescore: int | None) -> None:
+    """Give each frontier row ``qps`` and ``qps_threads``, measured once per (dim, precision).
+
+    The methods share the figure: an exact index's cost depends on the shape of the codes, not on their values.
+    """
+    from st_matryoshka.index import queries_per_second, require_faiss
+
+    threads = require_faiss().omp_get_max_threads()
+    speeds: dict[tuple[int, str], float] = {}
+    for row in rows:
+        key = (row["dim"], row["precision"])
+        if key not in speeds:
+            speeds[key] = queries_per_second(corpus, queries, row["dim"], row["precision"], rescore=rescore)
+            logger.info("%d-d %s: %.0f queries per second (%d threads)", *key, speeds[key], threads)
+        row["qps"], row["qps_threads"] = round(speeds[key], 1), threads
 
 
 def mteb(

@@ -219,6 +219,7 @@ def cmd_frontier(args: argparse.Namespace) -> int:
         rescore=args.rescore,
         record=args.record,
         trust_remote_code=args.trust_remote_code,
+        speed=args.speed,
         **source(args),
     )
     for method, front in pareto_fronts(rows).items():

@@ -73,6 +73,13 @@ def _training_options(parser: argparse.ArgumentParser) -> None:
         help="Rotate the start's coordinates between consecutive --dims for even sign bits (ITQ); prefix similarities "
         "are unchanged. Default: on with --precision binary (not for --method smec; with pca: PCA-ITQ).",
     )
+    parser.add_argument(
+        "--bit-thresholds",
+        choices=["median", "mean", "none"],
+        default=None,
+        help="Per-coordinate thresholds before the sign bits, set from the corpus and trained by the terms on codes "
+        "(part of the output, so plain sentence-transformers reproduces the codes). Default: none.",
+    )
     parser.add_argument("--unsupervised-epochs", type=int, default=None)
     parser.add_argument("--supervised-epochs", type=int, default=None)
     parser.add_argument("--hidden-dim", type=int, default=None)
@@ -258,6 +265,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--record",
         action="store_true",
         help="Also store the points in the model folder's st_matryoshka.json; its card then shows and plots them.",
+    )
+    front.add_argument(
+        "--speed",
+        action="store_true",
+        help="Add queries per second of an exact FAISS index at each dim x precision (needs the index extra).",
     )
 
     export = sub.add_parser("export", help="Write the Hub-ready folder of a trained model (what push uploads).")

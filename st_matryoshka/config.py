@@ -20,6 +20,7 @@ from st_matryoshka.quantization import check_precisions
 
 METHODS = ("matryoshka-adaptor", "pca", "search-adaptor", "smec")
 SUPERVISED_PARAMETERS = ("all", "last-layer")
+BIT_THRESHOLDS = ("median", "mean", "none")
 """Every method a config can describe; ``pca`` fits without training."""
 
 
@@ -94,6 +95,10 @@ class AdaptorTrainingConfig:
             ``None`` (resolved here): on when ``binary`` is among ``precisions`` and ``pca_init`` is set (measured in
             BENCHMARKS.md, "Quantisation-aware training"). Matryoshka-Adaptor, Search-Adaptor and the PCA baseline
             only; SMEC's stages make their own reductions, so its config refuses ``True``.
+        bit_thresholds: ``median`` or ``mean``: the adaptor holds per-coordinate thresholds subtracted from its output
+            (:class:`~st_matryoshka.models.MatryoshkaAdaptor` ``bit_thresholds``), set to that statistic of the corpus
+            at the start and trained by the loss terms on codes; ``none`` (default): no thresholds.
+            Matryoshka-Adaptor and Search-Adaptor; SMEC's config refuses it.
     """
 
     dims: list[int] = field(default_factory=lambda: [192, 96, 48, 24])
@@ -130,6 +135,7 @@ class AdaptorTrainingConfig:
     precisions: list[str] = field(default_factory=lambda: ["float32"])
     quantization_weight: float = 1.0
     balance_bits: bool | None = None
+    bit_thresholds: str = "none"  # median: 5-seed means at or below none on 4 sets (BENCHMARKS, "Bit thresholds")
 
     def __post_init__(self) -> None:
         self.dims = check_dims(self.dims, name="dims")
@@ -148,6 +154,10 @@ class AdaptorTrainingConfig:
             )
         if self.balance_bits is None:
             self.balance_bits = "binary" in self.precisions and self.pca_init
+        if self.bit_thresholds not in BIT_THRESHOLDS:
+            raise ParameterError(
+                "bit_thresholds", f"bit_thresholds must be one of {list(BIT_THRESHOLDS)}, got {self.bit_thresholds!r}"
+            )
         if self.center_input and not self.pca_init:
             raise ParameterError(
                 "center_input", "center_input=True needs pca_init=True (the mean is set with the principal axes)"
@@ -271,6 +281,10 @@ class SMECTrainingConfig(AdaptorTrainingConfig):
                 "balance_bits", "balance_bits=True applies to the Matryoshka-Adaptor and Search-Adaptor, not to SMEC"
             )
         self.balance_bits = False  # SMEC's stages make their own reductions of the body's output
+        if self.bit_thresholds != "none":
+            raise ParameterError(
+                "bit_thresholds", "bit_thresholds applies to the Matryoshka-Adaptor and Search-Adaptor, not to SMEC"
+            )
         super().__post_init__()
         if self.body_patience is not None and (not isinstance(self.body_patience, int) or self.body_patience < 1):
             raise ParameterError(

@@ -755,10 +755,16 @@ def build_adaptor(method: str, width: int, config: AdaptorTrainingConfig, corpus
         if config.dims[-1] >= width:
             raise ParameterError("dims", f"dims must include a dim below the width {width}, got {config.dims!r}")
         adaptor = MatryoshkaAdaptor(
-            width, hidden_dim=config.hidden_dim, num_layers=config.num_layers, center_input=config.center_input
+            width,
+            hidden_dim=config.hidden_dim,
+            num_layers=config.num_layers,
+            center_input=config.center_input,
+            bit_thresholds=config.bit_thresholds != "none",
         )
     if config.pca_init:
         adaptor.init_rotation(corpus_vectors, balance_blocks=config.dims if config.balance_bits else None)
+    if adaptor.bit_thresholds:
+        adaptor.init_thresholds(corpus_vectors, statistic=config.bit_thresholds)
     return adaptor
 
 

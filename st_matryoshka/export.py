@@ -37,9 +37,9 @@ REPO_ID_PATTERN = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
 def adaptor_to_dense(adaptor: MatryoshkaAdaptor) -> list[torch.nn.Module]:
     """ST modules computing exactly what a linear ``adaptor`` computes: ``[Normalize?, Dense]``.
 
-    With ``z = R (normalize(x) − c)`` and ``ê = z + W z + b``, the map is ``ê = A · normalize(x) + d`` with
-    ``A = (I + W) R`` and ``d = b − A c``: one ``Dense`` with identity activation, after ST's ``Normalize`` when
-    the adaptor normalises its input.
+    With ``z = R (normalize(x) − c)`` and ``ê = z + W z + b − t``, the map is ``ê = A · normalize(x) + d`` with
+    ``A = (I + W) R`` and ``d = b − t − A c`` (``t``: the bit thresholds, zero without them): one ``Dense`` with
+    identity activation, after ST's ``Normalize`` when the adaptor normalises its input.
 
     Raises:
         ValueError: if the adaptor has hidden layers (``num_layers > 0``), which no Dense can express.
@@ -53,6 +53,8 @@ def adaptor_to_dense(adaptor: MatryoshkaAdaptor) -> list[torch.nn.Module]:
         matrix = (torch.eye(dim) + linear.weight) @ rotation
         center = adaptor.center if adaptor.center_input else torch.zeros(dim)
         bias = linear.bias - matrix @ center
+        if adaptor.bit_thresholds:
+            bias = bias - adaptor.thresholds
     dense = Dense(dim, dim, bias=True, activation_function=None, init_weight=matrix.clone(), init_bias=bias.clone())
     return [Normalize(), dense] if adaptor.normalize_input else [dense]
 

@@ -303,7 +303,8 @@ def frontier_tables(meta: MatryoshkaMetadata, with_plots: bool) -> list[dict[str
         for line in budget_table(entry["rows"]):
             cells = {}
             for method, row in line["best"].items():
-                cells[method] = f"{row['ndcg_at_10']:.4f} ({row['dim']}-d {row['precision']})" if row else "-"
+                speed = f", {row['qps']:.0f} q/s" if row and "qps" in row else ""
+                cells[method] = f"{row['ndcg_at_10']:.4f} ({row['dim']}-d {row['precision']}{speed})" if row else "-"
             rows.append({"bytes": line["bytes"], **cells})
         methods = sorted(dict.fromkeys(r["method"] for r in entry["rows"]), key=lambda m: m != "model")
         tables.append(

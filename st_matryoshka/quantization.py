@@ -183,21 +183,20 @@ def pareto_front(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 def quantize_prefix(prefix: torch.Tensor, precision: str) -> torch.Tensor:
     """Unit-length codes of unit-length ``prefix`` rows as an index at ``precision`` stores them, straight-through.
 
-        The forward pass gives the codes' own vectors (``binary``: the sign bits as ±1, the ``quantize_embeddings``
-        binary code; ``int8``: its 256 levels per coordinate over the batch's range), so the similarities the losses
-        compare are those of the codes; the backward pass is the identity (straight-through estimator), so the adaptor
-        learns outputs whose codes keep the similarities. ``float32`` returns ``prefix`` unchanged.
+    The forward pass gives the codes' own vectors (``binary``: the sign bits as ±1, the ``quantize_embeddings``
+    binary code; ``int8``: its 256 levels per coordinate over the batch's range), so the similarities the losses
+    compare are those of the codes; the backward pass is the identity (straight-through estimator), so the adaptor
+    learns outputs whose codes keep the similarities. ``float32`` returns ``prefix`` unchanged.
 
     Example:
-            ::
+        ::
 
-                import torch
-    import torch.nn.functional as F
-                from st_matryoshka.quantization import quantize_prefix
+            import torch
+            from st_matryoshka.quantization import quantize_prefix
 
-                codes = quantize_prefix(torch.nn.functional.normalize(torch.randn(2, 8), dim=-1), "binary")
-                print(sorted(set(codes.abs().flatten().tolist())))
-                # => [0.3535533845424652]
+            codes = quantize_prefix(torch.nn.functional.normalize(torch.randn(2, 8), dim=-1), "binary")
+            print(sorted(set(codes.abs().flatten().tolist())))
+            # => [0.3535533845424652]
     """
     if precision == "float32":
         return prefix

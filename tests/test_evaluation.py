@@ -160,3 +160,25 @@ def test_frontier_command_writes_table_plot_and_pareto_fronts(scifact_slice, tmp
     assert model_cell.strip() == f"{best[0]:.4f} ({best[1]}-d {best[2]})"
     with pytest.raises(SystemExit):  # a base model has no folder to record into
         main(["frontier", "--model", "all-MiniLM-L6-v2", *args, "--dims", "48", "--output", str(out), "--record"])
+
+
+def test_frontier_speed_adds_queries_per_second_to_rows_table_and_card(scifact_slice, tmp_path):
+    """frontier --speed: one FAISS measurement per (dim, precision), shared by the methods, in the json, the table
+    and the recorded card (issue 26, item 3). No speed is asserted: a unit test is no benchmark."""
+    import json
+
+    from st_matryoshka.cli import main
+
+    model = tmp_path / "pca"
+    args = ["--data", str(scifact_slice), "--embeddings", str(scifact_slice / "embeddings")]
+    assert main(["train", "--model", "all-MiniLM-L6-v2", *args, "--method", "pca", "--dims", "48",
+                 "--output", str(model)]) == 0  # fmt: skip
+    out = tmp_path / "frontier"
+    argv = ["frontier", "--model", str(model), *args, "--dims", "384,48", "--precision", "float32,binary"]
+    assert main([*argv, "--output", str(out), "--speed", "--record"]) == 0
+    rows = json.loads((out / "frontier.json").read_text())["rows"]
+    assert all(r["qps"] > 0 and r["qps_threads"] >= 1 for r in rows)
+    for key in {(r["dim"], r["precision"]) for r in rows}:
+        assert len({r["qps"] for r in rows if (r["dim"], r["precision"]) == key}) == 1
+    assert "| queries/s |" in (out / "frontier.md").read_text()
+    assert " q/s)" in (model / "README.md").read_text()

@@ -13,12 +13,18 @@ from st_matryoshka.training import fit_pca_adaptor
 TEXTS = ["Aspirin and heart attacks.", "Orbital mechanics of the moon.", "Bone density and vitamin D."]
 
 
-@pytest.mark.parametrize("kwargs", [{}, {"center_input": True}, {"use_rotation": False}, {"normalize_input": False}])
+@pytest.mark.parametrize(
+    "kwargs",
+    [{}, {"center_input": True}, {"use_rotation": False}, {"normalize_input": False}, {"bit_thresholds": True}],
+)
 def test_linear_adaptor_folds_into_dense(kwargs):
     torch.manual_seed(0)
     adaptor = MatryoshkaAdaptor(6, num_layers=0, **kwargs)
     if adaptor.use_rotation:
         adaptor.init_rotation(torch.randn(40, 6) + 1.0)
+    if adaptor.bit_thresholds:
+        adaptor.init_thresholds(torch.randn(40, 6) + 1.0)
+        assert adaptor.thresholds.abs().min() > 0
     with torch.no_grad():
         adaptor.residual[-1].weight.normal_(std=0.1)
         adaptor.residual[-1].bias.normal_(std=0.1)
@@ -55,6 +61,26 @@ def test_exported_pca_model_loads_without_remote_code(minilm, tmp_path):
     full = pca.encode(TEXTS)
     scale = np.linalg.norm(centred, axis=1, keepdims=True)
     assert np.allclose(np.abs(full[:, :2] * scale), np.abs(centred @ vt[:2].T), atol=1e-4)
+
+
+def test_bit_thresholds_travel_with_the_exported_model(minilm, tmp_path):
+    """A plain SentenceTransformer reproduces the codes of a model with bit thresholds (issue 26, item 2)."""
+    from sentence_transformers.util import quantize_embeddings
+
+    corpus_vectors = backbone_of(minilm).encode(TEXTS * 4 + [t.upper() for t in TEXTS])
+    adaptor = MatryoshkaAdaptor(384, num_layers=0, bit_thresholds=True)
+    adaptor.init_rotation(corpus_vectors)
+    adaptor.init_thresholds(corpus_vectors)
+    model = with_adaptor(minilm, adaptor.eval())
+    export_to_st_modules(model).save(str(tmp_path / "native"))
+    loaded = SentenceTransformer(str(tmp_path / "native"), device="cpu")
+    ours = quantize_embeddings(model.encode(TEXTS, truncate_dim=16), precision="ubinary")
+    assert np.array_equal(loaded.encode(TEXTS, truncate_dim=16, precision="ubinary"), ours)
+    unthresholded = quantize_embeddings(
+        with_adaptor(minilm, MatryoshkaAdaptor(384, num_layers=0).eval()).encode(TEXTS, truncate_dim=16),
+        precision="ubinary",
+    )
+    assert not np.array_equal(ours, unthresholded)
 
 
 def test_export_refuses_models_it_cannot_express(minilm):

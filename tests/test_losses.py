@@ -178,3 +178,24 @@ def test_quantisation_aware_terms_see_the_codes(model):
     assert rank.get_config_dict()["precisions"] == ["float32", "binary"]
     with pytest.raises(ValueError, match="precisions must be among"):
         MatryoshkaUnsupervisedLoss(model, [DIM], precisions=["int4"])
+
+
+def test_bit_thresholds_move_the_codes_terms_only():
+    """The float terms compare the output before the bit thresholds (identity adaptor: loss-free at any threshold);
+    the code terms see the thresholded output, and only they reach the thresholds."""
+    rng = np.random.default_rng(0)
+    texts = [f"t{i}" for i in range(12)]
+    adaptor = MatryoshkaAdaptor(DIM, bit_thresholds=True)
+    model = SentenceTransformer(
+        modules=[CachedEmbeddings(texts, rng.normal(size=(12, DIM)).astype("float32") + 1.0), adaptor], device="cpu"
+    ).train()
+    features = [model.preprocess(texts)]
+    with torch.no_grad():
+        adaptor.thresholds.normal_()
+    float_terms = MatryoshkaUnsupervisedLoss(model, [DIM], top_k=3)(features, None)
+    assert all(float(v.detach()) < 1e-5 for v in float_terms.values())
+    sum(float_terms.values()).backward()
+    assert adaptor.thresholds.grad is None or float(adaptor.thresholds.grad.abs().sum()) == 0.0
+    codes = MatryoshkaUnsupervisedLoss(model, [DIM], top_k=3, precisions=["binary"])(features, None)
+    sum(codes.values()).backward()
+    assert float(adaptor.thresholds.grad.abs().sum()) > 0

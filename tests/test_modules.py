@@ -17,6 +17,7 @@ MODULES = {
     "no-rotation": lambda: MatryoshkaAdaptor(12, use_rotation=False, activation="tanh"),
     "raw-input": lambda: MatryoshkaAdaptor(12, normalize_input=False),
     "centred": lambda: MatryoshkaAdaptor(12, center_input=True),
+    "bit-thresholds": lambda: MatryoshkaAdaptor(12, bit_thresholds=True),
 }
 
 
@@ -114,6 +115,32 @@ def test_centred_rotation_is_pca_of_the_corpus():
     assert torch.allclose(out.mean(0), torch.zeros(12), atol=1e-4)
     cov = out.T @ out / len(out)
     assert torch.allclose(cov, torch.diag(torch.diagonal(cov)), atol=1e-3)
+
+
+@pytest.mark.parametrize("statistic", ["median", "mean"])
+def test_bit_thresholds_split_the_corpus_and_train(statistic):
+    """Thresholds set from the corpus make each sign bit split it (median: in halves; mean: centred outputs), and the
+    straight-through loss on the codes reaches them."""
+    torch.manual_seed(0)
+    data = torch.randn(301, 12) + 2.0  # one dominant mean direction: at zero threshold the first bit is constant
+    module = MatryoshkaAdaptor(12, bit_thresholds=True)
+    module.init_rotation(data)
+    plain = module.eval()({"sentence_embedding": data})["sentence_embedding"]
+    assert (plain[:, 0] > 0).all() or (plain[:, 0] <= 0).all()
+    module.init_thresholds(data, statistic=statistic)
+    out = module({"sentence_embedding": data})["sentence_embedding"]
+    if statistic == "median":
+        assert torch.equal((out > 0).sum(0), torch.full((12,), 150))
+    else:
+        assert torch.allclose(out.mean(0), torch.zeros(12), atol=1e-5)
+    from st_matryoshka.quantization import quantize_prefix
+
+    module.train()
+    codes = quantize_prefix(F.normalize(module({"sentence_embedding": data})["sentence_embedding"], dim=-1), "binary")
+    (codes @ torch.randn(12)).sum().backward()
+    assert module.thresholds.grad is not None and module.thresholds.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="init_thresholds needs bit_thresholds=True"):
+        MatryoshkaAdaptor(12).init_thresholds(data)
 
 
 def test_init_rotation_checks_shape():

@@ -320,6 +320,19 @@ def test_fit_vectors_for_binary_codes(vectors, tmp_path, capsys):
     assert main([*argv, "--dims", "96,48", "--precision", "binary", "--output", str(tmp_path / "b")]) == 0
     meta = json.loads((tmp_path / "b" / "st_matryoshka.json").read_text())
     assert meta["config"]["precisions"] == ["float32", "binary"]
+    assert meta["config"]["bit_thresholds"] == "none"  # the default (median thresholds measured no better)
+    flags = ["--dims", "96,48", "--precision", "binary", "--bit-thresholds", "median"]
+    assert main([*argv, *flags, "--output", str(tmp_path / "t")]) == 0
+    meta = json.loads((tmp_path / "t" / "st_matryoshka.json").read_text())
+    assert meta["config"]["bit_thresholds"] == "median"
+    corpus = np.load(vectors / "corpus.npy")
+    plain, split = (apply_vectors(load_adaptor(str(tmp_path / n)), corpus, dim=96) > 0 for n in ("b", "t"))
+    assert plain[:, 0].mean() > 0.9 and 0.3 < split[:, 0].mean() < 0.7  # the mean direction's bit splits the corpus
+    from st_matryoshka.metadata import MatryoshkaMetadata
+    from st_matryoshka.model_card import render_model_card
+
+    card = render_model_card(MatryoshkaMetadata.from_dict(meta))
+    assert "subtracts per-coordinate thresholds (started at the corpus median" in card
     assert "holdout_overlap@10_dim384_binary" in capsys.readouterr().out
     assert "--precision: binary codes pack 8 dims a byte; dims [20]" in _fails(
         [*argv, "--dims", "96,20", "--precision", "binary", "--output", str(tmp_path / "c")], capsys
@@ -353,6 +366,13 @@ def test_balance_bits_follows_binary_training_and_is_refused_where_it_cannot_app
     for dim in (96, 48):  # PCA-ITQ keeps PCA's similarities at every trained dim, not its coordinates
         a, b = (apply_vectors(load_adaptor(str(tmp_path / n)), x, dim=dim) for n in ("pca", "pca_itq"))
         assert np.allclose(a @ a.T, b @ b.T, atol=1e-4) and not np.allclose(a, b, atol=1e-3)
+    smec_thresholds = [*argv, "--method", "smec", "--bit-thresholds", "median", "--output", str(tmp_path / "t")]
+    assert "--bit-thresholds applies to the Matryoshka-Adaptor and Search-Adaptor, not to SMEC" in _fails(
+        smec_thresholds, capsys
+    )
+    assert main([*argv, "--bit-thresholds", "mean", "--output", str(tmp_path / "mean")]) == 0  # float training too
+    assert json.loads((tmp_path / "mean" / "st_matryoshka.json").read_text())["config"]["bit_thresholds"] == "mean"
+    assert load_adaptor(str(tmp_path / "mean")).thresholds.abs().sum() > 0
     smec = [*argv, "--method", "smec", "--balance-bits", "--output", str(tmp_path / "s")]
     assert "--balance-bits=True applies to the Matryoshka-Adaptor and Search-Adaptor, not to SMEC" in _fails(
         smec, capsys

@@ -74,13 +74,22 @@ def write_frontier(rows: Sequence[dict[str, Any]], output: str, title: str = "")
     fronts = pareto_fronts(rows)
     with open(os.path.join(output, "frontier.json"), "w", encoding="utf-8") as f:
         json.dump({"rows": list(rows), "pareto": fronts}, f, indent=2)
-    lines = ["| method | dim | precision | bytes | NDCG@10 | Recall@100 | Pareto |"]
-    lines.append("|---|---:|---|---:|---:|---:|---|")
+    speed = all("qps" in r for r in rows) and bool(rows)
+    lines = [
+        "| method | dim | precision | bytes | NDCG@10 | Recall@100 |" + (" queries/s |" if speed else "") + " Pareto |"
+    ]
+    lines.append("|---|---:|---|---:|---:|---:|" + ("---:|" if speed else "") + "---|")
     for r in sorted(rows, key=lambda r: (r["bytes"], r["method"])):
         mark = "yes" if r in fronts[r["method"]] else ""
+        qps = f" {r['qps']:.0f} |" if speed else ""
         lines.append(
             f"| {r['method']} | {r['dim']} | {r['precision']} | {r['bytes']} | {r['ndcg_at_10']:.4f} | "
-            f"{r['recall_at_100']:.4f} | {mark} |"
+            f"{r['recall_at_100']:.4f} |{qps} {mark} |"
+        )
+    if speed:
+        lines.append(
+            f"\nQueries per second: an exact FAISS index of the corpus at each dim and precision, "
+            f"{rows[0]['qps_threads']} threads (the same for every method at one dim and precision)."
         )
     with open(os.path.join(output, "frontier.md"), "w", encoding="utf-8") as f:
         f.write("\n".join(lines) + "\n")

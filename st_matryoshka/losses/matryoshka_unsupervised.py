@@ -22,6 +22,7 @@ def similarity_preservation_terms(
     top_k: int,
     temperature: float = 0.05,
     precisions: Sequence[tuple[str, float]] = (("float32", 1.0),),
+    thresholds: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Return ``(L_pair, L_topk, L_distill)`` summed over ``matryoshka_dims`` (and weighted ``precisions``).
 
@@ -31,6 +32,8 @@ def similarity_preservation_terms(
     item's softmax over the other items' reference similarities (``/ temperature``) to the same softmax over prefix
     similarities: it weighs near neighbours most, which is what retrieval needs. Each ``(precision, weight)`` adds
     the three terms computed on the prefixes' codes at that precision (:func:`quantize_prefix`), times ``weight``.
+    ``thresholds`` (the adaptor's bit thresholds, subtracted in its output) are added back for the float32 terms:
+    they move the codes only, and the float terms keep the similarities of the output before them.
     """
     ref = F.normalize(reference, dim=-1)
     target = ref @ ref.T
@@ -46,7 +49,10 @@ def similarity_preservation_terms(
     for dim in matryoshka_dims:
         normalised = F.normalize(embeddings[:, :dim], dim=-1)
         for precision, weight in precisions:
-            prefix = quantize_prefix(normalised, precision)
+            if precision == "float32" and thresholds is not None:
+                prefix = F.normalize(embeddings[:, :dim] + thresholds[:dim], dim=-1)
+            else:
+                prefix = quantize_prefix(normalised, precision)
             sims = prefix @ prefix.T
             diff = (sims - target).abs()
             pair = pair + weight * diff[off_diag].mean()
@@ -161,9 +167,9 @@ class MatryoshkaUnsupervisedLoss(nn.Module):
         self.temperature = temperature
         self.memory_size = memory_size
         self.memory: SelectableCrossBatchMemory | None = None
-        self._adaptor: nn.Module | None = None
+        adaptors = [m for m in model if hasattr(m, "adapt") and hasattr(m, "embedding_dim")]
+        self._adaptor: nn.Module | None = adaptors[0] if adaptors else None
         if memory_size is not None:
-            adaptors = [m for m in model if hasattr(m, "adapt") and hasattr(m, "embedding_dim")]
             if not adaptors:
                 raise ValueError(f"memory_size={memory_size!r} needs a model with a MatryoshkaAdaptor module")
             self._adaptor = adaptors[0]
@@ -208,6 +214,7 @@ class MatryoshkaUnsupervisedLoss(nn.Module):
             0 if self.memory is not None else self.top_k,
             self.temperature,
             self.weighted_precisions(),
+            self._adaptor.thresholds if getattr(self._adaptor, "bit_thresholds", False) else None,
         )
         if self.memory is not None:  # L_topk over the memory's neighbours, on the prefixes and on their codes
             topk = self.memory.preservation_loss(

@@ -90,6 +90,10 @@ class MatryoshkaAdaptor(StMatryoshkaModule):
         center_input: Subtract the fixed ``center`` buffer (set by :meth:`init_rotation` to the corpus mean) before
             the rotation. This changes full-width similarities (centring helps some corpora and hurts others, see
             BENCHMARKS.md), so it is off by default.
+        bit_thresholds: Hold a trainable per-coordinate ``thresholds`` vector ``t`` subtracted from the output,
+            ``ê = z + f(z) − t``: the bias before the sign of a binary code (``quantize_embeddings`` keeps ``ê > 0``),
+            set from the corpus by :meth:`init_thresholds` and trained with the rest in quantisation-aware training.
+            Exported and saved models carry it, so a plain ``SentenceTransformer`` reproduces the codes.
 
     References:
         Yoon et al., "Matryoshka-Adaptor: Unsupervised and Supervised Tuning for Smaller Embedding Dimensions",
@@ -116,6 +120,7 @@ class MatryoshkaAdaptor(StMatryoshkaModule):
         "normalize_input",
         "use_rotation",
         "center_input",
+        "bit_thresholds",
     ]
 
     def __init__(
@@ -127,6 +132,7 @@ class MatryoshkaAdaptor(StMatryoshkaModule):
         normalize_input: bool = True,
         use_rotation: bool = True,
         center_input: bool = False,
+        bit_thresholds: bool = False,
     ) -> None:
         super().__init__()
         if not isinstance(embedding_dim, int) or embedding_dim <= 0:
@@ -144,6 +150,7 @@ class MatryoshkaAdaptor(StMatryoshkaModule):
         self.normalize_input = normalize_input
         self.use_rotation = use_rotation
         self.center_input = center_input
+        self.bit_thresholds = bit_thresholds
 
         width = hidden_dim or embedding_dim
         layers: list[nn.Module] = []
@@ -157,6 +164,8 @@ class MatryoshkaAdaptor(StMatryoshkaModule):
         self.residual = nn.Sequential(*layers, last)
         self.register_buffer("rotation", torch.eye(embedding_dim))
         self.register_buffer("center", torch.zeros(embedding_dim))
+        if bit_thresholds:
+            self.thresholds = nn.Parameter(torch.zeros(embedding_dim))
 
     @torch.no_grad()
     def init_rotation(
@@ -222,6 +231,38 @@ class MatryoshkaAdaptor(StMatryoshkaModule):
                 rotation[start:end] = block.T @ rotation[start:end]
             self.rotation.copy_(rotation.to(self.rotation.dtype))
 
+    @torch.no_grad()
+    def init_thresholds(
+        self, embeddings: torch.Tensor | Any, statistic: str = "median", sample: int = 100_000
+    ) -> None:
+        """Set ``thresholds`` to the ``statistic`` (``median`` or ``mean``) of each output coordinate over the corpus.
+
+        Each sign bit then splits the corpus (the median: in halves), where a threshold at zero spends the first
+        bit of an uncentred principal-axes start on the mean direction, nearly constant over the corpus. Computed on
+        ``sample`` evenly spaced rows of ``embeddings`` (backbone vectors), through the module as it is now.
+
+        Args:
+            embeddings: ``(n, embedding_dim)`` backbone embeddings of the corpus (tensor or array).
+            statistic: ``median`` (each bit set for half the corpus) or ``mean`` (centred sign bits).
+            sample: Rows it is computed on at most.
+        """
+        if not self.bit_thresholds:
+            raise ValueError("init_thresholds needs bit_thresholds=True, got bit_thresholds=False")
+        if statistic not in ("median", "mean"):
+            raise ValueError(f"statistic must be 'median' or 'mean', got {statistic!r}")
+        n = embeddings.shape[0]
+        rows = np.linspace(0, n - 1, min(n, sample)).round().astype(np.int64)
+        if isinstance(embeddings, torch.Tensor):
+            x = embeddings[torch.from_numpy(rows)].to(self.rotation)
+        else:
+            x = torch.from_numpy(np.array(embeddings[rows], dtype=np.float32)).to(self.rotation)
+        self.thresholds.zero_()
+        was_training = self.training
+        out = self.eval().adapt(self.reference(x))
+        self.train(was_training)
+        value = out.median(dim=0).values if statistic == "median" else out.mean(dim=0)
+        self.thresholds.copy_(value)
+
     def reference(self, x: torch.Tensor) -> torch.Tensor:
         """The fixed part of the map, ``z = R · (normalize(x) − center)``: backbone geometry, nothing trainable.
 
@@ -246,7 +287,11 @@ class MatryoshkaAdaptor(StMatryoshkaModule):
 
     def adapt(self, z: torch.Tensor) -> torch.Tensor:
         """The trainable part of the map, from :meth:`reference` output to the adapted embedding."""
-        return self.head(z + self.residual(z))
+        return self.threshold(self.head(z + self.residual(z)))
+
+    def threshold(self, y: torch.Tensor) -> torch.Tensor:
+        """``y − thresholds`` with ``bit_thresholds``; ``y`` otherwise."""
+        return y - self.thresholds if self.bit_thresholds else y
 
     def forward(self, features: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
         z = self.reference(features["sentence_embedding"])
@@ -254,7 +299,7 @@ class MatryoshkaAdaptor(StMatryoshkaModule):
         if self.training:
             features[REFERENCE_KEY] = z
             features[RESIDUAL_KEY] = residual
-        features["sentence_embedding"] = self.head(z + residual)
+        features["sentence_embedding"] = self.threshold(self.head(z + residual))
         return features
 
     def get_embedding_dimension(self) -> int:
