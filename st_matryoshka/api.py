@@ -693,6 +693,7 @@ def index_build(
     device: str | list[str] | None = None,
     chunk_size: int = 65536,
     trust_remote_code: bool = False,
+    engine: str = "faiss",
 ) -> VectorIndex:
     """Build a search index of ``model``'s ``dim``-d codes over a corpus (``st-matryoshka index build``).
 
@@ -712,6 +713,7 @@ def index_build(
         device: Encoding device, or a list for ST's multi-process encoding.
         chunk_size: Rows mapped and added per batch (memory: the codes plus one batch).
         trust_remote_code: Let ST run code shipped with ``model``.
+        engine: ``faiss`` or ``usearch`` (float32 and binary codes).
 
     Example:
         ::
@@ -745,6 +747,7 @@ def index_build(
         ranges=stored_ranges(ranges, dim),
         model=os.path.abspath(model) if os.path.isdir(model) else model,
         model_fingerprint=fingerprint,
+        engine=engine,
     )
     start = 0
     for outputs in head_outputs(head, corpus, chunk_size):

@@ -270,6 +270,7 @@ def cmd_index(args: argparse.Namespace) -> int:
             ids=args.ids,
             rescore_store=args.rescore_store,
             kind=args.kind,
+            engine=args.engine,
             trust_remote_code=args.trust_remote_code,
             **source(args),
         )

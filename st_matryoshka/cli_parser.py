@@ -12,7 +12,7 @@ import argparse
 from st_matryoshka._validation import check_dims
 from st_matryoshka.config import METHODS
 from st_matryoshka.data import VALIDATION_SPLITS
-from st_matryoshka.index import KINDS, STORES
+from st_matryoshka.index import ENGINES, KINDS, STORES
 from st_matryoshka.quantization import PRECISIONS
 
 
@@ -304,6 +304,12 @@ def _index_options(sub: argparse._SubParsersAction) -> None:
         "--rescore-store", choices=list(STORES), help="Also keep int8 vectors on disk for search --rescore."
     )
     build.add_argument("--kind", default="flat", choices=list(KINDS), help="flat (exact) or hnsw (graph).")
+    build.add_argument(
+        "--engine",
+        default="faiss",
+        choices=list(ENGINES),
+        help="faiss (default) or usearch (float32 and binary codes).",
+    )
     build.add_argument("--output", required=True, help="New folder for the index.")
     build.add_argument("--embeddings", help="With --data: corpus.npy / queries.npy instead of encoding.")
     build.add_argument("--cache-dir", help="Backbone embedding cache.")

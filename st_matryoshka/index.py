@@ -1,8 +1,10 @@
-"""Search indexes over a model's codes: FAISS flat or HNSW, float32, int8 or binary, with rescoring from disk.
+"""Search indexes over a model's codes: FAISS or USearch, flat or HNSW, float32, int8 or binary, rescoring from disk.
 
-An index folder holds the FAISS index of the codes (``index.faiss``: ``IndexFlatIP`` / ``IndexHNSWFlat`` for float32,
-``IndexScalarQuantizer`` with the model's int8 ranges for int8, ``IndexBinaryFlat`` / ``IndexBinaryHNSW`` for
-binary), the document ids (``ids.txt``), optionally a rescoring store (``rescore.bin``: one int8 vector per document,
+An index folder holds the index of the codes: with ``engine="faiss"`` (default) ``index.faiss`` (``IndexFlatIP`` /
+``IndexHNSWFlat`` for float32, ``IndexScalarQuantizer`` with the model's int8 ranges for int8, ``IndexBinaryFlat`` /
+``IndexBinaryHNSW`` for binary); with ``engine="usearch"`` ``index.usearch`` (USearch's HNSW over ``f32`` vectors
+with the inner product or ``b1`` bits with the Hamming distance; ``flat`` searches it exhaustively), and the document
+ids (``ids.txt``), optionally a rescoring store (``rescore.bin``: one int8 vector per document,
 memory-mapped, read only for the shortlist) and ``index.json``: the model (name and weights fingerprint), dim,
 precision, int8 ranges, document count and the library versions. Opening an index with another model or dim is
 refused in one line. Documents are added in batches: memory holds the codes and one batch.
@@ -47,10 +49,21 @@ from st_matryoshka.quantization import check_precisions, normalised_prefix
 
 INDEX_FILE = "index.json"
 FAISS_FILE = "index.faiss"
+USEARCH_FILE = "index.usearch"
+ENGINES = ("faiss", "usearch")
 IDS_FILE = "ids.txt"
 STORE_FILE = "rescore.bin"
 KINDS = ("flat", "hnsw")
 STORES = ("int8",)
+
+
+def require_usearch():
+    """USearch's ``Index``, or an error saying which extra installs it."""
+    try:
+        from usearch.index import Index
+    except ImportError:
+        raise ImportError("engine 'usearch' needs usearch: pip install 'st_matryoshka[index]'") from None
+    return Index
 
 
 def require_faiss():
@@ -77,16 +90,28 @@ class IndexInfo:
     count: int = 0
     hnsw_m: int = 32
     versions: dict[str, str] = field(default_factory=dict)
+    engine: str = "faiss"
+
+    @property
+    def file(self) -> str:
+        """The engine's index file in the folder."""
+        return USEARCH_FILE if self.engine == "usearch" else FAISS_FILE
 
 
-def library_versions() -> dict[str, str]:
-    """The versions that made an index: st_matryoshka, FAISS, Sentence-Transformers, NumPy."""
-    faiss = require_faiss()
+def library_versions(engine: str = "faiss") -> dict[str, str]:
+    """The versions that made an index: st_matryoshka, the engine (FAISS or USearch), Sentence-Transformers, NumPy."""
     import sentence_transformers
 
+    if engine == "usearch":
+        require_usearch()
+        import usearch
+
+        engine_version = {"usearch": usearch.__version__}
+    else:
+        engine_version = {"faiss": require_faiss().__version__}
     return {
         "st_matryoshka": __version__,
-        "faiss": faiss.__version__,
+        **engine_version,
         "sentence_transformers": sentence_transformers.__version__,
         "numpy": np.__version__,
     }
@@ -106,20 +131,66 @@ def int8_values(codes: np.ndarray, ranges: np.ndarray) -> np.ndarray:
     return (ranges[0] + (codes.astype(np.float32) + 128.0) * steps).astype(np.float32)
 
 
+class SavedIds:
+    """The ids of an index folder's first ``count`` documents, read from ``ids.txt`` when asked for.
+
+    Memory holds one line end per document (4 bytes while the file is under 4 GiB), not a million Python strings;
+    the file is scanned once in chunks and each id read with one ``pread``, so its pages are not mapped into the
+    process.
+    """
+
+    def __init__(self, path: str, count: int, chunk: int = 1 << 24) -> None:
+        self.path, self.count = path, count
+        ends, offset = [], 0
+        self._fd = os.open(path, os.O_RDONLY) if os.path.exists(path) else None
+        while self._fd is not None and sum(map(len, ends)) < count:
+            block = os.pread(self._fd, chunk, offset)
+            if not block:
+                break
+            ends.append(np.flatnonzero(np.frombuffer(block, dtype=np.uint8) == 10) + offset)  # each line's newline
+            offset += len(block)
+        found = np.concatenate(ends)[:count] if ends else np.zeros(0, dtype=np.int64)
+        if len(found) < count:
+            raise ParameterError("index", f"index: {path} holds {len(found)} ids, {count} recorded")
+        self._ends = found.astype(np.uint32 if offset < 2**32 else np.int64)
+
+    def __del__(self) -> None:
+        if getattr(self, "_fd", None) is not None:
+            os.close(self._fd)
+
+    def __len__(self) -> int:
+        return self.count
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of ``ids.txt`` that these ids take (what a later save keeps before appending)."""
+        return int(self._ends[-1]) + 1 if self.count else 0
+
+    def __getitem__(self, row: int) -> str:
+        start = int(self._ends[row - 1]) + 1 if row > 0 else 0
+        return os.pread(self._fd, int(self._ends[row]) - start, start).decode("utf-8")
+
+
 class VectorIndex:
-    """A FAISS index of one model's codes at one dim and precision, with its ids and optional rescoring store.
+    """A FAISS or USearch index of one model's codes at one dim and precision, with its ids and rescoring store.
 
     Build with :meth:`create`, :meth:`add` batches, :meth:`save`; later :meth:`open` (refusing another model or dim)
     and :meth:`search`. See the module docstring.
     """
 
-    def __init__(self, folder: str, info: IndexInfo, index: Any, ids: list[str]) -> None:
+    def __init__(self, folder: str, info: IndexInfo, index: Any, ids: SavedIds | None = None) -> None:
         self.folder = folder
         self.info = info
         self.index = index
-        self.ids = ids
+        self._saved_ids = ids  # the saved documents' ids, read from ids.txt on demand
+        self._new_ids: list[str] = []  # ids added since the last save
         self._pending: list[np.ndarray] = []  # rescoring rows added since the last save
         self._saved = info.count  # rows the store on disk holds for certain
+
+    def id_of(self, row: int) -> str:
+        """The id of the document in ``row`` (saved or added since)."""
+        saved = len(self._saved_ids) if self._saved_ids is not None else 0
+        return self._saved_ids[row] if row < saved else self._new_ids[row - saved]
 
     # -- building
 
@@ -135,6 +206,7 @@ class VectorIndex:
         model: str = "",
         model_fingerprint: str = "",
         hnsw_m: int = 32,
+        engine: str = "faiss",
     ) -> VectorIndex:
         """A new, empty index to be written to ``folder`` (which must not exist or be empty).
 
@@ -149,12 +221,17 @@ class VectorIndex:
             model: The model's name or folder, recorded.
             model_fingerprint: A hash of the model's weights; :meth:`open` compares it.
             hnsw_m: Neighbours per node of the HNSW graph.
+            engine: ``faiss`` or ``usearch`` (float32 and binary codes; ``flat`` is its exhaustive search).
         """
         if not isinstance(dim, int) or isinstance(dim, bool) or dim < 1:
             raise ParameterError("dim", f"dim must be a positive int, got {dim!r}")
         check_precisions([precision], [dim])
         if kind not in KINDS:
             raise ParameterError("kind", f"kind must be one of {list(KINDS)}, got {kind!r}")
+        if engine not in ENGINES:
+            raise ParameterError("engine", f"engine must be one of {list(ENGINES)}, got {engine!r}")
+        if engine == "usearch" and precision == "int8":
+            raise ParameterError("engine", "engine 'usearch' indexes float32 and binary codes; int8 needs 'faiss'")
         if rescore_store not in (None, *STORES):
             raise ParameterError("rescore_store", f"rescore_store must be None or 'int8', got {rescore_store!r}")
         if os.path.isdir(folder) and os.listdir(folder):
@@ -165,10 +242,19 @@ class VectorIndex:
                 raise ParameterError("ranges", f"ranges must have shape (2, {dim}), got {ranges.shape}")
             ranges = ranges.tolist()
         info = IndexInfo(dim, precision, kind, rescore_store, ranges, model, model_fingerprint, 0, hnsw_m)
-        info.versions = library_versions()
-        return cls(folder, info, None, [])
+        info.engine = engine
+        info.versions = library_versions(engine)
+        return cls(folder, info, None)
 
-    def _new_faiss(self, ranges: np.ndarray | None) -> Any:
+    def _new_index(self, ranges: np.ndarray | None) -> Any:
+        if self.info.engine == "usearch":
+            binary = self.info.precision == "binary"
+            return require_usearch()(
+                ndim=self.info.dim,
+                metric="hamming" if binary else "ip",
+                dtype="b1" if binary else "f32",
+                connectivity=self.info.hnsw_m,
+            )
         faiss = require_faiss()
         d, kind = self.info.dim, self.info.kind
         if self.info.precision == "binary":
@@ -199,8 +285,11 @@ class VectorIndex:
             self.info.ranges = np.stack([prefix.min(axis=0), prefix.max(axis=0)]).tolist()
         ranges = np.asarray(self.info.ranges, dtype=np.float32) if self.info.ranges is not None else None
         if self.index is None:
-            self.index = self._new_faiss(ranges)
-        if self.info.precision == "binary":
+            self.index = self._new_index(ranges)
+        if self.info.engine == "usearch":
+            keys = np.arange(self.info.count, self.info.count + len(prefix), dtype=np.uint64)
+            self.index.add(keys, np.packbits(prefix > 0, axis=-1) if self.info.precision == "binary" else prefix)
+        elif self.info.precision == "binary":
             self.index.add(np.packbits(prefix > 0, axis=-1))
         elif self.info.precision == "int8":
             self.index.add(int8_values(int8_codes(prefix, ranges), ranges))  # FAISS stores them as its 8-bit codes
@@ -208,21 +297,26 @@ class VectorIndex:
             self.index.add(prefix)
         if self.info.rescore_store == "int8":
             self._pending.append(int8_codes(prefix, ranges))
-        self.ids += ids
+        self._new_ids += ids
         self.info.count += len(vectors)
 
     def save(self) -> None:
         """Write the index to its folder: new files beside the old ones, each moved into place when complete."""
-        faiss = require_faiss()
+        faiss = require_faiss() if self.info.engine == "faiss" else None
         if self.index is None:
             raise ParameterError("vectors", "the index is empty: add vectors before saving")
         os.makedirs(self.folder, exist_ok=True)
         work = tempfile.mkdtemp(prefix=".tmp-", dir=self.folder)
         try:
-            write = faiss.write_index_binary if self.info.precision == "binary" else faiss.write_index
-            write(self.index, os.path.join(work, FAISS_FILE))
-            with open(os.path.join(work, IDS_FILE), "w", encoding="utf-8") as f:
-                f.write("".join(f"{i}\n" for i in self.ids))
+            if self.info.engine == "usearch":
+                self.index.save(os.path.join(work, USEARCH_FILE))
+            else:
+                write = faiss.write_index_binary if self.info.precision == "binary" else faiss.write_index
+                write(self.index, os.path.join(work, FAISS_FILE))
+            ids_path = os.path.join(self.folder, IDS_FILE)
+            with open(ids_path, "ab") as f:  # appended in place, like the store: ids are never all in memory
+                f.truncate(self._saved_ids.nbytes if self._saved_ids is not None else 0)  # drop a crashed save's lines
+                f.write("".join(f"{i}\n" for i in self._new_ids).encode("utf-8"))
             if self.info.rescore_store:
                 store = os.path.join(self.folder, STORE_FILE)
                 with open(store, "ab") as f:  # appended in place: the store is never held in memory
@@ -232,9 +326,10 @@ class VectorIndex:
                 self._pending = []
             with open(os.path.join(work, INDEX_FILE), "w", encoding="utf-8") as f:
                 json.dump(asdict(self.info), f, indent=2)
-            for name in (FAISS_FILE, IDS_FILE, INDEX_FILE):  # index.json last: it names the count the others hold
+            for name in (self.info.file, INDEX_FILE):  # index.json last: it names the count the others hold
                 os.replace(os.path.join(work, name), os.path.join(self.folder, name))
             self._saved = self.info.count
+            self._saved_ids, self._new_ids = SavedIds(ids_path, self.info.count), []
         finally:
             shutil.rmtree(work, ignore_errors=True)
         follow_umask(self.folder)
@@ -256,7 +351,6 @@ class VectorIndex:
     @classmethod
     def open(cls, folder: str, model_fingerprint: str | None = None, dim: int | None = None) -> VectorIndex:
         """Open an index folder; refuse it in one line when ``model_fingerprint`` or ``dim`` differ from its own."""
-        faiss = require_faiss()
         info = cls.read_info(folder)
         if model_fingerprint is not None and model_fingerprint != info.model_fingerprint:
             raise ParameterError(
@@ -264,15 +358,17 @@ class VectorIndex:
             )
         if dim is not None and dim != info.dim:
             raise ParameterError("dim", f"dim: the index {folder!r} holds {info.dim}-d codes, not {dim}-d")
-        read = faiss.read_index_binary if info.precision == "binary" else faiss.read_index
-        index = read(os.path.join(folder, FAISS_FILE))
-        with open(os.path.join(folder, IDS_FILE), encoding="utf-8") as f:
-            ids = [line.rstrip("\n") for line in f]
-        if index.ntotal != info.count or len(ids) != info.count:
-            raise ParameterError(
-                "index",
-                f"index: {folder!r} is inconsistent ({index.ntotal} codes, {len(ids)} ids, {info.count} recorded)",
-            )
+        if info.engine == "usearch":
+            index = require_usearch().restore(os.path.join(folder, USEARCH_FILE))
+            total = len(index) if index is not None else -1
+        else:
+            faiss = require_faiss()
+            read = faiss.read_index_binary if info.precision == "binary" else faiss.read_index
+            index = read(os.path.join(folder, FAISS_FILE))
+            total = index.ntotal
+        if total != info.count:
+            raise ParameterError("index", f"index: {folder!r} is inconsistent ({total} codes, {info.count} recorded)")
+        ids = SavedIds(os.path.join(folder, IDS_FILE), info.count)
         return cls(folder, info, index, ids)
 
     def store(self) -> np.ndarray | None:
@@ -285,7 +381,7 @@ class VectorIndex:
     def nbytes(self) -> dict[str, int]:
         """Bytes of the saved files: the FAISS index, the ids and the rescoring store."""
         sizes = {}
-        for name in (FAISS_FILE, IDS_FILE, STORE_FILE):
+        for name in (FAISS_FILE, USEARCH_FILE, IDS_FILE, STORE_FILE):
             path = os.path.join(self.folder, name)
             if os.path.isfile(path):
                 sizes[name] = os.path.getsize(path)
@@ -313,19 +409,37 @@ class VectorIndex:
             )
         prefix = normalised_prefix(np.asarray(queries, dtype=np.float32), self.info.dim)
         shortlist = min(rescore or top_k, self.info.count)
+        if self.info.engine == "usearch":
+            scores, rows = self._usearch(prefix, shortlist, ef_search)
+        else:
+            scores, rows = self._faiss(prefix, shortlist, ef_search)
+        if rescore is not None:
+            scores, rows = self._rescore(prefix, rows, top_k)
+        scores, rows = scores[:, :top_k], rows[:, :top_k]
+        return scores, [[self.id_of(int(r)) for r in row if r >= 0] for row in rows]
+
+    def _faiss(self, prefix: np.ndarray, shortlist: int, ef_search: int) -> tuple[np.ndarray, np.ndarray]:
         if self.info.kind == "hnsw":
             hnsw = self.index.hnsw if hasattr(self.index, "hnsw") else None
             if hnsw is not None:
                 hnsw.efSearch = max(ef_search, shortlist)
         if self.info.precision == "binary":
             distances, rows = self.index.search(np.packbits(prefix > 0, axis=-1), shortlist)
-            scores = (self.info.dim - 2 * distances).astype(np.float32)
-        else:
-            scores, rows = self.index.search(prefix, shortlist)
-        if rescore is not None:
-            scores, rows = self._rescore(prefix, rows, top_k)
-        scores, rows = scores[:, :top_k], rows[:, :top_k]
-        return scores, [[self.ids[r] for r in row if r >= 0] for row in rows]
+            return (self.info.dim - 2 * distances).astype(np.float32), rows
+        return self.index.search(prefix, shortlist)
+
+    def _usearch(self, prefix: np.ndarray, shortlist: int, ef_search: int) -> tuple[np.ndarray, np.ndarray]:
+        binary = self.info.precision == "binary"
+        self.index.expansion_search = max(ef_search, shortlist)
+        found = self.index.search(
+            np.packbits(prefix > 0, axis=-1) if binary else prefix, shortlist, exact=self.info.kind == "flat"
+        )
+        distances = np.asarray(found.distances, dtype=np.float32).reshape(len(prefix), -1)
+        rows = np.asarray(found.keys, dtype=np.int64).reshape(len(prefix), -1)
+        missing = np.arange(rows.shape[1])[None, :] >= np.asarray(found.counts).reshape(-1, 1)
+        rows[missing] = -1  # USearch pads a short answer with key 0
+        scores = self.info.dim - 2 * distances if binary else 1 - distances  # Hamming; inner-product distance 1 − dot
+        return np.where(missing, -np.inf, scores).astype(np.float32), rows
 
     def _rescore(self, prefix: np.ndarray, rows: np.ndarray, top_k: int) -> tuple[np.ndarray, np.ndarray]:
         ranges = np.asarray(self.info.ranges, dtype=np.float32)

@@ -20,14 +20,25 @@ def _exact_top(docs: np.ndarray, queries: np.ndarray, dim: int, k: int) -> np.nd
 
 
 @pytest.mark.parametrize(
-    ("precision", "kind"), [("binary", "flat"), ("binary", "hnsw"), ("int8", "flat"), ("float32", "hnsw")]
+    ("precision", "kind", "engine"),
+    [
+        ("binary", "flat", "faiss"),
+        ("binary", "hnsw", "faiss"),
+        ("int8", "flat", "faiss"),
+        ("float32", "hnsw", "faiss"),
+        ("binary", "flat", "usearch"),
+        ("binary", "hnsw", "usearch"),
+        ("float32", "flat", "usearch"),
+    ],
 )
-def test_index_in_batches_survives_a_restart_and_matches_exact_search(tmp_path, precision, kind):
+def test_index_in_batches_survives_a_restart_and_matches_exact_search(tmp_path, precision, kind, engine):
+    if engine == "usearch":
+        pytest.importorskip("usearch")
     rng = np.random.default_rng(0)
     docs = rng.standard_normal((3000, 64)).astype(np.float32)
     queries = docs[:20] + 0.05 * rng.standard_normal((20, 64)).astype(np.float32)
     folder = str(tmp_path / "idx")
-    index = VectorIndex.create(folder, dim=32, precision=precision, kind=kind, rescore_store="int8")
+    index = VectorIndex.create(folder, dim=32, precision=precision, kind=kind, rescore_store="int8", engine=engine)
     index.add(docs[:1000], ids=[f"d{i}" for i in range(1000)])
     index.save()
     reopened = VectorIndex.open(folder, dim=32)  # a later process adds the rest
@@ -35,7 +46,8 @@ def test_index_in_batches_survives_a_restart_and_matches_exact_search(tmp_path, 
     reopened.save()
     final = VectorIndex.open(folder)
     assert final.info.count == 3000 and final.store().shape == (3000, 32)
-    assert final.info.versions["faiss"] == faiss.__version__
+    assert final.info.engine == engine and engine in final.info.versions
+    assert sorted(final.nbytes()) == sorted([final.info.file, "ids.txt", "rescore.bin"])
     exact = _exact_top(docs, queries, 32, 10)
 
     def recall(found: list[list[str]]) -> float:
@@ -47,14 +59,31 @@ def test_index_in_batches_survives_a_restart_and_matches_exact_search(tmp_path, 
     assert recall(final.search(queries, top_k=10, rescore=3000)[1]) >= 0.95
     if precision == "binary":
         assert recall(final.search(queries, top_k=10, rescore=300)[1]) > recall(plain)
+    if kind == "flat" and precision != "int8":  # exact search over the codes: the same answer from either engine
+        other = VectorIndex.create(str(tmp_path / "other"), dim=32, precision=precision, rescore_store="int8",
+                                   engine="usearch" if engine == "faiss" else "faiss")  # fmt: skip
+        other.add(docs, ids=[f"d{i}" for i in range(3000)])
+        other_scores, other_ids = other.search(queries, top_k=10)
+        scores, _ = final.search(queries, top_k=10)
+        assert np.allclose(scores, other_scores, atol=1e-4)  # ties may order differently; the scores may not
+        assert [row[0] for row in other_ids] == [row[0] for row in plain]
     assert all(row[0] == f"d{i}" for i, row in enumerate(plain))  # each query's own document first
-    if precision == "binary":
+    if precision == "binary" and engine == "faiss":
         bits = np.packbits(
             normalised_prefix(docs, 32) > 0, axis=-1
         )  # the same sign bits ST's quantize_embeddings packs
         stored = faiss.vector_to_array(final.index.xb).reshape(-1, 4) if kind == "flat" else None
         if stored is not None:
             assert np.array_equal(stored, bits)
+
+
+def test_usearch_refuses_int8_codes_by_name(tmp_path):
+    from st_matryoshka._validation import ParameterError
+
+    with pytest.raises(ParameterError, match="engine 'usearch' indexes float32 and binary codes"):
+        VectorIndex.create(str(tmp_path / "i"), dim=16, precision="int8", engine="usearch")
+    with pytest.raises(ParameterError, match="engine must be one of"):
+        VectorIndex.create(str(tmp_path / "i"), dim=16, precision="binary", engine="annoy")
 
 
 def test_an_interrupted_save_leaves_no_stray_rescoring_rows(tmp_path):
@@ -66,10 +95,14 @@ def test_an_interrupted_save_leaves_no_stray_rescoring_rows(tmp_path):
     index.save()
     with open(tmp_path / "i" / "rescore.bin", "ab") as f:
         f.write(b"\x01" * 16 * 7)  # seven rows a crashed save appended after index.json was last written
+    with open(tmp_path / "i" / "ids.txt", "a") as f:
+        f.write("stray-1\nstray-2\nstr")  # and its ids, the last one cut short
     again = VectorIndex.open(str(tmp_path / "i"))
     again.add(docs[50:])
+    assert [again.id_of(r) for r in (0, 49, 50, 99)] == ["0", "49", "50", "99"]  # saved ones and new ones
     again.save()
     final = VectorIndex.open(str(tmp_path / "i"))
+    assert (tmp_path / "i" / "ids.txt").read_text() == "".join(f"{i}\n" for i in range(100))
     ranges = np.asarray(final.info.ranges, dtype=np.float32)
     expected = int8_codes(normalised_prefix(docs, 16), ranges)
     assert np.array_equal(np.asarray(final.store()), expected)
@@ -108,6 +141,16 @@ def test_index_commands_build_search_and_refuse_a_mismatch(scifact_slice, tmp_pa
     )
     printed = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
     assert [r["ids"] for r in printed] == [r["ids"] for r in rows]
+    # the same index with USearch: `--engine usearch` (its file, its version recorded), the same best documents
+    usearch_out = tmp_path / "idx-usearch"
+    assert main([*build, "--rescore-store", "int8", "--engine", "usearch", "--output", str(usearch_out)]) == 0
+    assert json.loads((usearch_out / "index.json").read_text())["engine"] == "usearch"
+    assert (usearch_out / "index.usearch").is_file() and not (usearch_out / "index.faiss").exists()
+    capsys.readouterr()
+    assert main(["index", "search", "--index", str(usearch_out), "--queries", str(queries), "--top-k", "5",
+                 "--rescore", "100"]) == 0  # fmt: skip
+    printed = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert [r["ids"][0] for r in printed] == [r["ids"][0] for r in rows]
     # another model (a PCA adaptor over the same backbone) is refused, and so is a rescore without a store
     pca = tmp_path / "pca"
     assert main(["train", "--model", "all-MiniLM-L6-v2", "--data", data, "--embeddings", emb, "--dims", "96",
