@@ -109,10 +109,16 @@ BLOCKED_RUNNER = textwrap.dedent(
 )
 
 
+def _hub_env(cache: Path, tmp: Path) -> dict[str, str]:
+    """An offline environment reading the test Hub cache; transformers copies remote code into its own modules
+    cache keyed by the (fixed) revision, so each test gets a fresh one: a copy from an earlier run is never used."""
+    return {**os.environ, "HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(tmp / "modules")}
+
+
 def _run_blocked(cache: Path, repo: str, trust: bool, dims: list[int], out: Path) -> subprocess.CompletedProcess:
     script = out.parent / "blocked_runner.py"
     script.write_text(BLOCKED_RUNNER)
-    env = {**os.environ, "HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
+    env = _hub_env(cache, out.parent)
     argv = [sys.executable, str(script), repo, "trust" if trust else "plain", json.dumps(dims), str(out)]
     return subprocess.run([*argv, json.dumps(TEXTS)], env=env, capture_output=True, text=True, timeout=600)
 
@@ -147,7 +153,7 @@ def test_the_cards_first_python_block_runs_as_written(published, tmp_path):
         prelude = BLOCKED_RUNNER.split("from sentence_transformers import SentenceTransformer")[0]
         script = tmp_path / f"card_{name}.py"
         script.write_text(prelude + "\n" + block)
-        env = {**os.environ, "HF_HUB_CACHE": str(published["cache"]), "HF_HUB_OFFLINE": "1"}
+        env = _hub_env(published["cache"], tmp_path)
         result = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=600)
         assert result.returncode == 0, result.stderr[-3000:]
         expected = [line[len("# => ") :] for line in block.splitlines() if line.startswith("# => ")]
@@ -227,7 +233,7 @@ def test_recorded_scores_reach_metadata_card_and_model_index(published, scifact_
 
 def test_matryoshka_dims_by_repo_id_from_the_hub_cache(published, tmp_path):
     code = "from st_matryoshka import matryoshka_dims; print(matryoshka_dims('st-test/smec').dims)"
-    env = {**os.environ, "HF_HUB_CACHE": str(published["cache"]), "HF_HUB_OFFLINE": "1"}
+    env = _hub_env(published["cache"], tmp_path)
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "[384, 192, 96, 48, 24]"
@@ -259,7 +265,7 @@ MTEB_RUNNER = textwrap.dedent(
 def test_mteb_get_model_and_evaluate_from_the_hub_cache(published, scifact_tiny, tmp_path):
     script = tmp_path / "mteb_runner.py"
     script.write_text(MTEB_RUNNER)
-    env = {**os.environ, "HF_HUB_CACHE": str(published["cache"]), "HF_HUB_OFFLINE": "1"}
+    env = _hub_env(published["cache"], tmp_path)
     out = tmp_path / "mteb-results"
     argv = [sys.executable, str(script), str(scifact_tiny), str(out)]
     result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
