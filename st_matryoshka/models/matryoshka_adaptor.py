@@ -65,6 +65,15 @@ def itq_rotation(codes: torch.Tensor, iterations: int = 50) -> torch.Tensor:
     return rotation
 
 
+def evenly_spaced(embeddings: torch.Tensor | Any, sample: int) -> torch.Tensor:
+    """At most ``sample`` evenly spaced rows of ``embeddings`` (tensor, array or memory map) as a float tensor."""
+    n = embeddings.shape[0]
+    rows = np.linspace(0, n - 1, min(n, sample)).round().astype(np.int64)
+    if isinstance(embeddings, torch.Tensor):
+        return embeddings[torch.from_numpy(rows)]
+    return torch.from_numpy(np.array(embeddings[rows], dtype=np.float32))
+
+
 class MatryoshkaAdaptor(StMatryoshkaModule):
     """Residual adaptor ``ê = z + f(z)`` that makes every prefix ``ê[:m]`` a good ``m``-d embedding.
 
@@ -219,12 +228,7 @@ class MatryoshkaAdaptor(StMatryoshkaModule):
             bounds = sorted({0, dim, *balance_blocks})
             if bounds[-1] != dim or bounds[0] != 0 or any(not isinstance(b, int) for b in bounds):
                 raise ValueError(f"balance_blocks must be ints in (0, {dim}], got {list(balance_blocks)!r}")
-            rows = np.linspace(0, n - 1, min(n, balance_sample)).round().astype(np.int64)
-            if isinstance(embeddings, torch.Tensor):
-                sample = embeddings[torch.from_numpy(rows)].to(self.rotation)
-            else:
-                sample = torch.from_numpy(np.array(embeddings[rows], dtype=np.float32)).to(self.rotation)
-            z = self.reference(sample).to(torch.float64)
+            z = self.reference(evenly_spaced(embeddings, balance_sample).to(self.rotation)).to(torch.float64)
             rotation = self.rotation.to(torch.float64).clone()
             for start, end in zip(bounds, bounds[1:]):
                 block = itq_rotation(z[:, start:end])
@@ -250,12 +254,7 @@ class MatryoshkaAdaptor(StMatryoshkaModule):
             raise ValueError("init_thresholds needs bit_thresholds=True, got bit_thresholds=False")
         if statistic not in ("median", "mean"):
             raise ValueError(f"statistic must be 'median' or 'mean', got {statistic!r}")
-        n = embeddings.shape[0]
-        rows = np.linspace(0, n - 1, min(n, sample)).round().astype(np.int64)
-        if isinstance(embeddings, torch.Tensor):
-            x = embeddings[torch.from_numpy(rows)].to(self.rotation)
-        else:
-            x = torch.from_numpy(np.array(embeddings[rows], dtype=np.float32)).to(self.rotation)
+        x = evenly_spaced(embeddings, sample).to(self.rotation)
         self.thresholds.zero_()
         was_training = self.training
         out = self.eval().adapt(self.reference(x))
