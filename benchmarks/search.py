@@ -175,22 +175,20 @@ def main() -> None:
     results.update({"threads_available": os.cpu_count(), "fit_seconds": fit_seconds})
     if not (args.configs and "read_bytes_per_second" in results):  # rows rerun keep the floor they were set against
         results["read_bytes_per_second"] = read_bandwidth()
-    for name, model, dim, precision, kind, rescore, *engine in [] if args.no_quality else configs:  # real corpus
-        docs = outputs(models[model], cv)
-        index, _ = build(os.path.join(args.work, "real"), docs, dim, precision, kind, rescore, *engine)
-        _, ranked = index.search(outputs(models[model], qv[rows_q]), top_k=10, rescore=rescore)
-        ids = [[data.corpus_ids[int(i)] for i in row] for row in ranked]
-        results["quality"][name] = ndcg_at_10(ids, qids, data.qrels)
+
+    def quality(model, row: tuple) -> float:  # NDCG@10 of one configuration's index over the real corpus
+        _, _, dim, precision, kind, rescore, *engine = row
+        index, _ = build(os.path.join(args.work, "real"), outputs(model, cv), dim, precision, kind, rescore, *engine)
+        _, ranked = index.search(outputs(model, qv[rows_q]), top_k=10, rescore=rescore)
+        return ndcg_at_10([[data.corpus_ids[int(i)] for i in hits] for hits in ranked], qids, data.qrels)
+
+    for row in [] if args.no_quality else configs:
+        name = row[0]
+        results["quality"][name] = quality(models[row[1]], row)
         print("quality", name, round(results["quality"][name], 4), flush=True)
         if name == SEED_ROW:  # the same index from the other seeds' adaptors
-            spread = results.setdefault("quality_seeds", {}).setdefault(name, {"42": results["quality"][name]})
-            for seed in (1, 2, 3, 4):
-                docs = outputs(ours24[seed], cv)
-                index, _ = build(os.path.join(args.work, "real"), docs, dim, precision, kind, rescore, *engine)
-                _, ranked = index.search(outputs(ours24[seed], qv[rows_q]), top_k=10, rescore=rescore)
-                spread[str(seed)] = ndcg_at_10(
-                    [[data.corpus_ids[int(i)] for i in r] for r in ranked], qids, data.qrels
-                )
+            spread = {str(seed): quality(ours24[seed], row) for seed in (1, 2, 3, 4)}
+            results.setdefault("quality_seeds", {})[name] = {"42": results["quality"][name], **spread}
     for n in args.sizes:
         docs = tiled(cv, n, seed=0)
         queries = tiled(qv[rows_q], 1000, seed=1)

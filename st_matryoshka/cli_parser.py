@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 
 from st_matryoshka._validation import check_dims
-from st_matryoshka.config import METHODS
+from st_matryoshka.config import BIT_THRESHOLDS, METHODS
 from st_matryoshka.data import VALIDATION_SPLITS
 from st_matryoshka.index import ENGINES, KINDS, STORES
 from st_matryoshka.quantization import PRECISIONS
@@ -75,7 +75,7 @@ def _training_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--bit-thresholds",
-        choices=["median", "mean", "none"],
+        choices=list(BIT_THRESHOLDS),
         default=None,
         help="Per-coordinate thresholds before the sign bits, set from the corpus and trained by the terms on codes "
         "(part of the output, so plain sentence-transformers reproduces the codes). Default: none.",

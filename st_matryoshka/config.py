@@ -19,9 +19,9 @@ from st_matryoshka.data import VALIDATION_SPLITS
 from st_matryoshka.quantization import check_precisions
 
 METHODS = ("matryoshka-adaptor", "pca", "search-adaptor", "smec")
+"""Every method a config can describe; ``pca`` fits without training."""
 SUPERVISED_PARAMETERS = ("all", "last-layer")
 BIT_THRESHOLDS = ("median", "mean", "none")
-"""Every method a config can describe; ``pca`` fits without training."""
 
 
 @dataclass

@@ -117,6 +117,13 @@ def library_versions(engine: str = "faiss") -> dict[str, str]:
     }
 
 
+def sign_bits(prefix: np.ndarray) -> np.ndarray:
+    """The packed sign bits of unit-normalised rows, as ST's ``quantize_embeddings(..., precision="ubinary")``."""
+    from sentence_transformers.util.quantization import quantize_embeddings
+
+    return quantize_embeddings(prefix, precision="ubinary")
+
+
 def int8_codes(prefix: np.ndarray, ranges: np.ndarray) -> np.ndarray:
     """ST's int8 codes of unit-normalised rows: ``(x − low) / step − 128`` with ``step = (high − low) / 255``."""
     steps = (ranges[1] - ranges[0]) / 255
@@ -288,9 +295,9 @@ class VectorIndex:
             self.index = self._new_index(ranges)
         if self.info.engine == "usearch":
             keys = np.arange(self.info.count, self.info.count + len(prefix), dtype=np.uint64)
-            self.index.add(keys, np.packbits(prefix > 0, axis=-1) if self.info.precision == "binary" else prefix)
+            self.index.add(keys, sign_bits(prefix) if self.info.precision == "binary" else prefix)
         elif self.info.precision == "binary":
-            self.index.add(np.packbits(prefix > 0, axis=-1))
+            self.index.add(sign_bits(prefix))
         elif self.info.precision == "int8":
             self.index.add(int8_values(int8_codes(prefix, ranges), ranges))  # FAISS stores them as its 8-bit codes
         else:
@@ -424,16 +431,14 @@ class VectorIndex:
             if hnsw is not None:
                 hnsw.efSearch = max(ef_search, shortlist)
         if self.info.precision == "binary":
-            distances, rows = self.index.search(np.packbits(prefix > 0, axis=-1), shortlist)
+            distances, rows = self.index.search(sign_bits(prefix), shortlist)
             return (self.info.dim - 2 * distances).astype(np.float32), rows
         return self.index.search(prefix, shortlist)
 
     def _usearch(self, prefix: np.ndarray, shortlist: int, ef_search: int) -> tuple[np.ndarray, np.ndarray]:
         binary = self.info.precision == "binary"
         self.index.expansion_search = max(ef_search, shortlist)
-        found = self.index.search(
-            np.packbits(prefix > 0, axis=-1) if binary else prefix, shortlist, exact=self.info.kind == "flat"
-        )
+        found = self.index.search(sign_bits(prefix) if binary else prefix, shortlist, exact=self.info.kind == "flat")
         distances = np.asarray(found.distances, dtype=np.float32).reshape(len(prefix), -1)
         rows = np.asarray(found.keys, dtype=np.int64).reshape(len(prefix), -1)
         missing = np.arange(rows.shape[1])[None, :] >= np.asarray(found.counts).reshape(-1, 1)
