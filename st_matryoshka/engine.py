@@ -825,6 +825,10 @@ def fit_adaptor(
     if method == "pca":
         if supervised:
             raise ParameterError("supervised", "supervised does not apply to method 'pca' (nothing is trained)")
+        if config.bit_thresholds != "none":
+            raise ParameterError(
+                "bit_thresholds", "bit_thresholds does not apply to method 'pca' (nothing is trained)"
+            )
         return pca_adaptor(width, corpus_vectors, config.dims if config.balance_bits else None), []
     if method == "search-adaptor" and not supervised:
         raise ParameterError("supervised", "supervised: method 'search-adaptor' is supervised; it needs qrels")

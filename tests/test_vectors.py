@@ -370,6 +370,9 @@ def test_balance_bits_follows_binary_training_and_is_refused_where_it_cannot_app
     assert "--bit-thresholds applies to the Matryoshka-Adaptor and Search-Adaptor, not to SMEC" in _fails(
         smec_thresholds, capsys
     )
+    assert "--bit-thresholds does not apply to method 'pca' (nothing is trained)" in _fails(
+        [*argv, "--method", "pca", "--bit-thresholds", "median", "--output", str(tmp_path / "p")], capsys
+    )
     assert main([*argv, "--bit-thresholds", "mean", "--output", str(tmp_path / "mean")]) == 0  # float training too
     assert json.loads((tmp_path / "mean" / "st_matryoshka.json").read_text())["config"]["bit_thresholds"] == "mean"
     assert load_adaptor(str(tmp_path / "mean")).thresholds.abs().sum() > 0
