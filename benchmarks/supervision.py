@@ -8,9 +8,11 @@ queries (the subset's seed is the run's seed). Sets without a train split use th
 BENCHMARKS.md (half of the test queries train, by a hash of the id, the other half is scored).
 
 Variants (``--variants``) change one setting from the defaults, for the ablation:
-    default            the CLI defaults (document-disjoint validation, the guard)
-    query_hash         validation queries held out by a hash of the id (the split before issue 24)
-    both               selection on document-disjoint and query-hash held-out queries together (guard: the first)
+    default            the CLI defaults (since issue 32: both validation kinds, the interpolating guard)
+    query_hash         validation queries held out by a hash of the id only (the split before issue 24)
+    both               both validation kinds (the default since issue 32)
+    document_disjoint  document-disjoint validation only (the default of issue 24, now with interpolation)
+    keep_or_drop       interpolation_steps=1: the guard keeps or drops the supervised state (before issue 32)
     before_fix         query_hash and no L_distill in the unsupervised phase: the defaults before issue 24
     sup_distill        L_distill toward the backbone inside the supervised phase's L_unsup (weight 1)
     no_unsup_terms     the supervised phase without the unsupervised terms (L_rank alone)
@@ -61,6 +63,8 @@ VARIANTS = {
     "margin_0.1": {"supervised_margin": 0.1},
     "margin_0.3": {"supervised_margin": 0.3},
     "mean_guard": {"guard_tolerance": 1.0},
+    "document_disjoint": {"validation_split": "document-disjoint"},
+    "keep_or_drop": {"interpolation_steps": 1},
 }
 
 
@@ -162,6 +166,7 @@ def main() -> None:
                             labels,
                             seed,
                             selection.get("kept"),
+                            selection.get("interpolation"),
                             json.dumps({k: round(v, 4) for k, v in entry["ndcg_at_10"].items()}),
                             json.dumps({k: round(v, 4) for k, v in entry.get("ndcg_at_10_unseen", {}).items()}),
                             f"{entry['train_seconds']:.0f}s",

@@ -93,9 +93,23 @@ def _training_options(parser: argparse.ArgumentParser) -> None:
         "--validation-split",
         choices=list(VALIDATION_SPLITS),
         default=None,
-        help="How --supervised holds out its validation queries: document-disjoint (default; no training query "
-        "cites their documents), query-hash (by a hash of the id) or both (selection on both kinds, the guard on "
-        "the first). Too connected qrels fall back to query-hash.",
+        help="How --supervised holds out its validation queries: both (default: queries whose documents no "
+        "training query cites, and as many by a hash of the id; the second choose, the first must not fall), "
+        "document-disjoint (the first kind only: for a corpus that grows with documents no label cites) or "
+        "query-hash (the second only). Too connected qrels fall back to query-hash.",
+    )
+    parser.add_argument(
+        "--interpolation-steps",
+        type=int,
+        default=None,
+        help="The guard scores (1-a)*unsupervised + a*supervised weights for a = 0, 1/N, ..., 1 and keeps the best "
+        "that no validation kind puts below the unsupervised adaptor at any dim (default 10; 1: keep or drop).",
+    )
+    parser.add_argument(
+        "--guard-tolerance",
+        type=float,
+        default=None,
+        help="How far below the unsupervised adaptor, at any dim, the guard lets validation fall (default 0.005).",
     )
     parser.add_argument(
         "--max-samples",

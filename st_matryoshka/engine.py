@@ -30,6 +30,7 @@ label-free criterion uses a fixed-size sample (:func:`holdout_split`).
 from __future__ import annotations
 
 import logging
+import math
 import random
 import tempfile
 import time
@@ -77,8 +78,8 @@ class StageResult:
     losses: dict[str, str] = field(default_factory=dict)
     """``{loss name: citation}`` as the trainer recorded them in the training model's card data."""
     selection: dict[str, Any] = field(default_factory=dict)
-    """On a supervised phase's last result: which validation chose the state and which state was kept
-    (:func:`guard_supervised`)."""
+    """On a supervised phase's last result: which validation chose the weights and which were kept
+    (:func:`interpolate_supervised`)."""
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -301,6 +302,7 @@ def stage_plan(
     indices: Sequence[int] | None = None,
     train_body: bool = True,
     init_vectors: Any = None,
+    select_on: str = "validation",
 ) -> list[Stage]:
     """The stages ``adaptor`` trains in ``phase`` (``"unsupervised"`` or ``"supervised"``), as ``config`` says.
 
@@ -311,6 +313,9 @@ def stage_plan(
     unsupervised phase, unless ``config.unsupervised_body_early_stop``, the stage that trains the body runs to its cap
     and keeps its last weights.
 
+    A supervised stage is scored by mean NDCG@10 over its dims on the ``select_on`` validation queries
+    (``validation``, or ``seen``: those held out by a hash of the id under ``validation_split="both"``).
+
     Quantisation-aware training (``config.precisions`` beyond float32) runs its unsupervised stages to their cap and
     keeps their best evaluation: the criterion dips while the codes reorganise, then rises past its start (measured
     on SciFact: below the start for 5 evaluations, above it from the 6th).
@@ -319,7 +324,9 @@ def stage_plan(
         raise ParameterError("phase", f"phase must be one of {list(PHASES)}, got {phase!r}")
     full = adaptor.embedding_dim
     unsupervised = phase == "unsupervised"
-    metric = f"holdout_overlap@{config.overlap_k}_dim{{dim}}" if unsupervised else "validation_dim{dim}_cosine_ndcg@10"
+    metric = f"{select_on}_dim{{dim}}_cosine_ndcg@10"
+    if unsupervised:
+        metric = f"holdout_overlap@{config.overlap_k}_dim{{dim}}"
     aggregate = "geomean" if unsupervised else "mean"
     to_cap = config.unsupervised_epochs if unsupervised and len(config.precisions) > 1 else None
 
@@ -327,8 +334,6 @@ def stage_plan(
         # The float overlap with the backbone is 1.0 at the full width at the start and can only fall: it would veto
         # every change, so the label-free criterion leaves the full width out (its codes' overlap counts).
         found = [metric.format(dim=d) for d in dims if not (unsupervised and d == full)]
-        if not unsupervised and getattr(config, "validation_split", "") == "both":
-            found += [f"seen_dim{d}_cosine_ndcg@10" for d in dims]
         if unsupervised:
             found += [metric.format(dim=d) + f"_{p}" for d in dims for p in config.precisions if p != "float32"]
         return found
@@ -497,7 +502,10 @@ def train_phases(
     """The unsupervised phase on the corpus, then (with ``supervised``) the supervised phase on ``data.qrels``.
 
     Each phase runs the plan :func:`stage_plan` gives for ``adaptor`` and ``config`` (``indices`` and ``train_body``
-    restrict an SMEC adaptor to some of its stages, as ``extend`` does).
+    restrict an SMEC adaptor to some of its stages, as ``extend`` does). After the supervised phase the guard
+    (:func:`interpolate_supervised`) keeps the weights between the two phases' states that validation prefers.
+    Supervised SMEC's unsupervised phase trains its body as the Matryoshka-Adaptor's (its stages at their start), and
+    its supervised stages continue from there without a PCA restart.
     """
     keyed = keyed_data(data)
     full = adaptor.embedding_dim
@@ -513,19 +521,25 @@ def train_phases(
         "precisions": config.precisions,
         "quantization_weight": config.quantization_weight,
     }
+    # Supervised SMEC starts from the unsupervised Matryoshka-Adaptor of the same seed: its body trains as that
+    # adaptor does (one joint stage, in-batch neighbours), its stages stay at their start (the body's prefixes), so
+    # where validation drops the supervised update SMEC is no worse than the Matryoshka-Adaptor (issue 32).
+    body_first = isinstance(adaptor, SMECAdaptor) and supervised and train_body
     results: list[StageResult] = []
     with tempfile.TemporaryDirectory(prefix="st_matryoshka_") as work:
         if config.unsupervised_epochs > 0:
-            stages = stage_plan(adaptor, config, "unsupervised", indices, train_body, init_vectors)
+            trainee = adaptor.body() if body_first else adaptor
+            stages = stage_plan(trainee, config, "unsupervised", indices, train_body, init_vectors)
             passes = config.unsupervised_epochs * len(stages)
             dataset, evaluator, used = holdout_split(keyed.corpus, corpus_vectors, all_dims, config, epochs=passes)
-            model = fast_model_of_rows(keyed.corpus, corpus_vectors, used, [adaptor])
+            model = fast_model_of_rows(keyed.corpus, corpus_vectors, used, [trainee])
             distill = config.resolved_distill_weight()
-            loss = MatryoshkaUnsupervisedLoss(model, all_dims, distill_weight=distill, **loss_settings)
+            settings = {**loss_settings, "memory_size": None} if body_first else loss_settings
+            loss = MatryoshkaUnsupervisedLoss(model, all_dims, distill_weight=distill, **settings)
             results += run_phase(
                 "unsupervised",
                 model,
-                adaptor,
+                trainee,
                 loss,
                 stages,
                 dataset,
@@ -539,6 +553,8 @@ def train_phases(
                 work,
                 callbacks,
             )
+            if body_first:
+                adaptor.load_state_dict({**adaptor.state_dict(), **trainee.state_dict()})
         if supervised:
             split = validation_split(
                 keyed.qrels,
@@ -549,7 +565,10 @@ def train_phases(
             )
             log_split(split)
             fit_ids, val_ids = split.fit, split.held_out
-            stages = stage_plan(adaptor, config, "supervised", indices, train_body, init_vectors)
+            # The supervised stages continue from where the unsupervised phase left them (no PCA restart), so the
+            # guard can interpolate between the two states.
+            select_on = "seen" if split.seen else "validation"
+            stages = stage_plan(adaptor, config, "supervised", indices, train_body, select_on=select_on)
             passes = config.supervised_epochs * len(stages)
             query_rows = {qid: i for i, qid in enumerate(keyed.query_ids) if qid in keyed.qrels}
             qvec = {qid: np.asarray(query_vectors[i]) for qid, i in query_rows.items()}
@@ -606,15 +625,8 @@ def train_phases(
                 work,
                 callbacks,
             )
-            phase[-1].selection = guard_supervised(
-                model,
-                adaptor,
-                evaluator,
-                all_dims,
-                unsupervised_state,
-                split,
-                config.min_validation_queries,
-                config.guard_tolerance,
+            phase[-1].selection = interpolate_supervised(
+                model, adaptor, evaluator, all_dims, unsupervised_state, split, config
             )
             results += phase
     adaptor.eval()
@@ -648,74 +660,154 @@ def log_split(split: ValidationSplit) -> None:
         )
 
 
-def validation_scores(model: SentenceTransformer, evaluator: Any, dims: Sequence[int]) -> dict[int, float]:
-    """NDCG@10 per dim of ``model`` on the supervised phase's validation queries."""
+def validation_scores(model: SentenceTransformer, evaluator: Any, dims: Sequence[int]) -> dict[str, dict[int, float]]:
+    """NDCG@10 per dim of ``model`` on the supervised phase's validation queries: ``{kind: {dim: score}}``.
+
+    ``validation`` scores the split's held-out queries (document-disjoint unless the split fell back to query-hash);
+    ``seen``, with ``validation_split="both"``, the queries held out by a hash of the id among the rest.
+    """
     was_training = model.training
     metrics = evaluator(model)
     model.train(was_training)
-    return {d: float(metrics[f"validation_dim{d}_cosine_ndcg@10"]) for d in dims}
+    found = {}
+    for kind in ("validation", "seen"):
+        if f"{kind}_dim{dims[0]}_cosine_ndcg@10" in metrics:
+            found[kind] = {d: float(metrics[f"{kind}_dim{d}_cosine_ndcg@10"]) for d in dims}
+    return found
 
 
-def guard_supervised(
+def interpolated_state(
+    unsupervised: dict[str, torch.Tensor], supervised: dict[str, torch.Tensor], a: float
+) -> dict[str, torch.Tensor]:
+    """The weights ``(1 - a) * unsupervised + a * supervised`` (WiSE-FT, Wortsman et al. 2022, arXiv 2109.01903).
+
+    ``a = 0`` and ``a = 1`` return the two states themselves, bit for bit. Floating tensors that differ are mixed;
+    every other tensor must be equal in both (a buffer such as the PCA rotation, or an index), and is taken as it is.
+
+    Raises:
+        ValueError: if the states hold different keys, or a non-floating tensor differs between them.
+    """
+    if set(unsupervised) != set(supervised):
+        raise ValueError(f"the states differ in keys: {sorted(set(unsupervised) ^ set(supervised))}")
+    if a == 0:
+        return dict(unsupervised)
+    if a == 1:
+        return dict(supervised)
+    mixed = {}
+    for key, sup in supervised.items():
+        unsup = unsupervised[key]
+        if sup.shape == unsup.shape and torch.equal(sup, unsup):
+            mixed[key] = sup
+        elif sup.is_floating_point() and sup.shape == unsup.shape:
+            mixed[key] = torch.lerp(unsup, sup, a)
+        else:
+            raise ValueError(f"tensor {key!r} differs between the states and cannot be interpolated")
+    return mixed
+
+
+def interpolation_grid(steps: int) -> list[float]:
+    """``a`` from 0 to 1 in ``steps`` equal steps (``steps=1``: the two end points, keep or drop)."""
+    return [round(i / steps, 6) for i in range(steps + 1)]
+
+
+def choose_interpolation(
+    grid: list[dict[str, Any]], kinds: Sequence[str], tolerance: float, enough: bool
+) -> tuple[int, str]:
+    """Index of the chosen grid point and why: the best mean over dims on ``kinds[0]``, no dim below the floor.
+
+    ``grid`` holds, per ``a`` (ascending, ``a = 0`` first), ``{kind: {dim: NDCG@10}}``. A point is admissible when,
+    on every kind in ``kinds``, no dim is more than ``tolerance`` below the ``a = 0`` state (the unsupervised
+    adaptor). Among admissible points the one with the highest mean over dims on ``kinds[0]`` is kept (the smaller
+    ``a`` on a tie); a point above ``a = 0`` must beat it on that mean. Without ``enough`` validation queries,
+    ``a = 0``.
+    """
+    if not enough:
+        return 0, "too few validation queries"
+    base = grid[0]
+
+    def worst(point: dict[str, Any]) -> tuple[float, str, int]:
+        return min((point[k][d] - base[k][d], k, d) for k in kinds for d in point[k])
+
+    def mean(point: dict[str, Any]) -> float:
+        return float(np.mean(list(point[kinds[0]].values())))
+
+    best, reason = 0, "no interpolation scored higher than the unsupervised adaptor"
+    for i, point in enumerate(grid[1:], start=1):
+        drop, kind, dim = worst(point)
+        if -drop > tolerance:
+            if mean(point) > mean(grid[best]):
+                reason = f"higher a scored higher but lost {-drop:.4f} at {dim} dims on the {kind} queries"
+            continue
+        if mean(point) > mean(grid[best]):
+            best = i
+    if best:
+        reason = f"best mean NDCG@10 on the {kinds[0]} queries with no dim more than {tolerance} below a = 0"
+    return best, reason
+
+
+def interpolate_supervised(
     model: SentenceTransformer,
     adaptor: torch.nn.Module,
     evaluator: Any,
     dims: Sequence[int],
     unsupervised_state: dict[str, torch.Tensor],
     split: ValidationSplit,
-    min_queries: int = 10,
-    tolerance: float = 0.005,
+    config: AdaptorTrainingConfig,
 ) -> dict[str, Any]:
-    """Keep the supervised state only where validation says it beats the unsupervised adaptor it started from.
+    """The guard: keep the weights between the unsupervised adaptor and the supervised state that validation prefers.
 
-    Both states are scored on the validation queries at every trained dim. The supervised one is kept only when,
-    on at least ``min_queries`` validation queries, its mean NDCG@10 over the dims is higher and at no dim is it
-    more than ``tolerance`` below; otherwise the unsupervised weights are restored (10 labelled queries must never
-    give a model worse than none would, at any dim: a higher mean can hide a loss at the smallest dim, as SMEC's
-    24-dim prefix showed on Cranfield). One line says which state was kept. Returns the record that
-    ``st_matryoshka.json`` stores as ``selection``: the split, both states' scores per dim and which was kept.
+    The states ``(1 - a) * unsupervised + a * supervised`` for ``a`` on :func:`interpolation_grid`
+    (``config.interpolation_steps``) are scored on the validation queries at every trained dim, and
+    :func:`choose_interpolation` keeps one: the highest mean NDCG@10 over the dims on the queries that choose (the
+    query-hash ones with ``validation_split="both"``, else the held-out ones), among the states no dim of which is
+    more than ``config.guard_tolerance`` below ``a = 0`` on any validation kind (with ``both``: the
+    document-disjoint queries too, so the gain on the labels' corpus never costs new documents). With fewer than
+    ``config.min_validation_queries`` validation queries of a kind, ``a = 0``. ``a = 0`` is the unsupervised adaptor
+    and ``a = 1`` the supervised state, bit for bit; ``interpolation_steps=1`` is the keep-or-drop guard.
+
+    The adaptor is left holding the chosen weights. One line says what was kept. Returns the record that
+    ``st_matryoshka.json`` stores as ``selection``.
     """
-    supervised_scores = validation_scores(model, evaluator, dims)
     supervised_state = {k: v.detach().clone() for k, v in adaptor.state_dict().items()}
-    adaptor.load_state_dict(unsupervised_state)
-    unsupervised_scores = validation_scores(model, evaluator, dims)
-    sup_mean, unsup_mean = (
-        float(np.mean(list(supervised_scores.values()))),
-        float(np.mean(list(unsupervised_scores.values()))),
-    )
-    worst = min(dims, key=lambda d: supervised_scores[d] - unsupervised_scores[d])
-    loss = unsupervised_scores[worst] - supervised_scores[worst]
-    enough = len(split.held_out) >= min_queries
-    kept = "supervised" if enough and sup_mean > unsup_mean and loss <= tolerance else "unsupervised"
-    if kept == "supervised":
-        adaptor.load_state_dict(supervised_state)
-    where = f"{split.kind} validation, {len(split.held_out)} queries"
-    if kept == "supervised":
-        message = f"kept the supervised state: mean NDCG@10 {sup_mean:.4f} against the unsupervised adaptor's"
-        message += f" {unsup_mean:.4f} ({where})"
-    elif not enough:
-        message = f"kept the unsupervised adaptor: {len(split.held_out)} validation queries are too few to show a"
-        message += f" supervised gain (min_validation_queries={min_queries}; supervised {sup_mean:.4f}, unsupervised"
-        message += f" {unsup_mean:.4f})"
-    elif sup_mean <= unsup_mean:
-        message = f"kept the unsupervised adaptor: the supervised state scored {sup_mean:.4f} against its"
-        message += f" {unsup_mean:.4f} ({where})"
-    else:
-        message = f"kept the unsupervised adaptor: the supervised state's mean {sup_mean:.4f} is higher than its"
-        message += f" {unsup_mean:.4f}, but at {worst} dims it is {loss:.4f} below (guard_tolerance={tolerance};"
-        message += f" {where})"
-    logger.info(message)
-    return {
+    grid = []
+    for a in interpolation_grid(config.interpolation_steps):
+        adaptor.load_state_dict(interpolated_state(unsupervised_state, supervised_state, a))
+        grid.append({"a": a, **validation_scores(model, evaluator, dims)})
+    kinds = ["seen", "validation"] if split.seen else ["validation"]
+    enough = all(n >= config.min_validation_queries for n in (len(split.held_out), len(split.seen) or math.inf))
+    best, reason = choose_interpolation(grid, kinds, config.guard_tolerance, enough)
+    a = grid[best]["a"]
+    adaptor.load_state_dict(interpolated_state(unsupervised_state, supervised_state, a))
+    kept = "unsupervised" if a == 0 else "supervised" if a == 1 else "interpolated"
+    where = f"{split.kind} validation, {len(split.held_out)} + {len(split.seen)} queries"
+    logger.info(f"kept a = {a} ({kept}): {reason} ({where})")
+
+    def named(scores: dict[int, float]) -> dict[str, float]:
+        return {str(d): v for d, v in scores.items()}
+
+    record = {
         "validation": split.kind,
         "validation_queries": len(split.held_out),
         "seen_queries": len(split.seen),
         "fallback_reason": split.reason,
         "kept": kept,
-        "min_validation_queries": min_queries,
-        "guard_tolerance": tolerance,
-        "supervised_ndcg_at_10": {str(d): v for d, v in supervised_scores.items()},
-        "unsupervised_ndcg_at_10": {str(d): v for d, v in unsupervised_scores.items()},
+        "interpolation": a,
+        "reason": reason,
+        "chosen_on": kinds[0],
+        "min_validation_queries": config.min_validation_queries,
+        "guard_tolerance": config.guard_tolerance,
+        "supervised_ndcg_at_10": named(grid[-1]["validation"]),
+        "unsupervised_ndcg_at_10": named(grid[0]["validation"]),
+        "chosen_ndcg_at_10": named(grid[best]["validation"]),
+        "grid": [{"a": p["a"], **{k: named(p[k]) for k in kinds}} for p in grid],
     }
+    if split.seen:
+        record |= {
+            "seen_supervised_ndcg_at_10": named(grid[-1]["seen"]),
+            "seen_unsupervised_ndcg_at_10": named(grid[0]["seen"]),
+            "seen_chosen_ndcg_at_10": named(grid[best]["seen"]),
+        }
+    return record
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -38,10 +38,12 @@ class MatryoshkaMetadata:
         base_model: The base model's Hub id or name.
         train_data: Name of the training data set (e.g. ``scifact``) and its split for the supervised stage.
         config: Training hyper-parameters.
-        selection: For a supervised model: which validation chose its state (``validation``:
-            ``document-disjoint`` or ``query-hash``, ``validation_queries``, ``fallback_reason``), which state was
-            kept (``kept``: ``supervised``, or ``unsupervised`` when validation put the supervised state below the
-            unsupervised adaptor it started from) and both states' validation NDCG@10 per dim.
+        selection: For a supervised model, what the guard (:func:`st_matryoshka.engine.interpolate_supervised`)
+            chose: the validation split (``validation``: ``both``, ``document-disjoint`` or ``query-hash``;
+            ``validation_queries``, ``seen_queries``, ``fallback_reason``), the kept weights ``interpolation`` (``a``
+            in ``(1 - a) * unsupervised + a * supervised``; ``kept``: ``unsupervised``, ``interpolated`` or
+            ``supervised``) and ``reason``, every grid point's validation NDCG@10 per dim (``grid``) and the end
+            points' and kept state's scores per kind.
         losses: ``{loss class name: citation}`` of the losses used in training.
         scores: ``{data set: {"model" | "truncation" | "pca": {metric: {dim: value}}}}``, as ``evaluate --record``
             writes them (dims are strings, as in JSON).

@@ -11,7 +11,14 @@ import torch
 
 from st_matryoshka.config import config_for
 from st_matryoshka.data import document_components, load_beir, load_embeddings_dir, validation_split
-from st_matryoshka.engine import fit_adaptor, guard_supervised, keyed_data, supervised_rows
+from st_matryoshka.engine import (
+    choose_interpolation,
+    fit_adaptor,
+    interpolate_supervised,
+    interpolated_state,
+    keyed_data,
+    supervised_rows,
+)
 from st_matryoshka.evaluation import matryoshka_evaluator
 from st_matryoshka.surgery import data_fast_model
 
@@ -111,7 +118,7 @@ def test_unsupervised_phase_trains_the_same_with_or_without_supervision(slice_da
     assert both[0].name == alone[0].name == "unsupervised joint"
     assert both[0].history == alone[0].history and both[0].best_step == alone[0].best_step
     assert alone[0].best_step > 0  # on this slice the criterion rises: the phase does train
-    assert both[-1].name == "supervised joint" and both[-1].selection["validation"] == "document-disjoint"
+    assert both[-1].name == "supervised joint" and both[-1].selection["validation"] == "both"
 
 
 def test_guard_restores_the_unsupervised_adaptor_when_validation_prefers_it(slice_data, caplog):
@@ -119,7 +126,7 @@ def test_guard_restores_the_unsupervised_adaptor_when_validation_prefers_it(slic
     config = config_for("matryoshka-adaptor", [96, 48], 384, unsupervised_epochs=2, **SMALL)
     adaptor, _ = fit_adaptor("matryoshka-adaptor", 384, data.with_qrels({}), cv, qv, config, supervised=False)
     good = {k: v.clone() for k, v in adaptor.state_dict().items()}
-    split = validation_split(data.qrels, 0.15)
+    split = validation_split(data.qrels, 0.15, kind="document-disjoint")
     val = data.with_qrels({q: data.qrels[q] for q in split.held_out})
     model = data_fast_model(val, cv, qv, [adaptor])
     evaluator = matryoshka_evaluator(val, [384, 96, 48], name="validation")
@@ -127,20 +134,54 @@ def test_guard_restores_the_unsupervised_adaptor_when_validation_prefers_it(slic
         for p in adaptor.parameters():
             p.copy_(torch.randn_like(p))
     caplog.set_level(logging.INFO, logger="st_matryoshka.engine")
-    record = guard_supervised(model, adaptor, evaluator, [384, 96, 48], good, split)
-    assert record["kept"] == "unsupervised" and "kept the unsupervised adaptor" in caplog.text
-    assert all(torch.equal(v, good[k]) for k, v in adaptor.state_dict().items())
-    assert record["validation_queries"] == len(split.held_out)
+    record = interpolate_supervised(model, adaptor, evaluator, [384, 96, 48], good, split, config)
+    assert record["kept"] == "unsupervised" and record["interpolation"] == 0.0 and "kept a = 0.0" in caplog.text
+    assert all(torch.equal(v, good[k]) for k, v in adaptor.state_dict().items())  # a = 0: the state, bit for bit
+    assert record["validation_queries"] == len(split.held_out) and len(record["grid"]) == 11
     better = np.mean(list(record["unsupervised_ndcg_at_10"].values()))
     assert better > np.mean(list(record["supervised_ndcg_at_10"].values()))
     trained = {k: v.clone() for k, v in adaptor.state_dict().items()}
     noise = {k: torch.randn_like(v) for k, v in good.items()}
-    record = guard_supervised(model, adaptor, evaluator, [384, 96, 48], noise, split)
-    assert record["kept"] == "supervised"  # the other way round: the better state stays
-    assert all(torch.equal(v, trained[k]) for k, v in adaptor.state_dict().items())
-    few = guard_supervised(model, adaptor, evaluator, [384, 96, 48], noise, split, len(split.held_out) + 1)
-    assert few["kept"] == "unsupervised" and "too few to show a supervised gain" in caplog.text
+    keep_or_drop = config_for("matryoshka-adaptor", [96, 48], 384, interpolation_steps=1, **SMALL)
+    record = interpolate_supervised(model, adaptor, evaluator, [384, 96, 48], noise, split, keep_or_drop)
+    assert record["kept"] == "supervised" and record["interpolation"] == 1.0  # the better state stays
+    assert all(torch.equal(v, trained[k]) for k, v in adaptor.state_dict().items())  # a = 1, bit for bit
+    assert [p["a"] for p in record["grid"]] == [0.0, 1.0]
+    few = config_for("matryoshka-adaptor", [96, 48], 384, min_validation_queries=len(split.held_out) + 1, **SMALL)
+    record = interpolate_supervised(model, adaptor, evaluator, [384, 96, 48], noise, split, few)
+    assert record["kept"] == "unsupervised" and "too few validation queries" in caplog.text
     assert all(torch.equal(v, noise[k]) for k, v in adaptor.state_dict().items())
+
+
+def test_interpolated_state_mixes_what_differs_and_keeps_the_end_points_exact():
+    unsup = {"w": torch.zeros(2, 2), "basis": torch.eye(2), "index": torch.tensor([0, 1])}
+    sup = {"w": torch.ones(2, 2), "basis": torch.eye(2), "index": torch.tensor([0, 1])}
+    assert interpolated_state(unsup, sup, 0.0)["w"] is unsup["w"]
+    assert interpolated_state(unsup, sup, 1.0)["w"] is sup["w"]
+    mixed = interpolated_state(unsup, sup, 0.3)
+    assert torch.allclose(mixed["w"], torch.full((2, 2), 0.3)) and torch.equal(mixed["index"], unsup["index"])
+    with pytest.raises(ValueError, match="'index' differs between the states"):
+        interpolated_state(unsup, {**sup, "index": torch.tensor([1, 0])}, 0.5)
+    with pytest.raises(ValueError, match="differ in keys"):
+        interpolated_state(unsup, {"w": sup["w"]}, 0.5)
+
+
+def point(a, seen, validation):
+    return {"a": a, "seen": dict(zip((384, 48, 24), seen)), "validation": dict(zip((384, 48, 24), validation))}
+
+
+def test_the_guard_keeps_an_interior_a_that_validation_favours():
+    grid = [
+        point(0.0, (0.60, 0.50, 0.40), (0.50, 0.40, 0.30)),
+        point(0.5, (0.66, 0.56, 0.46), (0.50, 0.41, 0.30)),  # best admissible: the seen queries gain
+        point(1.0, (0.70, 0.60, 0.50), (0.50, 0.40, 0.28)),  # higher still, but 0.02 below a = 0 at 24 dims
+    ]
+    best, reason = choose_interpolation(grid, ["seen", "validation"], 0.005, enough=True)
+    assert best == 1 and "best mean" in reason
+    assert choose_interpolation(grid, ["seen", "validation"], 0.05, enough=True)[0] == 2
+    assert choose_interpolation(grid, ["seen", "validation"], 0.005, enough=False) == (0, "too few validation queries")
+    flat = [point(0.0, (0.6, 0.5, 0.4), (0.5, 0.4, 0.3)), point(1.0, (0.6, 0.5, 0.4), (0.5, 0.4, 0.3))]
+    assert choose_interpolation(flat, ["seen", "validation"], 0.005, enough=True)[0] == 0  # a tie keeps a = 0
 
 
 def test_guard_refuses_a_higher_mean_that_hides_a_loss_at_one_dim(caplog):
@@ -149,7 +190,7 @@ def test_guard_refuses_a_higher_mean_that_hides_a_loss_at_one_dim(caplog):
     scores = {1.0: {384: 0.70, 96: 0.62, 48: 0.55, 24: 0.40}, 2.0: {384: 0.72, 96: 0.68, 48: 0.60, 24: 0.35}}
 
     def evaluator(model):  # NDCG@10 per dim of whichever state the adaptor holds: 1 unsupervised, 2 supervised
-        return {f"validation_dim{d}_cosine_ndcg@10": v for d, v in scores[float(adaptor.weight)].items()}
+        return {f"validation_dim{d}_cosine_ndcg@10": v for d, v in scores[float(adaptor.weight.detach())].items()}
 
     split = validation_split({f"q{i}": {f"d{i}": 1} for i in range(100)}, 0.2)
     unsupervised = {"weight": torch.ones(1, 1)}
@@ -157,10 +198,29 @@ def test_guard_refuses_a_higher_mean_that_hides_a_loss_at_one_dim(caplog):
     for tolerance, kept in [(0.005, "unsupervised"), (0.06, "supervised")]:
         with torch.no_grad():
             adaptor.weight.fill_(2.0)
-        record = guard_supervised(adaptor, adaptor, evaluator, [384, 96, 48, 24], unsupervised, split, 10, tolerance)
-        assert record["kept"] == kept and float(adaptor.weight) == (1.0 if kept == "unsupervised" else 2.0)
+        config = config_for("matryoshka-adaptor", [96], guard_tolerance=tolerance, interpolation_steps=1)
+        record = interpolate_supervised(adaptor, adaptor, evaluator, [384, 96, 48, 24], unsupervised, split, config)
+        assert record["kept"] == kept and float(adaptor.weight.detach()) == (1.0 if kept == "unsupervised" else 2.0)
         assert record["guard_tolerance"] == tolerance
-    assert "at 24 dims it is 0.0500 below (guard_tolerance=0.005" in caplog.text
+    assert "lost 0.0500 at 24 dims on the validation queries" in caplog.text
+
+
+def test_supervised_smec_falls_back_to_the_unsupervised_matryoshka_adaptor(slice_data):
+    """Issue 32: SMEC's state where validation drops its supervised update is the Matryoshka-Adaptor's, same seed."""
+    data, cv, qv = slice_data
+    settings = {"unsupervised_epochs": 3, "supervised_epochs": 1, "min_validation_queries": 10_000, **SMALL}
+    ma, ma_stages = fit_adaptor(
+        "matryoshka-adaptor", 384, data, cv, qv, config_for("matryoshka-adaptor", [192, 96], 384, **settings), False
+    )
+    smec, smec_stages = fit_adaptor("smec", 384, data, cv, qv, config_for("smec", [192, 96], 384, **settings), True)
+    assert smec_stages[0].history == ma_stages[0].history  # the same unsupervised phase
+    assert smec_stages[-1].selection["kept"] == "unsupervised"  # too few validation queries: a = 0
+    x = {"sentence_embedding": torch.as_tensor(cv[:64])}
+    with torch.no_grad():
+        ours, theirs = smec.eval()(dict(x))["sentence_embedding"], ma.eval()(dict(x))["sentence_embedding"]
+    for dim in (384, 192, 96):
+        a, b = (torch.nn.functional.normalize(t[:, :dim], dim=-1) for t in (ours, theirs))
+        torch.testing.assert_close(a @ a.T, b @ b.T, atol=1e-5, rtol=0)
 
 
 @pytest.mark.slow
@@ -175,16 +235,21 @@ def test_train_supervised_records_and_cards_the_selection(scifact_slice, tmp_pat
     out = tmp_path / "model"
     assert main(argv(out)) == 0
     selection = json.loads((out / "st_matryoshka.json").read_text())["selection"]
-    assert selection["validation"] == "document-disjoint" and selection["kept"] in ("supervised", "unsupervised")
+    assert selection["validation"] == "both" and selection["kept"] in ("supervised", "interpolated", "unsupervised")
+    assert 0.0 <= selection["interpolation"] <= 1.0 and selection["seen_queries"] >= 10
     assert set(selection["supervised_ndcg_at_10"]) == {"384", "96", "48"}
     card = (out / "README.md").read_text()
     assert "**Supervised selection:**" in card and "no training query cites" in card
-    assert "at no dim more than 0.005 below it" in card and selection["guard_tolerance"] == 0.005
+    assert f"kept **a = {selection['interpolation']}**" in card and "queries about cited documents, kept" in card
+    assert "never falling more than 0.005 below the unsupervised adaptor" in card
+    assert selection["guard_tolerance"] == 0.005
     assert main(argv(tmp_path / "hash", "--validation-split", "query-hash")) == 0
     hashed = json.loads((tmp_path / "hash" / "st_matryoshka.json").read_text())["selection"]
     assert hashed["validation"] == "query-hash"
     assert "by a hash of the id" in (tmp_path / "hash" / "README.md").read_text()
-    assert main(argv(tmp_path / "both", "--validation-split", "both")) == 0
-    both = json.loads((tmp_path / "both" / "st_matryoshka.json").read_text())["selection"]
-    assert both["validation"] == "both" and both["seen_queries"] >= 10
-    assert "held-out queries about documents training cites" in (tmp_path / "both" / "README.md").read_text()
+    steps = ("--interpolation-steps", "1")
+    disjoint_argv = argv(tmp_path / "disjoint", "--validation-split", "document-disjoint", *steps)
+    assert main(disjoint_argv) == 0
+    disjoint = json.loads((tmp_path / "disjoint" / "st_matryoshka.json").read_text())["selection"]
+    assert disjoint["validation"] == "document-disjoint" and [p["a"] for p in disjoint["grid"]] == [0.0, 1.0]
+    assert "no training query cites" in (tmp_path / "disjoint" / "README.md").read_text()

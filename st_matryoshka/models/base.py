@@ -31,6 +31,18 @@ class StMatryoshkaModule(Module):
     from the config and loads every parameter and persistent buffer strictly (a missing or extra tensor is an error).
     """
 
+    config_defaults: dict[str, Any] = {}
+    """Config keys added after a release, each with the default that keeps that release's behaviour. A key at its
+    default is not written, so a model saved with defaults loads in releases that predate the key (they refuse
+    unknown keys), as Sentence-Transformers' ``Dense`` omits ``use_residual``. Such a default never changes."""
+
+    def get_config_dict(self) -> dict[str, Any]:
+        config = super().get_config_dict()
+        for key, default in self.config_defaults.items():
+            if key in config and type(config[key]) is type(default) and config[key] == default:
+                del config[key]
+        return config
+
     def save(self, output_path: str, *args: Any, safe_serialization: bool = True, **kwargs: Any) -> None:
         if not safe_serialization:
             raise ValueError(f"safe_serialization must be True for {type(self).__name__}, got {safe_serialization!r}")

@@ -131,6 +131,7 @@ class MatryoshkaAdaptor(StMatryoshkaModule):
         "center_input",
         "bit_thresholds",
     ]
+    config_defaults: dict[str, Any] = {"bit_thresholds": False}  # added after 0.1.0: off is written as nothing
 
     def __init__(
         self,
@@ -159,7 +160,7 @@ class MatryoshkaAdaptor(StMatryoshkaModule):
         self.normalize_input = normalize_input
         self.use_rotation = use_rotation
         self.center_input = center_input
-        self.bit_thresholds = bit_thresholds
+        self.bit_thresholds = bool(bit_thresholds)
 
         width = hidden_dim or embedding_dim
         layers: list[nn.Module] = []
