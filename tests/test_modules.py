@@ -228,3 +228,36 @@ def test_balanced_rotation_keeps_prefix_similarities_and_evens_sign_bits():
 def test_balanced_rotation_checks_blocks():
     with pytest.raises(ValueError, match=r"balance_blocks must be ints in \(0, 8\], got \[4, 9\]"):
         MatryoshkaAdaptor(8).init_rotation(torch.randn(30, 8), balance_blocks=[4, 9])
+
+
+# The config keys st_matryoshka 0.1.0 (the release before bit_thresholds) reads; it refuses any other key.
+RELEASE_0_1_0_KEYS = {
+    MatryoshkaAdaptor: {
+        "embedding_dim", "hidden_dim", "num_layers", "activation", "normalize_input", "use_rotation", "center_input"
+    },
+    SMECAdaptor: {
+        "embedding_dim", "stages", "use_ads", "stage_rotation", "normalize_output", "hidden_dim", "num_layers",
+        "activation", "normalize_input", "use_rotation", "center_input",
+    },
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("cls", [MatryoshkaAdaptor, SMECAdaptor])
+def test_a_module_saved_with_defaults_loads_in_the_previous_release(cls, tmp_path):
+    """Issue 33: keys added since 0.1.0 are written only off their default, so 0.1.0's reader accepts the folder."""
+    import json
+
+    kwargs = {"stages": plan_stages(8, [4])} if cls is SMECAdaptor else {}
+    module = cls(8, **kwargs)
+    for name in ("default", "thresholds"):
+        (tmp_path / name).mkdir()
+    module.save(str(tmp_path / "default"))
+    config = json.loads((tmp_path / "default" / "config.json").read_text())
+    assert set(config) <= RELEASE_0_1_0_KEYS[cls]  # 0.1.0's load refuses any key outside its list
+    reloaded = cls.load(str(tmp_path / "default"))
+    assert reloaded.bit_thresholds is False and reloaded.get_config_dict() == module.get_config_dict()
+    if cls is MatryoshkaAdaptor:  # off its default the key is written, and only then
+        MatryoshkaAdaptor(8, bit_thresholds=True).save(str(tmp_path / "thresholds"))
+        written = json.loads((tmp_path / "thresholds" / "config.json").read_text())
+        assert written["bit_thresholds"] is True
+        assert MatryoshkaAdaptor.load(str(tmp_path / "thresholds")).bit_thresholds is True
