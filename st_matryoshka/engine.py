@@ -30,7 +30,6 @@ label-free criterion uses a fixed-size sample (:func:`holdout_split`).
 from __future__ import annotations
 
 import logging
-import math
 import random
 import tempfile
 import time
@@ -564,71 +563,76 @@ def train_phases(
                 config.min_validation_queries,
             )
             log_split(split)
-            fit_ids, val_ids = split.fit, split.held_out
-            # The supervised stages continue from where the unsupervised phase left them (no PCA restart), so the
-            # guard can interpolate between the two states.
-            select_on = "seen" if split.seen else "validation"
-            stages = stage_plan(adaptor, config, "supervised", indices, train_body, select_on=select_on)
-            passes = config.supervised_epochs * len(stages)
-            query_rows = {qid: i for i, qid in enumerate(keyed.query_ids) if qid in keyed.qrels}
-            qvec = {qid: np.asarray(query_vectors[i]) for qid, i in query_rows.items()}
-            used_docs: set[int] = set()
-            doc_index = {cid: i for i, cid in enumerate(keyed.corpus_ids)}
-            held_docs = {doc_index[c] for q in val_ids for c in keyed.qrels[q]} if split.kind != "query-hash" else None
-            pass_config = replace(config, supervised_epochs=passes)
-            rows = supervised_rows(keyed, fit_ids, qvec, corpus_vectors, pass_config, used_docs, held_docs)
-            steps_per_pass = max(1, len(rows) // passes // config.supervised_batch_size)
-            searched = validation_corpus(keyed, [*val_ids, *split.seen], qvec, corpus_vectors, config)
+            if not enough_validation(split, config.min_validation_queries):
+                results.append(skipped_supervised(split, config))
+            else:
+                fit_ids, val_ids = split.fit, split.held_out
+                # The supervised stages continue from where the unsupervised phase left them (no PCA restart), so the
+                # guard can interpolate between the two states.
+                select_on = "seen" if split.seen else "validation"
+                stages = stage_plan(adaptor, config, "supervised", indices, train_body, select_on=select_on)
+                passes = config.supervised_epochs * len(stages)
+                query_rows = {qid: i for i, qid in enumerate(keyed.query_ids) if qid in keyed.qrels}
+                qvec = {qid: np.asarray(query_vectors[i]) for qid, i in query_rows.items()}
+                used_docs: set[int] = set()
+                doc_index = {cid: i for i, cid in enumerate(keyed.corpus_ids)}
+                held_docs = None
+                if split.kind != "query-hash":
+                    held_docs = {doc_index[c] for q in val_ids for c in keyed.qrels[q]}
+                pass_config = replace(config, supervised_epochs=passes)
+                rows = supervised_rows(keyed, fit_ids, qvec, corpus_vectors, pass_config, used_docs, held_docs)
+                steps_per_pass = max(1, len(rows) // passes // config.supervised_batch_size)
+                searched = validation_corpus(keyed, [*val_ids, *split.seen], qvec, corpus_vectors, config)
 
-            def held_out(ids: list[str]) -> RetrievalData:
-                return RetrievalData(
-                    [keyed.corpus_ids[i] for i in searched],
-                    [keyed.corpus[i] for i in searched],
-                    ids,
-                    [keyed.queries[query_rows[q]] for q in ids],
-                    {q: keyed.qrels[q] for q in ids},
-                    keyed.name,
+                def held_out(ids: list[str]) -> RetrievalData:
+                    return RetrievalData(
+                        [keyed.corpus_ids[i] for i in searched],
+                        [keyed.corpus[i] for i in searched],
+                        ids,
+                        [keyed.queries[query_rows[q]] for q in ids],
+                        {q: keyed.qrels[q] for q in ids},
+                        keyed.name,
+                    )
+
+                evaluator = validation_evaluator(held_out(val_ids), held_out(split.seen), all_dims)
+                # The training model holds only the rows this phase touches: its queries, the documents its rows
+                # name, and the criterion's documents; never the whole of a large corpus.
+                doc_rows = sorted(used_docs.union(searched.tolist()))
+                q_rows = sorted(query_rows.values())
+                texts = [keyed.corpus[i] for i in doc_rows] + [keyed.queries[j] for j in q_rows]
+                vectors = np.concatenate([np.asarray(corpus_vectors[doc_rows]), np.asarray(query_vectors[q_rows])])
+                model = fast_model(texts, vectors, [adaptor])
+                loss = MatryoshkaRankLoss(
+                    model,
+                    all_dims,
+                    unsupervised_weight=config.unsupervised_weight,
+                    distill_weight=config.supervised_distill_weight,
+                    margin=config.supervised_margin,
+                    l2sp_weight=config.supervised_l2sp_weight,
+                    **loss_settings,
                 )
-
-            evaluator = validation_evaluator(held_out(val_ids), held_out(split.seen), all_dims)
-            # The training model holds only the rows this phase touches: its queries, the documents its rows
-            # name, and the criterion's documents; never the whole of a large corpus.
-            doc_rows = sorted(used_docs.union(searched.tolist()))
-            q_rows = sorted(query_rows.values())
-            texts = [keyed.corpus[i] for i in doc_rows] + [keyed.queries[j] for j in q_rows]
-            vectors = np.concatenate([np.asarray(corpus_vectors[doc_rows]), np.asarray(query_vectors[q_rows])])
-            model = fast_model(texts, vectors, [adaptor])
-            loss = MatryoshkaRankLoss(
-                model,
-                all_dims,
-                unsupervised_weight=config.unsupervised_weight,
-                distill_weight=config.supervised_distill_weight,
-                margin=config.supervised_margin,
-                l2sp_weight=config.supervised_l2sp_weight,
-                **loss_settings,
-            )
-            unsupervised_state = {k: v.detach().clone() for k, v in adaptor.state_dict().items()}
-            phase = run_phase(
-                "supervised",
-                model,
-                adaptor,
-                loss,
-                stages,
-                rows,
-                evaluator,
-                config,
-                1,
-                config.supervised_batch_size,
-                config.supervised_lr,
-                steps_per_pass,
-                config.supervised_epochs,
-                work,
-                callbacks,
-            )
-            phase[-1].selection = interpolate_supervised(
-                model, adaptor, evaluator, all_dims, unsupervised_state, split, config
-            )
-            results += phase
+                unsupervised_state = {k: v.detach().clone() for k, v in adaptor.state_dict().items()}
+                phase = run_phase(
+                    "supervised",
+                    model,
+                    adaptor,
+                    loss,
+                    stages,
+                    rows,
+                    evaluator,
+                    config,
+                    1,
+                    config.supervised_batch_size,
+                    config.supervised_lr,
+                    steps_per_pass,
+                    config.supervised_epochs,
+                    work,
+                    callbacks,
+                )
+                phase[-1].selection = interpolate_supervised(
+                    model, adaptor, evaluator, all_dims, unsupervised_state, split, config
+                )
+                results += phase
     adaptor.eval()
     return results
 
@@ -745,6 +749,34 @@ def choose_interpolation(
     return best, reason
 
 
+def enough_validation(split: ValidationSplit, min_queries: int) -> bool:
+    """Whether every validation kind of ``split`` holds at least ``min_queries`` queries (fewer cannot show a gain)."""
+    return len(split.held_out) >= min_queries and (not split.seen or len(split.seen) >= min_queries)
+
+
+def skipped_supervised(split: ValidationSplit, config: AdaptorTrainingConfig) -> StageResult:
+    """The supervised phase's result when its validation is too small to keep anything but ``a = 0``: not run."""
+    counts = f"{len(split.held_out)}" + (f" and {len(split.seen)}" if split.seen else "")
+    reason = (
+        f"too few validation queries ({counts} held out, min_validation_queries={config.min_validation_queries}): "
+        "the supervised phase did not run, since the guard could keep only the unsupervised adaptor"
+    )
+    logger.info(f"kept a = 0.0 (unsupervised): {reason}")
+    selection = {
+        "validation": split.kind,
+        "validation_queries": len(split.held_out),
+        "seen_queries": len(split.seen),
+        "fallback_reason": split.reason,
+        "kept": "unsupervised",
+        "interpolation": 0.0,
+        "reason": reason,
+        "min_validation_queries": config.min_validation_queries,
+        "guard_tolerance": config.guard_tolerance,
+        "grid": [],
+    }
+    return StageResult("supervised (not run)", "", [], None, None, 0.0, 0.0, selection=selection)
+
+
 def interpolate_supervised(
     model: SentenceTransformer,
     adaptor: torch.nn.Module,
@@ -774,7 +806,7 @@ def interpolate_supervised(
         adaptor.load_state_dict(interpolated_state(unsupervised_state, supervised_state, a))
         grid.append({"a": a, **validation_scores(model, evaluator, dims)})
     kinds = ["seen", "validation"] if split.seen else ["validation"]
-    enough = all(n >= config.min_validation_queries for n in (len(split.held_out), len(split.seen) or math.inf))
+    enough = enough_validation(split, config.min_validation_queries)
     best, reason = choose_interpolation(grid, kinds, config.guard_tolerance, enough)
     a = grid[best]["a"]
     adaptor.load_state_dict(interpolated_state(unsupervised_state, supervised_state, a))

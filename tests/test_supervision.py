@@ -153,6 +153,19 @@ def test_guard_restores_the_unsupervised_adaptor_when_validation_prefers_it(slic
     assert all(torch.equal(v, noise[k]) for k, v in adaptor.state_dict().items())
 
 
+def test_too_few_validation_queries_skip_the_supervised_phase(slice_data, caplog):
+    """Eight labels hold out four queries per kind: the guard could keep only a = 0, so nothing trains."""
+    data, cv, qv = slice_data
+    few = data.with_qrels({q: data.qrels[q] for q in sorted(data.qrels)[:8]})
+    config = config_for("matryoshka-adaptor", [96, 48], 384, unsupervised_epochs=2, **SMALL)
+    caplog.set_level(logging.INFO, logger="st_matryoshka.engine")
+    alone, _ = fit_adaptor("matryoshka-adaptor", 384, data.with_qrels({}), cv, qv, config, supervised=False)
+    adaptor, stages = fit_adaptor("matryoshka-adaptor", 384, few, cv, qv, config, supervised=True)
+    assert stages[-1].name == "supervised (not run)" and stages[-1].selection["kept"] == "unsupervised"
+    assert stages[-1].selection["interpolation"] == 0.0 and "the supervised phase did not run" in caplog.text
+    assert all(torch.equal(v, alone.state_dict()[k]) for k, v in adaptor.state_dict().items())
+
+
 def test_interpolated_state_mixes_what_differs_and_keeps_the_end_points_exact():
     unsup = {"w": torch.zeros(2, 2), "basis": torch.eye(2), "index": torch.tensor([0, 1])}
     sup = {"w": torch.ones(2, 2), "basis": torch.eye(2), "index": torch.tensor([0, 1])}
