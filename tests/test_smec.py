@@ -218,7 +218,9 @@ class _BodyProbe(TrainerCallback):
         self.steps = []
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
-        adaptor = next(m for m in model if isinstance(m, SMECAdaptor))
+        adaptor = next((m for m in model if isinstance(m, SMECAdaptor)), None)
+        if adaptor is None:  # supervised SMEC's unsupervised phase trains the body alone, as a MatryoshkaAdaptor
+            return
         weight = adaptor.residual[-1].weight
         self.steps.append((weight.requires_grad, weight.detach().clone()))
 
@@ -227,24 +229,32 @@ class _BodyProbe(TrainerCallback):
 def test_smrl_freezes_finished_stages_and_extension_keeps_trained_dims(minilm, slice_data):
     data, cv, qv = slice_data
     config = SMECTrainingConfig(dims=[192, 96, 48, 24], **{**_tiny(), "unsupervised_epochs": 2})
+    def frozen_runs(probe: _BodyProbe) -> list[list[torch.Tensor]]:
+        runs, previous = [], True
+        for trains, weight in probe.steps:
+            if not trains:
+                if previous:
+                    runs.append([])
+                runs[-1].append(weight)
+            previous = trains
+        return runs
+
+    # Without labels, SMEC's phase is SMRL: the body's stage runs to its cap (start + 2 evaluations) whatever the
+    # patience (here 1) and keeps its last weights; then the body is frozen while the later stages train.
+    probe = _BodyProbe()
+    _, alone = train_smec(minilm, data.with_qrels({}), cv, qv, config, supervised=False, callbacks=[probe])
+    assert alone[0].name == "unsupervised 384->192" and len(alone[0].history) == 3
+    assert alone[0].best_step == alone[0].history[-1][0] > 0
+    runs = frozen_runs(probe)
+    assert len(runs) == 1 and all(torch.equal(runs[0][0], w) for w in runs[0])
+    # With labels the body first trains as the unsupervised Matryoshka-Adaptor (issue 32), then SMRL's supervised
+    # stages run, the body frozen after the first.
     probe = _BodyProbe()
     trained, stages = train_smec(minilm, data, cv, qv, config, supervised=True, callbacks=[probe])
     names = [s.name for s in stages]
-    assert "supervised 384->192" in names and "supervised 48->24" in names
-    # The body's unsupervised stage runs to its cap (start + 2 evaluations) whatever the patience (here 1) and keeps
-    # its last weights.
-    assert stages[0].name == "unsupervised 384->192" and len(stages[0].history) == 3
-    assert stages[0].best_step == stages[0].history[-1][0] > 0
-    # Once the first stage is done the body is frozen: its weights do not move while later stages train.
-    runs, previous = [], True
-    for trains, weight in probe.steps:
-        if not trains:
-            if previous:
-                runs.append([])
-            runs[-1].append(weight)
-        previous = trains
-    assert len(runs) == 2  # the later stages of the unsupervised phase, then of the supervised phase
-    assert all(torch.equal(run[0], w) for run in runs for w in run)
+    assert names[0] == "unsupervised joint" and "supervised 384->192" in names and "supervised 48->24" in names
+    runs = frozen_runs(probe)
+    assert len(runs) == 1 and all(torch.equal(runs[0][0], w) for w in runs[0])
     adaptor = next(m for m in trained if isinstance(m, SMECAdaptor))
     assert adaptor.trained_dims == [384, 192, 96, 48, 24]
     before = {k: v.clone() for k, v in adaptor.state_dict().items()}
