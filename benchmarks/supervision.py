@@ -13,6 +13,7 @@ Variants (``--variants``) change one setting from the defaults, for the ablation
     both               both validation kinds (the default since issue 32)
     document_disjoint  document-disjoint validation only (the default of issue 24, now with interpolation)
     keep_or_drop       interpolation_steps=1: the guard keeps or drops the supervised state (before issue 32)
+    guarded_stopping   early stopping admits only evaluations no document-disjoint dim of which fell past the tolerance
     before_fix         query_hash and no L_distill in the unsupervised phase: the defaults before issue 24
     sup_distill        L_distill toward the backbone inside the supervised phase's L_unsup (weight 1)
     no_unsup_terms     the supervised phase without the unsupervised terms (L_rank alone)
@@ -65,6 +66,7 @@ VARIANTS = {
     "mean_guard": {"guard_tolerance": 1.0},
     "document_disjoint": {"validation_split": "document-disjoint"},
     "keep_or_drop": {"interpolation_steps": 1},
+    "guarded_stopping": {"guarded_stopping": True},
 }
 
 

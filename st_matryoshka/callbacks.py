@@ -74,6 +74,10 @@ class Stage:
             ``False`` runs the stage to ``max_evaluations`` and keeps its last weights (a fixed-length stage whose
             score is only recorded; ``best``/``best_step`` then name the kept, last evaluation).
         patience: This stage's evaluations without improvement before it stops (``None``: the callback's).
+        floor_keys: Evaluator metric names that must not fall: an evaluation where any of them is more than
+            ``floor_tolerance`` below its value at the stage's start cannot become the stage's best (it counts as
+            no improvement). The supervised phase's guard puts the document-disjoint validation queries here.
+        floor_tolerance: How far below its start a ``floor_keys`` metric may fall.
     """
 
     name: str
@@ -84,6 +88,8 @@ class Stage:
     on_start: Callable[[], None] | None = None
     select_best: bool = True
     patience: int | None = None
+    floor_keys: list[str] = field(default_factory=list)
+    floor_tolerance: float = 0.0
     history: list[tuple[int, float]] = field(default_factory=list)
     best: float | None = None
     best_step: int | None = None
@@ -164,6 +170,7 @@ class StageCallback(TrainerCallback):
         self._evaluations = 0
         self._bad_rounds = 0
         self._best_state: dict[str, torch.Tensor] | None = None
+        self._floor: dict[str, float] | None = None
         self._started = 0.0
         self._finished = False
 
@@ -178,17 +185,27 @@ class StageCallback(TrainerCallback):
             return float(np.exp(np.mean(np.log(np.maximum(values, 1e-9)))))
         return float(np.mean(values))
 
-    def _record(self, step: int, value: float) -> None:
+    def _admissible(self, metrics: dict[str, float]) -> bool:
+        """Whether no floor metric of the current stage is more than its tolerance below the stage's start."""
+        stage = self.stages[self.current]
+        clean = {k.removeprefix("eval_"): v for k, v in metrics.items()}
+        if self._floor is None:
+            self._floor = {k: clean[k] for k in stage.floor_keys}
+        return all(clean[k] >= start - stage.floor_tolerance for k, start in self._floor.items())
+
+    def _record(self, step: int, value: float, admissible: bool = True) -> None:
         stage = self.stages[self.current]
         stage.history.append((step, value))
-        if stage.best is None or value > stage.best or not stage.select_best:
+        if not admissible and stage.select_best:
+            self._bad_rounds += 1
+        elif stage.best is None or value > stage.best or not stage.select_best:
             stage.best, stage.best_step, self._bad_rounds = value, step, 0
             self._best_state = {k: v.detach().clone() for k, v in self.module.state_dict().items()}
         else:
             self._bad_rounds += 1
 
     def _activate(self, index: int, step: int) -> None:
-        self.current, self._evaluations, self._bad_rounds = index, 0, 0
+        self.current, self._evaluations, self._bad_rounds, self._floor = index, 0, 0, None
         stage = self.stages[index]
         if stage.on_start is not None:
             stage.on_start()
@@ -202,7 +219,7 @@ class StageCallback(TrainerCallback):
         was_training = self.model.training
         metrics = self.evaluator(self.model)
         self.model.train(was_training)
-        self._record(step, self._score(metrics))
+        self._record(step, self._score(metrics), self._admissible(metrics))
         logger.info(f"stage {stage.name}: start score {stage.best:.4f}")
 
     def _finish(self, step: int) -> None:
@@ -241,7 +258,7 @@ class StageCallback(TrainerCallback):
         if self._finished or state.global_step == self.stages[self.current].start_step:
             return
         self._evaluations += 1
-        self._record(state.global_step, self._score(metrics or {}))
+        self._record(state.global_step, self._score(metrics or {}), self._admissible(metrics or {}))
         stage = self.stages[self.current]
         patience = stage.patience if stage.patience is not None else self.patience
         stopped = stage.select_best and self._bad_rounds >= patience

@@ -77,6 +77,9 @@ class AdaptorTrainingConfig:
         interpolation_steps: The guard scores the weights ``(1 - a) * unsupervised + a * supervised`` for ``a`` in
             ``0, 1/n, ..., 1`` (WiSE-FT) and keeps the best admissible one; ``1`` only keeps or drops the
             supervised state (the guard before issue 32).
+        guarded_stopping: With ``validation_split="both"``, an evaluation of the supervised phase can become its
+            best (the ``a = 1`` state) only if no dim of the document-disjoint validation queries is more than
+            ``guard_tolerance`` below the stage's start; otherwise it counts as no improvement.
         unsupervised_weight: α in ``L_rank + α · L_unsup``.
         supervised_parameters: What the supervised stage trains: ``all`` the adaptor's parameters, or ``last-layer``
             (the residual MLP's output layer only; fewer parameters to fit the cited documents with).
@@ -132,6 +135,7 @@ class AdaptorTrainingConfig:
     min_validation_queries: int = 10
     guard_tolerance: float = 0.005  # "never worse" is per dim: a higher mean hid SMEC's −0.05 at 24 dims (Cranfield)
     interpolation_steps: int = 10
+    guarded_stopping: bool = False
     unsupervised_weight: float = 1.0
     supervised_distill_weight: float = 0.0  # 1.0 and the others below: no better on unseen-document queries (ablation)
     supervised_parameters: str = "all"

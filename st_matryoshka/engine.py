@@ -571,6 +571,10 @@ def train_phases(
                 # guard can interpolate between the two states.
                 select_on = "seen" if split.seen else "validation"
                 stages = stage_plan(adaptor, config, "supervised", indices, train_body, select_on=select_on)
+                if split.seen and config.guarded_stopping:
+                    for stage in stages:  # early stopping admits only what the guard would: new documents kept
+                        stage.floor_keys = [k.replace("seen_", "validation_", 1) for k in stage.metric_keys]
+                        stage.floor_tolerance = config.guard_tolerance
                 passes = config.supervised_epochs * len(stages)
                 query_rows = {qid: i for i, qid in enumerate(keyed.query_ids) if qid in keyed.qrels}
                 qvec = {qid: np.asarray(query_vectors[i]) for qid, i in query_rows.items()}

@@ -327,6 +327,22 @@ def test_smrl_stage_without_selection_runs_to_its_cap_and_keeps_its_last_weights
     assert torch.all(module.weight == 3.0)
 
 
+def test_an_evaluation_below_the_floor_never_becomes_the_stage_best():
+    """guarded_stopping: a higher score that cost the floor metric more than the tolerance is not kept."""
+    module = torch.nn.Linear(2, 2)
+    stage = Stage("s", [module.weight], [2], ["seen"], floor_keys=["new"], floor_tolerance=0.01)
+    callback = StageCallback(
+        module, _Loss(), [stage], module, lambda model: {"seen": 0.5, "new": 0.6}, patience=2, max_evaluations=9
+    )
+    control = type("Control", (), {"should_training_stop": False})()
+    callback.on_train_begin(None, _State(0), control)
+    callback.on_evaluate(None, _State(1), control, metrics={"eval_seen": 0.6, "eval_new": 0.595})  # within: best
+    callback.on_evaluate(None, _State(2), control, metrics={"eval_seen": 0.9, "eval_new": 0.58})  # higher, below floor
+    assert stage.best_step == 1 and stage.best == 0.6 and not control.should_training_stop
+    callback.on_evaluate(None, _State(3), control, metrics={"eval_seen": 0.95, "eval_new": 0.55})
+    assert control.should_training_stop and stage.best_step == 1  # two evaluations without an admissible gain
+
+
 def _randomise_stage(adaptor: SMECAdaptor, index: int) -> None:
     generator = torch.Generator().manual_seed(index)
     with torch.no_grad():
