@@ -3,8 +3,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x .venv/bin/st-matryoshka ] || bash scripts/setup.sh
-# a .venv made before the layer check or the USearch engine gets the dev extra again
-{ [ -x .venv/bin/lint-imports ] && .venv/bin/python -c "import usearch" 2>/dev/null; } || .venv/bin/python -m pip install -q -e ".[dev]"
+# a .venv made before the layer check, the USearch engine or the vector databases gets the dev extra again
+{ [ -x .venv/bin/lint-imports ] && .venv/bin/python -c "import usearch, pymilvus, milvus_lite, qdrant_client" 2>/dev/null; } \
+    || .venv/bin/python -m pip install -q -e ".[dev]"
 export HF_HUB_OFFLINE=1
 export ST_MATRYOSHKA_DATA="${ST_MATRYOSHKA_DATA:-$(cd .. && pwd)/shared/data}"
 .venv/bin/ruff check .

@@ -77,6 +77,7 @@ from st_matryoshka.training import (
     training_metadata,
 )
 from st_matryoshka.training_smec import extend_smec
+from st_matryoshka.vectordb import DATABASE_CLASSES, DATABASES
 from st_matryoshka.vectors import apply_vectors, fit_vectors, load_adaptor, read_ids, read_vectors, save_adaptor
 
 __all__ = [
@@ -694,12 +695,15 @@ def index_build(
     chunk_size: int = 65536,
     trust_remote_code: bool = False,
     engine: str = "faiss",
-) -> VectorIndex:
+    collection: str = "st_matryoshka",
+) -> Any:
     """Build a search index of ``model``'s ``dim``-d codes over a corpus (``st-matryoshka index build``).
 
     Args:
         model: A SentenceTransformer name or folder (with or without an adaptor), or a ``fit-vectors`` folder.
-        output: The new index folder.
+        output: The new index folder; with ``engine="milvus"`` the Milvus URI (a Milvus Lite ``.db`` file or an
+            ``http(s)://`` server), with ``engine="qdrant"`` Qdrant's local folder or server URL. A database
+            collection that a crashed build left is finished, not refused (:mod:`st_matryoshka.vectordb`).
         dim: The prefix indexed (a trained dim is best).
         precision: ``binary`` (default), ``int8`` or ``float32``.
         data: A BEIR folder: its corpus, encoded by the backbone (or read from ``embeddings`` / the cache).
@@ -713,7 +717,11 @@ def index_build(
         device: Encoding device, or a list for ST's multi-process encoding.
         chunk_size: Rows mapped and added per batch (memory: the codes plus one batch).
         trust_remote_code: Let ST run code shipped with ``model``.
-        engine: ``faiss`` or ``usearch`` (float32 and binary codes).
+        engine: ``faiss`` or ``usearch`` (float32 and binary codes), or the databases ``milvus`` (our binary or
+            float32 codes, the int8 rescoring vectors beside them) and ``qdrant`` (the float prefix with Qdrant's
+            binary quantisation and rescoring); returns a :class:`~st_matryoshka.vectordb.MilvusIndex` /
+            :class:`~st_matryoshka.vectordb.QdrantIndex` for those (closed).
+        collection: The database collection's name.
 
     Example:
         ::
@@ -725,9 +733,13 @@ def index_build(
     """
     if (data is None) == (vectors is None):
         raise ParameterError("data", "data or vectors: give exactly one corpus (a BEIR folder or a .npy of vectors)")
-    if os.path.isdir(output) and os.listdir(output):
+    database = engine in DATABASES
+    if not database and os.path.isdir(output) and os.listdir(output):
         raise ParameterError("output", f"output: {output!r} already holds files; choose a new folder")
-    check_output_free(output, False, argument="output", inputs=[model, data, vectors, ids])
+    if not database:
+        check_output_free(output, False, argument="output", inputs=[model, data, vectors, ids])
+    else:
+        check_database_target(output, engine, inputs=[model, data, vectors, ids])
     loaded, head, fingerprint, ranges = index_head(model, trust_remote_code)
     if data is not None:
         if loaded is None:
@@ -738,17 +750,25 @@ def index_build(
     else:
         corpus = read_vectors(vectors, "vectors")
         doc_ids = read_ids(ids, len(corpus), "ids", "vectors")
-    index = VectorIndex.create(
-        output,
-        dim,
-        precision,
-        kind=kind,
-        rescore_store=rescore_store,
-        ranges=stored_ranges(ranges, dim),
-        model=os.path.abspath(model) if os.path.isdir(model) else model,
-        model_fingerprint=fingerprint,
-        engine=engine,
-    )
+    name = os.path.abspath(model) if os.path.isdir(model) else model
+    if database:
+        if kind != "flat":
+            raise ParameterError("kind", f"kind: engine {engine!r} builds its own index; leave kind at 'flat'")
+        index = DATABASE_CLASSES[engine].create(
+            output, dim, precision, rescore_store, stored_ranges(ranges, dim), name, fingerprint, collection
+        )
+    else:
+        index = VectorIndex.create(
+            output,
+            dim,
+            precision,
+            kind=kind,
+            rescore_store=rescore_store,
+            ranges=stored_ranges(ranges, dim),
+            model=name,
+            model_fingerprint=fingerprint,
+            engine=engine,
+        )
     start = 0
     for outputs in head_outputs(head, corpus, chunk_size):
         if outputs.shape[1] < dim:
@@ -756,7 +776,31 @@ def index_build(
         index.add(outputs, doc_ids[start : start + len(outputs)])
         start += len(outputs)
     index.save()
+    if database:
+        index.close()
     return index
+
+
+def check_database_target(target: str, engine: str, inputs: Sequence[str | None]) -> None:
+    """Refuse a local database target that is not the database's own: a folder of other files, or one with inputs.
+
+    An existing Milvus Lite file or Qdrant folder is accepted: the build then finishes (or refuses, for another
+    model) the collection it holds.
+    """
+    if not isinstance(target, str) or not target:
+        raise ParameterError("output", f"output: engine {engine!r} needs a URI, folder or URL, got {target!r}")
+    if target.startswith(("http://", "https://")):
+        return
+    for path in inputs:
+        if path and os.path.exists(path) and (inside(path, target) or inside(target, path)):
+            raise ParameterError("output", f"output: {target!r} and the input {path!r} overlap; choose another place")
+    if engine == "qdrant" and os.path.isdir(target) and os.listdir(target):
+        if not os.path.isfile(os.path.join(target, "meta.json")):
+            raise ParameterError(
+                "output", f"output: {target!r} holds files but no Qdrant storage; choose a new folder"
+            )
+    if engine == "qdrant" and os.path.isfile(target):
+        raise ParameterError("output", f"output: {target!r} is a file; Qdrant's local mode needs a folder")
 
 
 def index_search(
@@ -767,11 +811,13 @@ def index_search(
     model: str | None = None,
     batch_size: int = 32,
     trust_remote_code: bool = False,
+    engine: str | None = None,
+    collection: str = "st_matryoshka",
 ) -> tuple[np.ndarray, list[list[str]]]:
     """Search an index folder: ``(scores, ids)`` of the ``top_k`` documents per query (``st-matryoshka index search``).
 
     Args:
-        index: The index folder.
+        index: The index folder; with ``engine`` ``milvus`` or ``qdrant``, the database's URI, folder or URL.
         queries: Backbone query vectors (an array or a ``.npy`` path), query texts, or a text file of one query per
             line (texts need a SentenceTransformer model).
         top_k: Documents per query.
@@ -779,6 +825,8 @@ def index_search(
         model: The model the index was built with (default: the one it records); another model is refused.
         batch_size: Encoding batch size for texts.
         trust_remote_code: Let ST run code shipped with ``model``.
+        engine: ``milvus`` or ``qdrant`` for a database collection (default: an index folder, FAISS or USearch).
+        collection: The database collection's name.
 
     Example:
         ::
@@ -787,9 +835,19 @@ def index_search(
 
             scores, ids = index_search("runs/scifact-idx", ["Aspirin reduces heart attacks."], top_k=3, rescore=100)
     """
-    info = VectorIndex.read_info(index)  # the codes are read once, by the open below
-    loaded, head, fingerprint, _ = index_head(model or info.model, trust_remote_code)
-    opened = VectorIndex.open(index, model_fingerprint=fingerprint)
+    if engine is not None and engine not in DATABASES:
+        raise ParameterError(
+            "engine", f"engine must be None (an index folder) or one of {list(DATABASES)}, got {engine!r}"
+        )
+    if engine is None:
+        info = VectorIndex.read_info(index)  # the codes are read once, by the open below
+        loaded, head, fingerprint, _ = index_head(model or info.model, trust_remote_code)
+        opened = VectorIndex.open(index, model_fingerprint=fingerprint)
+    else:
+        with DATABASE_CLASSES[engine].open(index, collection) as recorded:
+            info = recorded.info
+        loaded, head, fingerprint, _ = index_head(model or info.model, trust_remote_code)
+        opened = DATABASE_CLASSES[engine].open(index, collection, model_fingerprint=fingerprint)
     if isinstance(queries, str) and queries.endswith(".npy"):
         queries = read_vectors(queries, "queries")
     elif isinstance(queries, str):
@@ -807,7 +865,11 @@ def index_search(
     else:
         vectors = np.asarray(queries, dtype=np.float32)
     outputs = np.concatenate(list(head_outputs(head, vectors)))
-    return opened.search(outputs, top_k=top_k, rescore=rescore)
+    try:
+        return opened.search(outputs, top_k=top_k, rescore=rescore)
+    finally:
+        if engine is not None:
+            opened.close()
 
 
 def json_inside_model(json_path: str, model: str) -> bool:

@@ -25,6 +25,7 @@ from st_matryoshka.config import AdaptorTrainingConfig, SMECTrainingConfig
 from st_matryoshka.loading import resolve_model_path
 from st_matryoshka.metadata import METADATA_FILE
 from st_matryoshka.quantization import pareto_fronts
+from st_matryoshka.vectordb import DATABASES
 
 logger = logging.getLogger("st_matryoshka")
 
@@ -258,11 +259,25 @@ def cmd_push(args: argparse.Namespace) -> int:
     return 0
 
 
+def index_target(args: argparse.Namespace) -> str:
+    """Where ``index build`` writes or ``index search`` reads: the folder, or the database's URI, folder or URL."""
+    engine = args.engine or "faiss"
+    given = {flag: getattr(args, flag.strip("-").replace("-", "_")) for flag in ("--uri", "--path", "--url")}
+    folder = args.output if args.index_command == "build" else args.index
+    folder_flag = "--output" if args.index_command == "build" else "--index"
+    wanted = {"milvus": ["--uri"], "qdrant": ["--path", "--url"]}.get(engine, [folder_flag])
+    set_flags = [flag for flag, value in {**given, folder_flag: folder}.items() if value]
+    if len(set_flags) != 1 or set_flags[0] not in wanted:
+        raise ValueError(f"--engine {engine} takes {' or '.join(wanted)} (exactly one), got {set_flags or 'none'}")
+    return folder or next(value for value in given.values() if value)
+
+
 def cmd_index(args: argparse.Namespace) -> int:
+    target = index_target(args)
     if args.index_command == "build":
         index = api.index_build(
             args.model,
-            args.output,
+            target,
             args.dim,
             precision=args.precision,
             data=args.data,
@@ -272,19 +287,25 @@ def cmd_index(args: argparse.Namespace) -> int:
             kind=args.kind,
             engine=args.engine,
             trust_remote_code=args.trust_remote_code,
+            collection=args.collection,
             **source(args),
         )
+        if args.engine in DATABASES:
+            print(f"indexed {index.info.count} documents as {args.dim}-d {args.precision} in {args.engine} {target}")
+            return 0
         sizes = ", ".join(f"{name} {size:,} B" for name, size in index.nbytes().items())
         print(f"indexed {index.info.count} documents as {args.dim}-d {args.precision} ({args.kind}): {sizes}")
         return 0
     scores, ids = api.index_search(
-        args.index,
+        target,
         args.queries,
         top_k=args.top_k,
         rescore=args.rescore,
         model=args.model,
         batch_size=args.batch_size,
         trust_remote_code=args.trust_remote_code,
+        engine=args.engine,
+        collection=args.collection,
     )
     lines = [
         json.dumps({"query": i, "ids": row, "scores": [round(float(v), 6) for v in scores[i][: len(row)]]})

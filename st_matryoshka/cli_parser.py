@@ -14,6 +14,7 @@ from st_matryoshka.config import BIT_THRESHOLDS, METHODS
 from st_matryoshka.data import VALIDATION_SPLITS
 from st_matryoshka.index import ENGINES, KINDS, STORES
 from st_matryoshka.quantization import PRECISIONS
+from st_matryoshka.vectordb import DATABASES
 
 
 def split_list(text: str | None) -> list[str]:
@@ -321,17 +322,24 @@ def _index_options(sub: argparse._SubParsersAction) -> None:
     build.add_argument(
         "--engine",
         default="faiss",
-        choices=list(ENGINES),
-        help="faiss (default) or usearch (float32 and binary codes).",
+        choices=[*ENGINES, *DATABASES],
+        help="faiss (default) or usearch (float32 and binary codes) into --output; milvus (our codes and int8 "
+        "rescoring vectors, into --uri) or qdrant (the float prefix with Qdrant's binary quantisation, into --path "
+        "or --url): databases that scale out (needs the vectordb extra).",
     )
-    build.add_argument("--output", required=True, help="New folder for the index.")
+    build.add_argument("--output", help="New folder for the index (faiss, usearch).")
+    _database_options(build)
     build.add_argument("--embeddings", help="With --data: corpus.npy / queries.npy instead of encoding.")
     build.add_argument("--cache-dir", help="Backbone embedding cache.")
     build.add_argument("--batch-size", type=int, default=32, help="Backbone encoding batch size.")
     _device(build)
     _trust(build)
     search = commands.add_parser("search", help="Top-k documents per query from an index folder.")
-    search.add_argument("--index", required=True, help="Folder written by index build.")
+    search.add_argument("--index", help="Folder written by index build (faiss, usearch).")
+    search.add_argument(
+        "--engine", choices=list(DATABASES), help="Search a database collection instead: milvus or qdrant."
+    )
+    _database_options(search)
     search.add_argument("--queries", required=True, help="Query vectors (.npy, backbone) or a text file, one a line.")
     search.add_argument("--model", help="The model the index was built with (default: the one it records).")
     search.add_argument("--top-k", type=int, default=10, help="Documents per query.")
@@ -339,6 +347,15 @@ def _index_options(sub: argparse._SubParsersAction) -> None:
     search.add_argument("--output", help="Write the results as JSON lines here (default: standard output).")
     search.add_argument("--batch-size", type=int, default=32, help="Query encoding batch size.")
     _trust(search)
+
+
+def _database_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--uri", help="--engine milvus: a Milvus Lite file (runs/docs.db) or an http:// server URI.")
+    parser.add_argument("--path", help="--engine qdrant: a folder for Qdrant's local mode.")
+    parser.add_argument("--url", help="--engine qdrant: a Qdrant server or cluster URL.")
+    parser.add_argument(
+        "--collection", default="st_matryoshka", help="The database collection (default st_matryoshka)."
+    )
 
 
 def _publish_options(parser: argparse.ArgumentParser, repo_required: bool = False) -> None:
