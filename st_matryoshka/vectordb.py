@@ -56,6 +56,7 @@ COLLECTION = "st_matryoshka"
 RECORD_KEY = "st_matryoshka"
 ID_LENGTH = 512  # longest document id a Milvus collection takes (VARCHAR primary key)
 INSERT_ROWS = 2048  # rows per insert request
+SEARCH_QUERIES = 16  # queries per Milvus search request (a rescoring answer carries K int8 vectors per query)
 
 
 def require_milvus() -> Any:
@@ -365,14 +366,16 @@ class MilvusIndex(DatabaseIndex):
         data = [bits.tobytes() for bits in sign_bits(prefix)] if binary else prefix.tolist()
         fields = ["id", "rescore"] if rescore is not None else ["id"]
         metric = "HAMMING" if binary else "IP"
-        hits = self.client.search(
-            self.collection,
-            data=data,
-            anns_field="codes",
-            limit=shortlist,
-            search_params={"metric_type": metric},
-            output_fields=fields,
-        )
+        hits = []
+        for start in range(0, len(data), SEARCH_QUERIES):
+            hits += self.client.search(
+                self.collection,
+                data=data[start : start + SEARCH_QUERIES],
+                anns_field="codes",
+                limit=shortlist,
+                search_params={"metric_type": metric},
+                output_fields=fields,
+            )
         scores = np.full((len(prefix), top_k), -np.inf, dtype=np.float32)
         ids: list[list[str]] = []
         ranges = np.asarray(self.info.ranges, dtype=np.float32) if self.info.ranges is not None else None
