@@ -2,8 +2,8 @@
 
 One module renders each section (``render_core``, ``render_smec``, ``render_timing``, ``render_supervision``,
 ``render_vectors``, ``render_frontier``, ``render_quantization``, ``render_thresholds``, ``render_scale``,
-``render_search``, ``render_published``); this one puts them in order. Run from the repository root:
-``.venv/bin/python benchmarks/render.py``.
+``render_search``, ``render_vectordb``, ``render_published``); this one puts them in order. Run from the repository
+root: ``.venv/bin/python benchmarks/render.py``.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from render_smec import smec_section
 from render_supervision import supervision_section
 from render_thresholds import thresholds_section
 from render_timing import mteb_timing_section, throughput_section
+from render_vectordb import vectordb_section
 from render_vectors import vectors_section
 
 
@@ -39,6 +40,7 @@ def main() -> None:
     out += thresholds_section()
     out += scale_section()
     out += search_section()
+    out += vectordb_section()
     out += published_section()
     extra = "benchmarks/results/notes.md"
     if os.path.exists(extra):
