@@ -27,10 +27,10 @@ def vectordb_section() -> list[str]:
     out = ["## Vector databases beside FAISS (issue 35)", "", f"    {COMMAND}", ""]
     out += [
         "Model: an unsupervised binary-trained Matryoshka-Adaptor fit on SciFact's corpus vectors (seed 42, default "
-        f"dims), indexed at {res['dim']} dims (48-byte sign bits), top {res['rescore']} rescored; every engine gets the "
-        "int8 ranges of the real corpus. NDCG@10: the real SciFact corpus and its 300 test queries. Cost: SciFact's "
-        f"vectors tiled with N(0, 0.01) noise to {res['size']:,} documents, 1,000 tiled queries, best of three passes; "
-        f"the engines' own threads on a {res['threads_available']}-core machine. Versions: "
+        f"dims), indexed at {res['dim']} dims (48-byte sign bits), top {res['rescore']} rescored; every engine gets "
+        "the int8 ranges of the real corpus. NDCG@10: the real SciFact corpus and its 300 test queries. Cost: SciFact's "
+        f"vectors tiled with N(0, 0.01) noise to {res['size']:,} documents, 1,000 tiled queries, best of three "
+        f"passes; the engines' own threads on a {res['threads_available']}-core machine. Versions: "
         + ", ".join(f"{k} {v}" for k, v in res.get("versions", {}).items())
         + ".",
         "",
