@@ -28,9 +28,9 @@ def vectordb_section() -> list[str]:
     out += [
         "Model: an unsupervised binary-trained Matryoshka-Adaptor fit on SciFact's corpus vectors (seed 42, default "
         f"dims), indexed at {res['dim']} dims (48-byte sign bits), top {res['rescore']} rescored; every engine gets "
-        "the int8 ranges of the real corpus. NDCG@10: the real SciFact corpus and its 300 test queries. Cost: SciFact's "
-        f"vectors tiled with N(0, 0.01) noise to {res['size']:,} documents, 1,000 tiled queries, best of three "
-        f"passes; the engines' own threads on a {res['threads_available']}-core machine. Versions: "
+        "the int8 ranges of the real corpus. NDCG@10: the real SciFact corpus and its 300 test queries. Cost: "
+        f"SciFact's vectors tiled with N(0, 0.01) noise to {res['size']:,} documents, 1,000 tiled queries, best of "
+        f"three passes; the engines' own threads on a {res['threads_available']}-core machine. Versions: "
         + ", ".join(f"{k} {v}" for k, v in res.get("versions", {}).items())
         + ".",
         "",
