@@ -138,6 +138,35 @@ def int8_values(codes: np.ndarray, ranges: np.ndarray) -> np.ndarray:
     return (ranges[0] + (codes.astype(np.float32) + 128.0) * steps).astype(np.float32)
 
 
+def check_batch(vectors: Any, ids: Sequence[str] | None, dim: int, count: int) -> tuple[np.ndarray, list[str]]:
+    """A batch for an index: ``(n, >= dim)`` float32 model outputs and their ids (default: running row numbers)."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    if vectors.ndim != 2 or vectors.shape[1] < dim:
+        raise ParameterError("vectors", f"vectors must be (n, >= {dim}) model outputs, got shape {vectors.shape}")
+    ids = [str(count + i) for i in range(len(vectors))] if ids is None else [str(i) for i in ids]
+    if len(ids) != len(vectors):
+        raise ParameterError("ids", f"ids has {len(ids)} entries for {len(vectors)} vectors")
+    return vectors, ids
+
+
+def check_ranges(ranges: Any, dim: int) -> list[list[float]] | None:
+    """int8 ranges ``(2, dim)`` as the record stores them (``None`` stays ``None``)."""
+    if ranges is None:
+        return None
+    ranges = np.asarray(ranges, dtype=np.float32)
+    if ranges.shape != (2, dim):
+        raise ParameterError("ranges", f"ranges must have shape (2, {dim}), got {ranges.shape}")
+    return ranges.tolist()
+
+
+def check_search(top_k: Any, rescore: Any) -> None:
+    """``top_k`` a positive int; ``rescore`` ``None`` or an int of at least ``top_k``."""
+    if not isinstance(top_k, int) or top_k < 1:
+        raise ParameterError("top_k", f"top_k must be a positive int, got {top_k!r}")
+    if rescore is not None and (not isinstance(rescore, int) or rescore < top_k):
+        raise ParameterError("rescore", f"rescore must be an int >= top_k ({top_k}), got {rescore!r}")
+
+
 class SavedIds:
     """The ids of an index folder's first ``count`` documents, read from ``ids.txt`` when asked for.
 
@@ -243,11 +272,7 @@ class VectorIndex:
             raise ParameterError("rescore_store", f"rescore_store must be None or 'int8', got {rescore_store!r}")
         if os.path.isdir(folder) and os.listdir(folder):
             raise ParameterError("output", f"output: {folder!r} already holds files; choose a new folder")
-        if ranges is not None:
-            ranges = np.asarray(ranges, dtype=np.float32)
-            if ranges.shape != (2, dim):
-                raise ParameterError("ranges", f"ranges must have shape (2, {dim}), got {ranges.shape}")
-            ranges = ranges.tolist()
+        ranges = check_ranges(ranges, dim)
         info = IndexInfo(dim, precision, kind, rescore_store, ranges, model, model_fingerprint, 0, hnsw_m)
         info.engine = engine
         info.versions = library_versions(engine)
@@ -279,14 +304,7 @@ class VectorIndex:
 
     def add(self, vectors: np.ndarray, ids: Sequence[str] | None = None) -> None:
         """Add a batch of model outputs (``(n, ≥ dim)``); ``ids`` default to running row numbers."""
-        vectors = np.asarray(vectors, dtype=np.float32)
-        if vectors.ndim != 2 or vectors.shape[1] < self.info.dim:
-            raise ParameterError(
-                "vectors", f"vectors must be (n, >= {self.info.dim}) model outputs, got shape {vectors.shape}"
-            )
-        ids = [str(self.info.count + i) for i in range(len(vectors))] if ids is None else [str(i) for i in ids]
-        if len(ids) != len(vectors):
-            raise ParameterError("ids", f"ids has {len(ids)} entries for {len(vectors)} vectors")
+        vectors, ids = check_batch(vectors, ids, self.info.dim, self.info.count)
         prefix = normalised_prefix(vectors, self.info.dim)
         if self.info.ranges is None and (self.info.precision == "int8" or self.info.rescore_store == "int8"):
             self.info.ranges = np.stack([prefix.min(axis=0), prefix.max(axis=0)]).tolist()
@@ -406,10 +424,7 @@ class VectorIndex:
         """
         if self.index is None or self.info.count == 0:
             raise ParameterError("index", "index: it holds no documents")
-        if not isinstance(top_k, int) or top_k < 1:
-            raise ParameterError("top_k", f"top_k must be a positive int, got {top_k!r}")
-        if rescore is not None and (not isinstance(rescore, int) or rescore < top_k):
-            raise ParameterError("rescore", f"rescore must be an int >= top_k ({top_k}), got {rescore!r}")
+        check_search(top_k, rescore)
         if rescore is not None and not self.info.rescore_store:
             raise ParameterError(
                 "rescore", "rescore needs an index built with a rescoring store (rescore_store='int8')"

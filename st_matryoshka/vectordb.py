@@ -48,7 +48,16 @@ import numpy as np
 
 from st_matryoshka._validation import ParameterError
 from st_matryoshka._version import __version__
-from st_matryoshka.index import STORES, IndexInfo, int8_codes, int8_values, sign_bits
+from st_matryoshka.index import (
+    STORES,
+    IndexInfo,
+    check_batch,
+    check_ranges,
+    check_search,
+    int8_codes,
+    int8_values,
+    sign_bits,
+)
 from st_matryoshka.quantization import check_precisions, normalised_prefix
 
 DATABASES = ("milvus", "qdrant")
@@ -169,11 +178,7 @@ class DatabaseIndex:
             )
         if rescore_store not in (None, *STORES):
             raise ParameterError("rescore_store", f"rescore_store must be None or 'int8', got {rescore_store!r}")
-        if ranges is not None:
-            ranges = np.asarray(ranges, dtype=np.float32)
-            if ranges.shape != (2, dim):
-                raise ParameterError("ranges", f"ranges must have shape (2, {dim}), got {ranges.shape}")
-            ranges = ranges.tolist()
+        ranges = check_ranges(ranges, dim)
         client = cls._connect(target)
         found = cls._read_record(client, collection, target)
         if found is not None:
@@ -194,14 +199,7 @@ class DatabaseIndex:
 
     def add(self, vectors: np.ndarray, ids: Sequence[str] | None = None) -> None:
         """Add a batch of model outputs (``(n, ≥ dim)``), skipping ids the collection already holds."""
-        vectors = np.asarray(vectors, dtype=np.float32)
-        if vectors.ndim != 2 or vectors.shape[1] < self.info.dim:
-            raise ParameterError(
-                "vectors", f"vectors must be (n, >= {self.info.dim}) model outputs, got shape {vectors.shape}"
-            )
-        ids = [str(self.info.count + i) for i in range(len(vectors))] if ids is None else [str(i) for i in ids]
-        if len(ids) != len(vectors):
-            raise ParameterError("ids", f"ids has {len(ids)} entries for {len(vectors)} vectors")
+        vectors, ids = check_batch(vectors, ids, self.info.dim, self.info.count)
         if ids and max(len(i.encode("utf-8")) for i in ids) > ID_LENGTH:
             raise ParameterError("ids", f"ids: a document id is longer than {ID_LENGTH} bytes")
         prefix = normalised_prefix(vectors, self.info.dim)
@@ -260,10 +258,7 @@ class DatabaseIndex:
         """The ``top_k`` documents of each query: ``(scores (q, top_k), ids)``, as :meth:`VectorIndex.search`."""
         if self.info.count == 0:
             raise ParameterError("index", "index: it holds no documents")
-        if not isinstance(top_k, int) or top_k < 1:
-            raise ParameterError("top_k", f"top_k must be a positive int, got {top_k!r}")
-        if rescore is not None and (not isinstance(rescore, int) or rescore < top_k):
-            raise ParameterError("rescore", f"rescore must be an int >= top_k ({top_k}), got {rescore!r}")
+        check_search(top_k, rescore)
         prefix = normalised_prefix(np.asarray(queries, dtype=np.float32), self.info.dim)
         return self._search(prefix, top_k, rescore)
 
