@@ -51,11 +51,11 @@ def opening() -> list[str]:
         "10% held-out slice of the corpus; the untrained state is scored first) for the unsupervised stage, and by",
         "mean NDCG@10 over all dims on 15% of the train queries (by a hash of the id) for the supervised stage.",
         "",
-        "The supervised figures of the sections before [Supervision that generalises](#supervision-that-generalises-"
-        "issue-24) were measured before issue 24 changed the supervised defaults (selection on query-hash held-out "
-        "queries; no L_distill in the unsupervised phase before a supervised one, which then kept its untrained "
-        "start). `--validation-split query-hash --distill-weight 0` still trains that way; that section measures "
-        "the current defaults against it, over seeds, on all and on unseen-document queries.",
+        "The supervised figures of the sections before [Supervision that pays](#supervision-that-pays-issue-32) "
+        "were measured before issues 24 and 32 changed the supervised defaults (selection on query-hash held-out "
+        "queries, keep-or-drop; no L_distill in the unsupervised phase before a supervised one, which then kept its "
+        "untrained start). That section measures the current defaults (`both` validation, the interpolating guard) "
+        "over seeds, on all and on unseen-document queries, with the earlier defaults' rows beside them.",
         "",
     ]
     return out

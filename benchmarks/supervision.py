@@ -1,4 +1,4 @@
-"""Supervision that generalises: supervised training scored on all test queries and on unseen-document queries.
+"""Supervision that pays (issues 24, 32): supervised training scored on all and on unseen-document queries.
 
 For each set, label count and seed it trains the unsupervised adaptor (once per seed: it uses no labels) and the
 supervised methods through the library's one training entry point (``fit_adaptor``, what ``st-matryoshka train``

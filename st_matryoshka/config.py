@@ -39,7 +39,7 @@ class AdaptorTrainingConfig:
         distill_weight: Weight of ``L_distill`` in the unsupervised stage (``0``: the paper's loss). ``None``: 1.0,
             whether or not a supervised stage follows: without it the label-free criterion falls from the start,
             so the unsupervised stage kept its untrained start under ``supervised`` (issue 24; BENCHMARKS.md,
-            "Supervision that generalises").
+            "Supervision that pays").
         unsupervised_epochs: Maximum epochs of the unsupervised stage (``0`` skips it).
         unsupervised_lr: Learning rate of the unsupervised stage.
         unsupervised_batch_size: Batch size of the unsupervised stage.

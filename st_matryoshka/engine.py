@@ -274,7 +274,8 @@ def check_supervised_data(data: RetrievalData, config: AdaptorTrainingConfig) ->
     split = validation_split(
         data.qrels, config.validation_fraction, config.validation_split, config.seed, config.min_validation_queries
     )
-    if not split.fit or not split.held_out:
+    # Too few validation queries: the supervised phase will not run (train_phases says so), nothing to refuse
+    if (not split.fit or not split.held_out) and enough_validation(split, config.min_validation_queries):
         raise ParameterError(
             "qrels",
             f"qrels: the training split has too few queries ({len(data.qrels)}) to hold out a validation slice "

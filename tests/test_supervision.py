@@ -164,6 +164,9 @@ def test_too_few_validation_queries_skip_the_supervised_phase(slice_data, caplog
     assert stages[-1].name == "supervised (not run)" and stages[-1].selection["kept"] == "unsupervised"
     assert stages[-1].selection["interpolation"] == 0.0 and "the supervised phase did not run" in caplog.text
     assert all(torch.equal(v, alone.state_dict()[k]) for k, v in adaptor.state_dict().items())
+    three = data.with_qrels({q: data.qrels[q] for q in sorted(data.qrels)[:3]})  # `both` leaves no training query
+    _, stages = fit_adaptor("matryoshka-adaptor", 384, three, cv, qv, config, supervised=True)
+    assert stages[-1].selection["kept"] == "unsupervised"
 
 
 def test_interpolated_state_mixes_what_differs_and_keeps_the_end_points_exact():
