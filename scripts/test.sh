@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 { [ -x .venv/bin/lint-imports ] && .venv/bin/python -c "import usearch, pymilvus, milvus_lite, qdrant_client" 2>/dev/null; } \
     || .venv/bin/python -m pip install -q -e ".[dev]"
 export HF_HUB_OFFLINE=1
+export GRPC_VERBOSITY="${GRPC_VERBOSITY:-NONE}"  # Milvus Lite's gRPC server logs its shutdown after the summary
 export ST_MATRYOSHKA_DATA="${ST_MATRYOSHKA_DATA:-$(cd .. && pwd)/shared/data}"
 .venv/bin/ruff check .
 .venv/bin/lint-imports --no-cache
