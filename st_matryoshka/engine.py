@@ -767,19 +767,23 @@ def skipped_supervised(split: ValidationSplit, config: AdaptorTrainingConfig) ->
         "the supervised phase did not run, since the guard could keep only the unsupervised adaptor"
     )
     logger.info(f"kept a = 0.0 (unsupervised): {reason}")
-    selection = {
+    selection = selection_record(split, config, 0.0, reason) | {"grid": []}
+    return StageResult("supervised (not run)", "", [], None, None, 0.0, 0.0, selection=selection)
+
+
+def selection_record(split: ValidationSplit, config: AdaptorTrainingConfig, a: float, reason: str) -> dict[str, Any]:
+    """What ``selection`` records of every supervised run: the split, the kept ``a`` (and its name) and why."""
+    return {
         "validation": split.kind,
         "validation_queries": len(split.held_out),
         "seen_queries": len(split.seen),
         "fallback_reason": split.reason,
-        "kept": "unsupervised",
-        "interpolation": 0.0,
+        "kept": "unsupervised" if a == 0 else "supervised" if a == 1 else "interpolated",
+        "interpolation": a,
         "reason": reason,
         "min_validation_queries": config.min_validation_queries,
         "guard_tolerance": config.guard_tolerance,
-        "grid": [],
     }
-    return StageResult("supervised (not run)", "", [], None, None, 0.0, 0.0, selection=selection)
 
 
 def interpolate_supervised(
@@ -815,24 +819,15 @@ def interpolate_supervised(
     best, reason = choose_interpolation(grid, kinds, config.guard_tolerance, enough)
     a = grid[best]["a"]
     adaptor.load_state_dict(interpolated_state(unsupervised_state, supervised_state, a))
-    kept = "unsupervised" if a == 0 else "supervised" if a == 1 else "interpolated"
+    record = selection_record(split, config, a, reason)
     where = f"{split.kind} validation, {len(split.held_out)} + {len(split.seen)} queries"
-    logger.info(f"kept a = {a} ({kept}): {reason} ({where})")
+    logger.info(f"kept a = {a} ({record['kept']}): {reason} ({where})")
 
     def named(scores: dict[int, float]) -> dict[str, float]:
         return {str(d): v for d, v in scores.items()}
 
-    record = {
-        "validation": split.kind,
-        "validation_queries": len(split.held_out),
-        "seen_queries": len(split.seen),
-        "fallback_reason": split.reason,
-        "kept": kept,
-        "interpolation": a,
-        "reason": reason,
+    record |= {
         "chosen_on": kinds[0],
-        "min_validation_queries": config.min_validation_queries,
-        "guard_tolerance": config.guard_tolerance,
         "supervised_ndcg_at_10": named(grid[-1]["validation"]),
         "unsupervised_ndcg_at_10": named(grid[0]["validation"]),
         "chosen_ndcg_at_10": named(grid[best]["validation"]),
