@@ -77,7 +77,7 @@ from st_matryoshka.training import (
     training_metadata,
 )
 from st_matryoshka.training_smec import extend_smec
-from st_matryoshka.vectordb import DATABASE_CLASSES, DATABASES
+from st_matryoshka.vectordb import DATABASE_CLASSES, DATABASES, check_record
 from st_matryoshka.vectors import apply_vectors, fit_vectors, load_adaptor, read_ids, read_vectors, save_adaptor
 
 __all__ = [
@@ -843,11 +843,15 @@ def index_search(
         info = VectorIndex.read_info(index)  # the codes are read once, by the open below
         loaded, head, fingerprint, _ = index_head(model or info.model, trust_remote_code)
         opened = VectorIndex.open(index, model_fingerprint=fingerprint)
-    else:
-        with DATABASE_CLASSES[engine].open(index, collection) as recorded:
-            info = recorded.info
-        loaded, head, fingerprint, _ = index_head(model or info.model, trust_remote_code)
-        opened = DATABASE_CLASSES[engine].open(index, collection, model_fingerprint=fingerprint)
+        return opened.search(query_outputs(queries, loaded, head, batch_size), top_k=top_k, rescore=rescore)
+    with DATABASE_CLASSES[engine].open(index, collection) as opened:  # one connection, closed whatever happens
+        loaded, head, fingerprint, _ = index_head(model or opened.info.model, trust_remote_code)
+        check_record(opened.info, opened.where, fingerprint, None)
+        return opened.search(query_outputs(queries, loaded, head, batch_size), top_k=top_k, rescore=rescore)
+
+
+def query_outputs(queries: Any, loaded: Any, head: Any, batch_size: int) -> np.ndarray:
+    """The index-side outputs of ``queries`` (backbone vectors, a ``.npy`` path, texts or a file of texts)."""
     if isinstance(queries, str) and queries.endswith(".npy"):
         queries = read_vectors(queries, "queries")
     elif isinstance(queries, str):
@@ -864,12 +868,7 @@ def index_search(
         )
     else:
         vectors = np.asarray(queries, dtype=np.float32)
-    outputs = np.concatenate(list(head_outputs(head, vectors)))
-    try:
-        return opened.search(outputs, top_k=top_k, rescore=rescore)
-    finally:
-        if engine is not None:
-            opened.close()
+    return np.concatenate(list(head_outputs(head, vectors)))
 
 
 def json_inside_model(json_path: str, model: str) -> bool:

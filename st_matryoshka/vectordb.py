@@ -109,6 +109,11 @@ def database_versions(engine: str) -> dict[str, str]:
     }
 
 
+def describe(target: str, collection: str) -> str:
+    """How messages name a collection: ``'runs/docs.db' (collection 'st_matryoshka')``."""
+    return f"{target!r} (collection {collection!r})"
+
+
 def check_record(info: IndexInfo, where: str, model_fingerprint: str | None, dim: int | None) -> None:
     """Refuse a collection built with another model or dim, in one line naming the argument."""
     if model_fingerprint is not None and model_fingerprint != info.model_fingerprint:
@@ -139,7 +144,27 @@ class DatabaseIndex:
     def __init__(self, target: str, collection: str, info: IndexInfo, client: Any, exists: bool) -> None:
         self.target, self.collection, self.info, self.client = target, collection, info, client
         self._exists = exists
-        self.where = f"{target!r} (collection {collection!r})"
+        self.where = describe(target, collection)
+
+    @classmethod
+    def _existing(
+        cls, client: Any, target: str, collection: str, model_fingerprint: str | None, dim: int | None
+    ) -> DatabaseIndex | None:
+        """The collection ``target`` holds, its record checked against the model and dim and its rows counted.
+
+        ``None`` when there is no such collection. A refused collection's client is closed (Qdrant's local mode lets
+        one client at a time open a folder).
+        """
+        info = cls._read_record(client, collection, target)
+        if info is None:
+            return None
+        try:
+            check_record(info, describe(target, collection), model_fingerprint, dim)
+        except ParameterError:
+            client.close()
+            raise
+        info.count = cls._count(client, collection)
+        return cls(target, collection, info, client, exists=True)
 
     # -- building
 
@@ -180,18 +205,16 @@ class DatabaseIndex:
             raise ParameterError("rescore_store", f"rescore_store must be None or 'int8', got {rescore_store!r}")
         ranges = check_ranges(ranges, dim)
         client = cls._connect(target)
-        found = cls._read_record(client, collection, target)
+        found = cls._existing(client, target, collection, model_fingerprint, dim)
         if found is not None:
-            where = f"{target!r} (collection {collection!r})"
-            check_record(found, where, model_fingerprint, dim)
-            if (found.precision, found.rescore_store) != (precision, rescore_store):
+            if (found.info.precision, found.info.rescore_store) != (precision, rescore_store):
+                found.close()
                 raise ParameterError(
                     "precision",
-                    f"precision: the index {where} holds {found.precision} codes (rescore_store "
-                    f"{found.rescore_store}), not {precision} ({rescore_store}); choose another collection",
+                    f"precision: the index {found.where} holds {found.info.precision} codes (rescore_store "
+                    f"{found.info.rescore_store}), not {precision} ({rescore_store}); choose another collection",
                 )
-            found.count = cls._count(client, collection)
-            return cls(target, collection, found, client, exists=True)
+            return found
         kind = "hnsw" if cls.engine == "qdrant" else "flat"
         info = IndexInfo(dim, precision, kind, rescore_store, ranges, model, model_fingerprint, 0)
         info.engine, info.versions = cls.engine, database_versions(cls.engine)
@@ -244,13 +267,11 @@ class DatabaseIndex:
     ) -> DatabaseIndex:
         """Open a collection; refuse it in one line when ``model_fingerprint`` or ``dim`` differ from its record."""
         client = cls._connect(target)
-        where = f"{target!r} (collection {collection!r})"
-        info = cls._read_record(client, collection, target)
-        if info is None:
-            raise ParameterError("index", f"index: {where} holds no st_matryoshka collection")
-        check_record(info, where, model_fingerprint, dim)
-        info.count = cls._count(client, collection)
-        return cls(target, collection, info, client, exists=True)
+        found = cls._existing(client, target, collection, model_fingerprint, dim)
+        if found is None:
+            client.close()
+            raise ParameterError("index", f"index: {describe(target, collection)} holds no st_matryoshka collection")
+        return found
 
     def search(
         self, queries: np.ndarray, top_k: int = 10, rescore: int | None = None
@@ -301,7 +322,11 @@ class MilvusIndex(DatabaseIndex):
     def _connect(target: str) -> Any:
         if not isinstance(target, str) or not (target.endswith(".db") or target.startswith(("http://", "https://"))):
             raise ParameterError("uri", f"uri must be a Milvus Lite file (*.db) or an http(s):// URI, got {target!r}")
-        return require_milvus()(target)
+        client = require_milvus()
+        try:
+            return client(target)
+        except Exception as exc:  # pymilvus' own connection errors; the file itself is left as it was
+            raise ParameterError("uri", f"uri: cannot open Milvus at {target!r} ({exc})") from None
 
     @staticmethod
     def _read_record(client: Any, collection: str, target: str) -> IndexInfo | None:

@@ -46,6 +46,11 @@ def test_milvus_codes_match_the_faiss_index_and_a_crashed_build_finishes(tmp_pat
         MilvusIndex.create(uri, **{**settings, "precision": "float32"})
     with pytest.raises(ParameterError, match="uri must be a Milvus Lite file"):
         MilvusIndex.open(str(tmp_path / "docs.sqlite"))
+    foreign = tmp_path / "notes.db"  # a user's own file with a .db name: refused, and left as it was
+    foreign.write_text("my own data\n")
+    with pytest.raises(ParameterError, match="uri: cannot open Milvus at"):
+        MilvusIndex.create(str(foreign), dim=32)
+    assert foreign.read_text() == "my own data\n"
 
 
 def test_qdrant_holds_the_float_prefix_with_binary_quantisation(tmp_path):
