@@ -49,6 +49,7 @@ VARIANTS = {
         {"precisions": ["binary"], "balance_bits": False},
     ),
     "matryoshka_adaptor_binary": ("matryoshka-adaptor", False, {"precisions": ["binary"]}),
+    "matryoshka_adaptor_binary_guarded": ("matryoshka-adaptor", False, {"precisions": ["binary"]}),
     "matryoshka_adaptor_binary_thresholds": (
         "matryoshka-adaptor",
         False,
@@ -77,6 +78,10 @@ VARIANTS = {
     "matryoshka_adaptor_supervised_binary": ("matryoshka-adaptor", True, {"precisions": ["binary"]}),
     "smec": ("smec", True, {}),
 }
+GUARDED = {"matryoshka_adaptor_binary_guarded"}
+for _name, (_, _, _config) in VARIANTS.items():  # measured before issue 33's code guard: run as they were
+    if "binary" in _config.get("precisions", []) and _name not in GUARDED:
+        _config.setdefault("code_guard", False)
 
 UNSUPERVISED = [
     "pca",

@@ -81,6 +81,14 @@ def _training_options(parser: argparse.ArgumentParser) -> None:
         help="Per-coordinate thresholds before the sign bits, set from the corpus and trained by the terms on codes "
         "(part of the output, so plain sentence-transformers reproduces the codes). Default: none.",
     )
+    parser.add_argument(
+        "--code-guard",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="After binary training, keep the full-width sign bits that held-out documents score best: the trained "
+        "ones, or the last block (largest trained dim to the width) as the base model's own coordinates, plain or "
+        "centred. Smaller prefixes are unchanged. Default: on with --precision binary (not for --method smec).",
+    )
     parser.add_argument("--unsupervised-epochs", type=int, default=None)
     parser.add_argument("--supervised-epochs", type=int, default=None)
     parser.add_argument("--hidden-dim", type=int, default=None)

@@ -108,6 +108,12 @@ class AdaptorTrainingConfig:
             (:class:`~st_matryoshka.models.MatryoshkaAdaptor` ``bit_thresholds``), set to that statistic of the corpus
             at the start and trained by the loss terms on codes; ``none`` (default): no thresholds.
             Matryoshka-Adaptor and Search-Adaptor; SMEC's config refuses it.
+        code_guard: After binary training, score the full-width sign bits three ways on held-out documents (the
+            trained ones; the last block, from the largest trained dim below the width to the width, replaced by the
+            base model's own coordinates, plain or centred on the corpus mean) and keep the best
+            (:func:`~st_matryoshka.engine.guard_codes`); every smaller prefix is unchanged. ``None`` (resolved here):
+            on when ``binary`` is among ``precisions``. Matryoshka-Adaptor and Search-Adaptor; SMEC's config
+            refuses ``True``.
     """
 
     dims: list[int] = field(default_factory=lambda: [192, 96, 48, 24])
@@ -147,6 +153,7 @@ class AdaptorTrainingConfig:
     quantization_weight: float = 1.0
     balance_bits: bool | None = None
     bit_thresholds: str = "none"  # median: 5-seed means at or below none on 4 sets (BENCHMARKS, "Bit thresholds")
+    code_guard: bool | None = None
 
     def __post_init__(self) -> None:
         self.dims = check_dims(self.dims, name="dims")
@@ -165,6 +172,12 @@ class AdaptorTrainingConfig:
             )
         if self.balance_bits is None:
             self.balance_bits = "binary" in self.precisions and self.pca_init
+        if self.code_guard not in (None, True, False):
+            raise ParameterError("code_guard", f"code_guard must be True, False or None, got {self.code_guard!r}")
+        if self.code_guard and "binary" not in self.precisions:
+            raise ParameterError("code_guard", "code_guard=True needs 'binary' among precisions (it guards sign bits)")
+        if self.code_guard is None:
+            self.code_guard = "binary" in self.precisions
         if self.bit_thresholds not in BIT_THRESHOLDS:
             raise ParameterError(
                 "bit_thresholds", f"bit_thresholds must be one of {list(BIT_THRESHOLDS)}, got {self.bit_thresholds!r}"
@@ -296,6 +309,11 @@ class SMECTrainingConfig(AdaptorTrainingConfig):
                 "balance_bits", "balance_bits=True applies to the Matryoshka-Adaptor and Search-Adaptor, not to SMEC"
             )
         self.balance_bits = False  # SMEC's stages make their own reductions of the body's output
+        if self.code_guard:
+            raise ParameterError(
+                "code_guard", "code_guard=True applies to the Matryoshka-Adaptor and Search-Adaptor, not to SMEC"
+            )
+        self.code_guard = False  # SMEC's stages reorder the output; no block of it is the base model's
         if self.bit_thresholds != "none":
             raise ParameterError(
                 "bit_thresholds", "bit_thresholds applies to the Matryoshka-Adaptor and Search-Adaptor, not to SMEC"

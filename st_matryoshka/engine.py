@@ -55,6 +55,7 @@ from st_matryoshka.evaluation import NeighbourOverlapEvaluator, matryoshka_evalu
 from st_matryoshka.evaluation.retrieval import dim_evaluators
 from st_matryoshka.losses import MatryoshkaRankLoss, MatryoshkaUnsupervisedLoss
 from st_matryoshka.models import MatryoshkaAdaptor, SMECAdaptor
+from st_matryoshka.models.matryoshka_adaptor import evenly_spaced
 from st_matryoshka.models.smec import plan_stages
 from st_matryoshka.surgery import fast_model, fast_model_of_rows
 
@@ -122,11 +123,7 @@ def holdout_split(
     most ``max_samples`` samples whatever the corpus size. The third value lists the corpus rows the phase touches
     (training, held-out and searched documents), sorted: the training model needs only those rows.
     """
-    rng = np.random.default_rng(config.seed)
-    order = rng.permutation(len(corpus))
-    n_hold = max(config.overlap_k + 1, int(round(config.holdout_fraction * len(corpus))))
-    n_hold = min(n_hold, config.holdout_max)
-    hold, train = order[:n_hold], order[n_hold:]
+    hold, train, search = holdout_rows(len(corpus), config)
     passes = epochs if epochs is not None else config.unsupervised_epochs
     if config.max_samples is not None and passes > 0 and len(train) * passes > config.max_samples:
         train = train[: max(config.unsupervised_batch_size, int(config.max_samples // passes))]
@@ -135,11 +132,6 @@ def holdout_split(
             "unsupervised_batch_size",
             f"unsupervised_batch_size={config.unsupervised_batch_size} exceeds the {len(train)} training documents",
         )
-    if len(corpus) <= config.criterion_corpus_max:
-        search = np.arange(len(corpus))
-    else:
-        others = rng.choice(order[n_hold:], size=config.criterion_corpus_max - n_hold, replace=False)
-        search = np.sort(np.concatenate([hold, others]))
     evaluator = NeighbourOverlapEvaluator(
         [corpus[i] for i in hold],
         [corpus[i] for i in search],
@@ -152,6 +144,23 @@ def holdout_split(
     )
     used = np.unique(np.concatenate([train, hold, search]))
     return Dataset.from_dict({"text": [corpus[i] for i in train]}), evaluator, used
+
+
+def holdout_rows(n: int, config: AdaptorTrainingConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The label-free criterion's rows of an ``n``-document corpus: ``(held out, the rest, searched)``, seeded.
+
+    ``holdout_fraction`` of the documents (at least ``overlap_k + 1``, at most ``holdout_max``) are held out; the
+    searched rows are the whole corpus up to ``criterion_corpus_max`` documents, else the held-out ones plus a seeded
+    sample of the rest (sorted).
+    """
+    rng = np.random.default_rng(config.seed)
+    order = rng.permutation(n)
+    n_hold = min(max(config.overlap_k + 1, int(round(config.holdout_fraction * n))), config.holdout_max)
+    hold, rest = order[:n_hold], order[n_hold:]
+    if n <= config.criterion_corpus_max:
+        return hold, rest, np.arange(n)
+    others = rng.choice(rest, size=config.criterion_corpus_max - n_hold, replace=False)
+    return hold, rest, np.sort(np.concatenate([hold, others]))
 
 
 def chunked_top_k(queries: torch.Tensor, corpus_vectors: Any, k: int, chunk_size: int = 65536) -> torch.Tensor:
@@ -969,8 +978,101 @@ def fit_adaptor(
         results = train_phases(
             adaptor, data, corpus_vectors, query_vectors, config, supervised, indices, False, callbacks
         )
+    if config.code_guard and not isinstance(adaptor, SMECAdaptor):
+        record = guard_codes(adaptor, corpus_vectors, config)
+        if results:
+            results[-1].selection = {**results[-1].selection, "codes": record}
     check_finite_outputs(adaptor, corpus_vectors)
     return adaptor, results
+
+
+CODE_CHOICES = ("trained", "base plain bits", "base centred bits")
+"""What the code guard (:func:`guard_codes`) can keep in the last block of the full-width sign bits."""
+
+
+def _sign_bits(x: torch.Tensor) -> torch.Tensor:
+    """±1 per coordinate as ST's ``quantize_embeddings`` sets bits (``x > 0``): dot products rank as Hamming does."""
+    return (x > 0).to(torch.float32) * 2 - 1
+
+
+@torch.no_grad()
+def guard_codes(adaptor: MatryoshkaAdaptor, corpus_vectors: Any, config: AdaptorTrainingConfig) -> dict[str, Any]:
+    """Keep the full-width sign bits that held-out documents score best, changing only the last block.
+
+    The full-width code spends its last bits (from the largest trained dim below the width to the width) on the
+    coordinates the trained prefixes leave over, which carry little of the similarity; the base model's own
+    coordinates there, plain or centred on the corpus mean, often make better bits (BENCHMARKS, "Codes against the
+    base model's bits"). Each choice is scored on the label-free criterion's held-out documents
+    (:func:`holdout_rows`): the overlap of their top-``overlap_k`` neighbours by full-width codes, symmetric (bits
+    against bits) and asymmetric (the float output against bits), with their top-``overlap_k`` by the backbone's
+    full-width cosine similarity; the mean of the two decides, the trained bits kept on a tie. The kept choice is
+    set on ``adaptor`` (:meth:`~st_matryoshka.models.MatryoshkaAdaptor.set_base_block`): every prefix that ends at
+    or before the block's start is unchanged, bit for bit.
+
+    Args:
+        adaptor: The trained adaptor (``normalize_input``; a trained dim below its width).
+        corpus_vectors: The training corpus' backbone vectors (array, tensor or memory-mapped ``.npy``).
+        config: The training config (``dims``, ``overlap_k`` and the criterion's sample settings).
+
+    Returns:
+        The record ``st_matryoshka.json`` keeps under ``selection["codes"]``: ``bytes`` (of the full-width code),
+        ``block`` (``[start, width]``), ``kept`` (one of :data:`CODE_CHOICES`), ``criterion`` and ``scores``
+        (``{choice: {"symmetric": overlap, "asymmetric": overlap}}``).
+    """
+    width = adaptor.embedding_dim
+    start = max(d for d in config.dims if d < width)
+    hold, _, search = holdout_rows(len(corpus_vectors), config)
+    adaptor.eval()
+    adaptor.set_base_block(0)
+
+    def rows(index: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.array(corpus_vectors[np.sort(index)], dtype=np.float32))
+
+    probes, searched = rows(hold), rows(search)
+    position = {int(r): i for i, r in enumerate(np.sort(search))}
+    own = torch.tensor([position[int(r)] for r in np.sort(hold)])
+    k = config.overlap_k
+
+    def top(scores: torch.Tensor) -> torch.Tensor:
+        scores[torch.arange(len(own)), own] = float("-inf")  # a document is not its own neighbour
+        return scores.topk(k, dim=1).indices
+
+    def normal(x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.normalize(x, dim=-1)
+
+    base_p, base_s = adaptor.normalized(probes), adaptor.normalized(searched)
+    truth = top(base_p @ base_s.T)
+
+    def overlap(found: torch.Tensor) -> float:
+        return float((found.unsqueeze(2) == truth.unsqueeze(1)).any(dim=2).float().mean())
+
+    out_p = adaptor({"sentence_embedding": probes})["sentence_embedding"]
+    out_s = adaptor({"sentence_embedding": searched})["sentence_embedding"]
+    mean = adaptor.normalized(evenly_spaced(corpus_vectors, 100_000)).mean(dim=0)[start:]
+    centers = {"trained": None, "base plain bits": torch.zeros_like(mean), "base centred bits": mean}
+    scores: dict[str, dict[str, float]] = {}
+    for name, center in centers.items():
+        p, s = out_p, out_s
+        if center is not None:
+            p = torch.cat([out_p[:, :start], base_p[:, start:] - center], dim=1)
+            s = torch.cat([out_s[:, :start], base_s[:, start:] - center], dim=1)
+        bits = _sign_bits(s).T
+        scores[name] = {
+            "symmetric": overlap(top(_sign_bits(p) @ bits)),
+            "asymmetric": overlap(top(normal(p) @ bits)),
+        }
+    kept = max(CODE_CHOICES, key=lambda c: (sum(scores[c].values()), c == "trained"))
+    if centers[kept] is not None:
+        adaptor.set_base_block(width - start, centers[kept])
+    logger.info("code guard: kept %s for dims %d-%d (held-out overlap %s)", kept, start, width, scores)
+    return {
+        "bytes": width // 8,
+        "block": [start, width],
+        "kept": kept,
+        "criterion": f"held-out documents' top-{k} overlap with the backbone, full-width sign bits, mean of "
+        "symmetric and asymmetric",
+        "scores": scores,
+    }
 
 
 def check_finite_outputs(adaptor: torch.nn.Module, corpus_vectors: Any, rows: int = 1024) -> None:

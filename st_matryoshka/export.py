@@ -39,7 +39,8 @@ def adaptor_to_dense(adaptor: MatryoshkaAdaptor) -> list[torch.nn.Module]:
 
     With ``z = R (normalize(x) − c)`` and ``ê = z + W z + b − t``, the map is ``ê = A · normalize(x) + d`` with
     ``A = (I + W) R`` and ``d = b − t − A c`` (``t``: the bit thresholds, zero without them): one ``Dense`` with
-    identity activation, after ST's ``Normalize`` when the adaptor normalises its input.
+    identity activation, after ST's ``Normalize`` when the adaptor normalises its input. A ``base_block`` makes the
+    last rows of ``A`` those of the identity and of ``d`` minus ``base_center``.
 
     Raises:
         ValueError: if the adaptor has hidden layers (``num_layers > 0``), which no Dense can express.
@@ -55,6 +56,10 @@ def adaptor_to_dense(adaptor: MatryoshkaAdaptor) -> list[torch.nn.Module]:
         bias = linear.bias - matrix @ center
         if adaptor.bit_thresholds:
             bias = bias - adaptor.thresholds
+        if adaptor.base_block:
+            start = dim - adaptor.base_block
+            matrix[start:] = torch.eye(dim)[start:]
+            bias[start:] = -adaptor.base_center
     dense = Dense(dim, dim, bias=True, activation_function=None, init_weight=matrix.clone(), init_bias=bias.clone())
     return [Normalize(), dense] if adaptor.normalize_input else [dense]
 

@@ -43,7 +43,8 @@ class MatryoshkaMetadata:
             ``validation_queries``, ``seen_queries``, ``fallback_reason``), the kept weights ``interpolation`` (``a``
             in ``(1 - a) * unsupervised + a * supervised``; ``kept``: ``unsupervised``, ``interpolated`` or
             ``supervised``) and ``reason``, every grid point's validation NDCG@10 per dim (``grid``) and the end
-            points' and kept state's scores per kind.
+            points' and kept state's scores per kind. After binary training, ``codes``: what the code guard
+            (:func:`st_matryoshka.engine.guard_codes`) kept in the last block of the full-width sign bits and why.
         losses: ``{loss class name: citation}`` of the losses used in training.
         scores: ``{data set: {"model" | "truncation" | "pca": {metric: {dim: value}}}}``, as ``evaluate --record``
             writes them (dims are strings, as in JSON).

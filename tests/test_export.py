@@ -15,7 +15,14 @@ TEXTS = ["Aspirin and heart attacks.", "Orbital mechanics of the moon.", "Bone d
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{}, {"center_input": True}, {"use_rotation": False}, {"normalize_input": False}, {"bit_thresholds": True}],
+    [
+        {},
+        {"center_input": True},
+        {"use_rotation": False},
+        {"normalize_input": False},
+        {"bit_thresholds": True},
+        {"base_block": 2, "bit_thresholds": True},
+    ],
 )
 def test_linear_adaptor_folds_into_dense(kwargs):
     torch.manual_seed(0)
@@ -25,6 +32,8 @@ def test_linear_adaptor_folds_into_dense(kwargs):
     if adaptor.bit_thresholds:
         adaptor.init_thresholds(torch.randn(40, 6) + 1.0)
         assert adaptor.thresholds.abs().min() > 0
+    if adaptor.base_block:
+        adaptor.base_center.normal_()
     with torch.no_grad():
         adaptor.residual[-1].weight.normal_(std=0.1)
         adaptor.residual[-1].bias.normal_(std=0.1)

@@ -261,3 +261,36 @@ def test_a_module_saved_with_defaults_loads_in_the_previous_release(cls, tmp_pat
         written = json.loads((tmp_path / "thresholds" / "config.json").read_text())
         assert written["bit_thresholds"] is True
         assert MatryoshkaAdaptor.load(str(tmp_path / "thresholds")).bit_thresholds is True
+
+
+def test_base_block_is_the_base_models_own_coordinates_and_leaves_the_prefix_alone(tmp_path):
+    """Issue 33: the last base_block outputs are the normalised input minus base_center; the rest is unchanged, and
+    the block saves, loads and is written to config.json only when set."""
+    import json
+
+    torch.manual_seed(0)
+    module = MatryoshkaAdaptor(8, num_layers=1)
+    module.init_rotation(torch.randn(50, 8) + 0.5)
+    with torch.no_grad():
+        module.residual[-1].weight.normal_(std=0.1)
+    module.eval()
+    x = torch.randn(6, 8) * 3
+    before = module({"sentence_embedding": x.clone()})["sentence_embedding"]
+    center = torch.randn(3)
+    module.set_base_block(3, center)
+    after = module({"sentence_embedding": x.clone()})["sentence_embedding"]
+    assert torch.equal(after[:, :5], before[:, :5])  # the prefix before the block, bit for bit
+    assert torch.allclose(after[:, 5:], F.normalize(x, dim=-1)[:, 5:] - center)
+    module.save(str(tmp_path))
+    assert json.loads((tmp_path / "config.json").read_text())["base_block"] == 3
+    reloaded = MatryoshkaAdaptor.load(str(tmp_path)).eval()
+    assert torch.equal(reloaded({"sentence_embedding": x.clone()})["sentence_embedding"], after)
+    module.set_base_block(0)
+    assert torch.equal(module({"sentence_embedding": x.clone()})["sentence_embedding"], before)
+    assert "base_block" not in module.get_config_dict() and "base_center" not in module.state_dict()
+    with pytest.raises(ValueError, match=r"center must have shape \(2,\), got \(3,\)"):
+        module.set_base_block(2, center)
+    with pytest.raises(ValueError, match=r"base_block must be an int in \[0, 8\), got 8"):
+        MatryoshkaAdaptor(8, base_block=8)
+    with pytest.raises(ValueError, match="base_block needs normalize_input=True"):
+        MatryoshkaAdaptor(8, base_block=2, normalize_input=False)

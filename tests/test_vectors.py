@@ -383,3 +383,40 @@ def test_balance_bits_follows_binary_training_and_is_refused_where_it_cannot_app
     assert "--balance-bits=True needs pca_init=True" in _fails(
         [*argv, "--no-pca-init", "--balance-bits", "--output", str(tmp_path / "n")], capsys
     )
+
+
+def test_code_guard_keeps_the_best_full_width_bits_and_only_touches_the_last_block(vectors, tmp_path, capsys):
+    """Issue 33: after binary training the guard scores the trained full-width bits against the base model's own
+    (plain, centred) in the last block, keeps the best on held-out documents, records it and says so on the card;
+    every trained prefix is the same as without the guard, bit for bit; SMEC and float training refuse the flag."""
+    argv = ["fit-vectors", "--corpus", str(vectors / "corpus.npy"), "--dims", "192,96", "--precision", "binary"]
+    argv += ["--unsupervised-epochs", "1", "--output"]
+    assert main([*argv, str(tmp_path / "guarded")]) == 0
+    assert main([*argv, str(tmp_path / "trained"), "--no-code-guard"]) == 0
+    meta = json.loads((tmp_path / "guarded" / "st_matryoshka.json").read_text())
+    codes = meta["selection"]["codes"]
+    assert codes["block"] == [192, 384] and codes["bytes"] == 48 and meta["config"]["code_guard"] is True
+    assert set(codes["scores"]) == {"trained", "base plain bits", "base centred bits"}
+    mean = {k: sum(v.values()) / 2 for k, v in codes["scores"].items()}
+    assert mean[codes["kept"]] == max(mean.values())
+    assert "codes" not in json.loads((tmp_path / "trained" / "st_matryoshka.json").read_text())["selection"]
+    corpus = np.load(vectors / "corpus.npy")
+    guarded, trained = (apply_vectors(load_adaptor(str(tmp_path / n)), corpus, dim=384) for n in ("guarded", "trained"))
+    assert np.array_equal(guarded[:, :192], trained[:, :192])
+    unit = corpus / np.linalg.norm(corpus, axis=1, keepdims=True)
+    block = {"trained": trained[:, 192:], "base plain bits": unit[:, 192:]}
+    block["base centred bits"] = unit[:, 192:] - unit.mean(axis=0)[192:]
+    assert np.allclose(guarded[:, 192:], block[codes["kept"]], atol=1e-5)
+    from st_matryoshka.metadata import MatryoshkaMetadata
+    from st_matryoshka.model_card import render_model_card
+
+    card = render_model_card(MatryoshkaMetadata.from_dict(meta))
+    assert f"kept **{codes['kept']}**" in card and "Supervised selection" not in card
+    capsys.readouterr()  # the training runs' progress bars
+    smec = ["fit-vectors", "--corpus", str(vectors / "corpus.npy"), "--dims", "96,48", "--method", "smec"]
+    assert "--code-guard=True applies to the Matryoshka-Adaptor and Search-Adaptor, not to SMEC" in _fails(
+        [*smec, "--code-guard", "--precision", "binary", "--output", str(tmp_path / "s")], capsys
+    )
+    assert "--code-guard=True needs 'binary' among precisions" in _fails(
+        [*smec[:5], "--code-guard", "--output", str(tmp_path / "f")], capsys
+    )

@@ -103,6 +103,11 @@ class MatryoshkaAdaptor(StMatryoshkaModule):
             ``ê = z + f(z) − t``: the bias before the sign of a binary code (``quantize_embeddings`` keeps ``ê > 0``),
             set from the corpus by :meth:`init_thresholds` and trained with the rest in quantisation-aware training.
             Exported and saved models carry it, so a plain ``SentenceTransformer`` reproduces the codes.
+        base_block: The last ``base_block`` output coordinates are the base model's own: coordinate ``i`` of the
+            (normalised) input minus ``base_center[i]`` (zero: the base model's plain sign bits; the corpus mean: its
+            centred ones), the identity map with a bias, in place of what the rest of the map gives there. Set after
+            binary training by the code guard (:func:`st_matryoshka.engine.guard_codes`) when it makes the full-width
+            codes better; every prefix that ends before the block is unchanged. ``0`` (default): no such block.
 
     References:
         Yoon et al., "Matryoshka-Adaptor: Unsupervised and Supervised Tuning for Smaller Embedding Dimensions",
@@ -130,8 +135,9 @@ class MatryoshkaAdaptor(StMatryoshkaModule):
         "use_rotation",
         "center_input",
         "bit_thresholds",
+        "base_block",
     ]
-    config_defaults: dict[str, Any] = {"bit_thresholds": False}  # added after 0.1.0: off is written as nothing
+    config_defaults: dict[str, Any] = {"bit_thresholds": False, "base_block": 0}  # added after 0.1.0: written if set
 
     def __init__(
         self,
@@ -143,6 +149,7 @@ class MatryoshkaAdaptor(StMatryoshkaModule):
         use_rotation: bool = True,
         center_input: bool = False,
         bit_thresholds: bool = False,
+        base_block: int = 0,
     ) -> None:
         super().__init__()
         if not isinstance(embedding_dim, int) or embedding_dim <= 0:
@@ -153,6 +160,10 @@ class MatryoshkaAdaptor(StMatryoshkaModule):
             raise ValueError(f"num_layers must be an int >= 0, got {num_layers!r}")
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+        if not isinstance(base_block, int) or isinstance(base_block, bool) or not 0 <= base_block < embedding_dim:
+            raise ValueError(f"base_block must be an int in [0, {embedding_dim}), got {base_block!r}")
+        if base_block and not normalize_input:
+            raise ValueError("base_block needs normalize_input=True (the block is the base model's unit vector)")
         self.embedding_dim = embedding_dim
         self.hidden_dim = hidden_dim
         self.num_layers = num_layers
@@ -161,6 +172,7 @@ class MatryoshkaAdaptor(StMatryoshkaModule):
         self.use_rotation = use_rotation
         self.center_input = center_input
         self.bit_thresholds = bool(bit_thresholds)
+        self.base_block = base_block
 
         width = hidden_dim or embedding_dim
         layers: list[nn.Module] = []
@@ -176,6 +188,8 @@ class MatryoshkaAdaptor(StMatryoshkaModule):
         self.register_buffer("center", torch.zeros(embedding_dim))
         if bit_thresholds:
             self.thresholds = nn.Parameter(torch.zeros(embedding_dim))
+        if base_block:
+            self.register_buffer("base_center", torch.zeros(base_block))
 
     @torch.no_grad()
     def init_rotation(
@@ -270,16 +284,48 @@ class MatryoshkaAdaptor(StMatryoshkaModule):
         vectors scaled by 1e-15 or 1e20 (whose squared norm underflows or overflows float32) map as unscaled ones do;
         other rows are untouched, bit for bit.
         """
-        if self.normalize_input:
-            scale = x.detach().abs().amax(dim=-1, keepdim=True)
-            extreme = ((scale < 1e-6) | (scale > 1e6)) & (scale > 0)  # elementwise: no device sync per batch
-            x = torch.where(extreme, x / scale.clamp_min(torch.finfo(x.dtype).tiny), x)
-            x = F.normalize(x, dim=-1)
+        x = self.normalized(x)
         if self.center_input:
             x = x - self.center
         if self.use_rotation:
             x = x @ self.rotation.T
         return x
+
+    def normalized(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` L2-normalised (scale-free, see :meth:`reference`) with ``normalize_input``; ``x`` otherwise."""
+        if not self.normalize_input:
+            return x
+        scale = x.detach().abs().amax(dim=-1, keepdim=True)
+        extreme = ((scale < 1e-6) | (scale > 1e6)) & (scale > 0)  # elementwise: no device sync per batch
+        x = torch.where(extreme, x / scale.clamp_min(torch.finfo(x.dtype).tiny), x)
+        return F.normalize(x, dim=-1)
+
+    def with_base_block(self, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``y`` with its last ``base_block`` coordinates replaced by the normalised input's, minus ``base_center``."""
+        if not self.base_block:
+            return y
+        start = self.embedding_dim - self.base_block
+        return torch.cat([y[..., :start], self.normalized(x)[..., start:] - self.base_center], dim=-1)
+
+    @torch.no_grad()
+    def set_base_block(self, size: int, center: torch.Tensor | None = None) -> None:
+        """Make the last ``size`` output coordinates the base model's own, minus ``center`` (``None``: plain bits).
+
+        ``size=0`` removes the block. The module's ``base_block`` and its ``base_center`` buffer change together,
+        so it saves and loads as built with ``base_block=size``.
+        """
+        if not isinstance(size, int) or not 0 <= size < self.embedding_dim:
+            raise ValueError(f"size must be an int in [0, {self.embedding_dim}), got {size!r}")
+        if size and not self.normalize_input:
+            raise ValueError("base_block needs normalize_input=True (the block is the base model's unit vector)")
+        if center is not None and tuple(center.shape) != (size,):
+            raise ValueError(f"center must have shape ({size},), got {tuple(center.shape)}")
+        if hasattr(self, "base_center"):
+            del self.base_center
+        self.base_block = size
+        if size:
+            value = torch.zeros(size) if center is None else center.detach().float().cpu().clone()
+            self.register_buffer("base_center", value.to(self.rotation.device))
 
     def head(self, y: torch.Tensor) -> torch.Tensor:
         """Maps applied after the residual body; none here (subclasses add reduction stages)."""
@@ -299,7 +345,8 @@ class MatryoshkaAdaptor(StMatryoshkaModule):
         if self.training:
             features[REFERENCE_KEY] = z
             features[RESIDUAL_KEY] = residual
-        features["sentence_embedding"] = self.threshold(self.head(z + residual))
+        out = self.threshold(self.head(z + residual))
+        features["sentence_embedding"] = self.with_base_block(out, features["sentence_embedding"])
         return features
 
     def get_embedding_dimension(self) -> int:
