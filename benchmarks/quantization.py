@@ -170,6 +170,9 @@ def main() -> None:
             seconds = time.perf_counter() - start
             outputs = [apply_vectors(adaptor, x, dim=width) for x in (cv, qv)]
             result = scores(test, *outputs, dims, meta.int8_ranges, unseen)
+            codes = meta.selection.get("codes")
+            if codes:  # what the code guard kept (issue 33)
+                result["codes"] = {"kept": codes["kept"], "block": codes["block"]}
             if seed == 42:
                 row["fit_seconds"][variant] = seconds
                 if stages:  # the label-free criterion the last stage was selected by (what a user sees without labels)

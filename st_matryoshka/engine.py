@@ -987,7 +987,7 @@ def fit_adaptor(
 
 
 CODE_CHOICES = ("trained", "base plain bits", "base centred bits")
-"""What the code guard (:func:`guard_codes`) can keep in the last block of the full-width sign bits."""
+"""What the code guard (:func:`guard_codes`) can keep from a block's start to the width."""
 
 
 def _sign_bits(x: torch.Tensor) -> torch.Tensor:
@@ -997,30 +997,35 @@ def _sign_bits(x: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def guard_codes(adaptor: MatryoshkaAdaptor, corpus_vectors: Any, config: AdaptorTrainingConfig) -> dict[str, Any]:
-    """Keep the full-width sign bits that held-out documents score best, changing only the last block.
+    """Keep the sign bits that held-out documents score best over the byte budgets, never worse at any budget.
 
-    The full-width code spends its last bits (from the largest trained dim below the width to the width) on the
-    coordinates the trained prefixes leave over, which carry little of the similarity; the base model's own
-    coordinates there, plain or centred on the corpus mean, often make better bits (BENCHMARKS, "Codes against the
-    base model's bits"). Each choice is scored on the label-free criterion's held-out documents
-    (:func:`holdout_rows`): the overlap of their top-``overlap_k`` neighbours by full-width codes, symmetric (bits
-    against bits) and asymmetric (the float output against bits), with their top-``overlap_k`` by the backbone's
-    full-width cosine similarity; the mean of the two decides, the trained bits kept on a tie. The kept choice is
-    set on ``adaptor`` (:meth:`~st_matryoshka.models.MatryoshkaAdaptor.set_base_block`): every prefix that ends at
-    or before the block's start is unchanged, bit for bit.
+    A binary code of ``m`` dims spends its last bits on the coordinates the trained prefixes leave over, which carry
+    little of the similarity; the base model's own coordinates there, plain or centred on the corpus mean, often
+    make better bits (BENCHMARKS, "Codes against the base model's bits"). The budgets are the trained dims and the
+    width that are multiples of 8. For each start ``s`` (a trained dim below the width), the coordinates from ``s``
+    to the width can be the base model's own (:meth:`~st_matryoshka.models.MatryoshkaAdaptor.set_base_block`, plain
+    or centred: the identity map with a bias). Every choice and the trained codes are scored at every budget on the
+    label-free criterion's held-out documents (:func:`holdout_rows`): the overlap of their top-``overlap_k``
+    neighbours by the budget's codes, symmetric (bits against bits) and asymmetric (the float prefix against bits),
+    with their top-``overlap_k`` by the backbone's full-width cosine similarity, averaged. A choice is admissible when
+    at no budget it is more than ``guard_tolerance`` below the trained codes; the admissible choice with the highest
+    mean over the budgets is kept (the trained codes on a tie) and set on ``adaptor``. Every prefix that ends at or
+    before its start is unchanged, bit for bit; float prefixes past it change with the codes.
 
     Args:
         adaptor: The trained adaptor (``normalize_input``; a trained dim below its width).
         corpus_vectors: The training corpus' backbone vectors (array, tensor or memory-mapped ``.npy``).
-        config: The training config (``dims``, ``overlap_k`` and the criterion's sample settings).
+        config: The training config (``dims``, ``overlap_k``, ``guard_tolerance`` and the criterion's sample).
 
     Returns:
-        The record ``st_matryoshka.json`` keeps under ``selection["codes"]``: ``bytes`` (of the full-width code),
-        ``block`` (``[start, width]``), ``kept`` (one of :data:`CODE_CHOICES`), ``criterion`` and ``scores``
-        (``{choice: {"symmetric": overlap, "asymmetric": overlap}}``).
+        The record ``st_matryoshka.json`` keeps under ``selection["codes"]``: ``kept`` (one of
+        :data:`CODE_CHOICES`), ``block`` (``[start, width]``, or ``None`` for the trained codes), ``budgets``
+        (``{dim: bytes}``), ``criterion``, ``tolerance`` and ``scores`` (``{choice: {dim: {"symmetric": overlap,
+        "asymmetric": overlap}}}``, choices named ``trained`` or ``<kind> from <start>``).
     """
     width = adaptor.embedding_dim
-    start = max(d for d in config.dims if d < width)
+    budgets = [d for d in sorted({width, *config.dims}) if d % 8 == 0 and d <= width]
+    starts = sorted(d for d in config.dims if d < width)
     hold, _, search = holdout_rows(len(corpus_vectors), config)
     adaptor.eval()
     adaptor.set_base_block(0)
@@ -1037,43 +1042,60 @@ def guard_codes(adaptor: MatryoshkaAdaptor, corpus_vectors: Any, config: Adaptor
         scores[torch.arange(len(own)), own] = float("-inf")  # a document is not its own neighbour
         return scores.topk(k, dim=1).indices
 
-    def normal(x: torch.Tensor) -> torch.Tensor:
-        return torch.nn.functional.normalize(x, dim=-1)
-
     base_p, base_s = adaptor.normalized(probes), adaptor.normalized(searched)
     truth = top(base_p @ base_s.T)
 
     def overlap(found: torch.Tensor) -> float:
         return float((found.unsqueeze(2) == truth.unsqueeze(1)).any(dim=2).float().mean())
 
+    def score(p: torch.Tensor, s: torch.Tensor) -> dict[int, dict[str, float]]:
+        out = {}
+        for dim in budgets:
+            bits = _sign_bits(s[:, :dim]).T
+            out[dim] = {
+                "symmetric": overlap(top(_sign_bits(p[:, :dim]) @ bits)),
+                "asymmetric": overlap(top(torch.nn.functional.normalize(p[:, :dim], dim=-1) @ bits)),
+            }
+        return out
+
     out_p = adaptor({"sentence_embedding": probes})["sentence_embedding"]
     out_s = adaptor({"sentence_embedding": searched})["sentence_embedding"]
-    mean = adaptor.normalized(evenly_spaced(corpus_vectors, 100_000)).mean(dim=0)[start:]
-    centers = {"trained": None, "base plain bits": torch.zeros_like(mean), "base centred bits": mean}
-    scores: dict[str, dict[str, float]] = {}
-    for name, center in centers.items():
-        p, s = out_p, out_s
-        if center is not None:
-            p = torch.cat([out_p[:, :start], base_p[:, start:] - center], dim=1)
-            s = torch.cat([out_s[:, :start], base_s[:, start:] - center], dim=1)
-        bits = _sign_bits(s).T
-        scores[name] = {
-            "symmetric": overlap(top(_sign_bits(p) @ bits)),
-            "asymmetric": overlap(top(normal(p) @ bits)),
-        }
-    kept = max(CODE_CHOICES, key=lambda c: (sum(scores[c].values()), c == "trained"))
-    if centers[kept] is not None:
-        adaptor.set_base_block(width - start, centers[kept])
-    logger.info("code guard: kept %s for dims %d-%d (held-out overlap %s)", kept, start, width, scores)
-    return {
-        "bytes": width // 8,
-        "block": [start, width],
-        "kept": kept,
-        "criterion": f"held-out documents' top-{k} overlap with the backbone, full-width sign bits, mean of "
-        "symmetric and asymmetric",
-        "scores": scores,
-    }
+    mean = adaptor.normalized(evenly_spaced(corpus_vectors, 100_000)).mean(dim=0)
+    scores = {"trained": score(out_p, out_s)}
+    choices: dict[str, tuple[str, int, torch.Tensor]] = {}
+    for start in starts:
+        for kind, center in (("base plain bits", torch.zeros_like(mean)), ("base centred bits", mean)):
+            name = f"{kind} from {start}"
+            choices[name] = (kind, start, center[start:])
+            p = torch.cat([out_p[:, :start], base_p[:, start:] - center[start:]], dim=1)
+            s = torch.cat([out_s[:, :start], base_s[:, start:] - center[start:]], dim=1)
+            scores[name] = score(p, s)
 
+    def value(name: str, dim: int) -> float:
+        return sum(scores[name][dim].values()) / 2
+
+    def admissible(name: str) -> bool:
+        return all(value(name, d) >= value("trained", d) - config.guard_tolerance for d in budgets)
+
+    def mean_value(name: str) -> float:
+        return sum(value(name, d) for d in budgets) / len(budgets)
+
+    kept = max(["trained", *filter(admissible, choices)], key=lambda n: (round(mean_value(n), 12), n == "trained"))
+    block = None
+    if kept != "trained":
+        kind, start, center = choices[kept]
+        adaptor.set_base_block(width - start, center)
+        block = [start, width]
+    logger.info("code guard: kept %s (held-out overlap, mean over budgets %.4f)", kept, mean_value(kept))
+    return {
+        "kept": kept if kept == "trained" else choices[kept][0],
+        "block": block,
+        "budgets": {str(d): d // 8 for d in budgets},
+        "criterion": f"held-out documents' top-{k} overlap with the backbone, sign bits, mean of symmetric and "
+        "asymmetric",
+        "tolerance": config.guard_tolerance,
+        "scores": {name: {str(d): v for d, v in by_dim.items()} for name, by_dim in scores.items()},
+    }
 
 def check_finite_outputs(adaptor: torch.nn.Module, corpus_vectors: Any, rows: int = 1024) -> None:
     """Raise when the trained ``adaptor`` maps any of the first ``rows`` corpus vectors to a non-finite value.

@@ -278,9 +278,43 @@ class MatryoshkaModelCardData(SentenceTransformerModelCardData):
             "hyperparameters": sorted(meta.config.items()),
             "train_dataset": train_info,
             "selection_scores": selection_scores(meta.selection),
+            "codes_sentence": codes_sentence(meta.selection.get("codes")),
             "mteb_tasks": mteb_training_tasks(meta),
             "citations": citations,
         }
+
+
+def codes_sentence(codes: dict[str, Any] | None) -> str:
+    """Which sign bits each byte budget uses, from the code guard's record (``selection["codes"]``), for the card."""
+    if not codes:
+        return ""
+    budgets = {int(d): b for d, b in codes["budgets"].items()}
+
+    def mean(name: str) -> float:
+        by_dim = codes["scores"][name]
+        return sum(sum(v.values()) / 2 for v in by_dim.values()) / len(by_dim)
+
+    listed = ", ".join(f"{b} bytes" for _, b in sorted(budgets.items()))
+    if codes["kept"] == "trained":
+        what = f"Binary codes: at every budget ({listed}) the sign bits are the trained adaptor's"
+        kept = "trained"
+    else:
+        start, width = codes["block"]
+        kept = f"{codes['kept']} from {start}"
+        centred = "minus the corpus mean (its centred sign bits)" if "centred" in codes["kept"] else "(its plain bits)"
+        inside = ", ".join(f"{b} bytes" for d, b in sorted(budgets.items()) if d <= start) or "none"
+        past = ", ".join(f"{b} bytes" for d, b in sorted(budgets.items()) if d > start)
+        what = (
+            f"Binary codes: dims {start}–{width} of the output are the base model's own coordinates {centred}, so "
+            f"the codes at {past} are the trained adaptor's first {start} bits followed by the base model's; "
+            f"at {inside} they are the trained adaptor's alone"
+        )
+    return (
+        f"{what}. After training, the code guard scored the trained codes and the base model's own coordinates "
+        f"(plain or centred) from each trained dim on, on held-out documents ({codes['criterion']}), and kept the "
+        f"best over the budgets among those at no budget more than {codes['tolerance']} below the trained codes: "
+        f"**{kept}** (mean {mean(kept):.3f}; trained {mean('trained'):.3f})."
+    )
 
 
 def selection_scores(selection: dict[str, Any]) -> str:

@@ -385,33 +385,45 @@ def test_balance_bits_follows_binary_training_and_is_refused_where_it_cannot_app
     )
 
 
-def test_code_guard_keeps_the_best_full_width_bits_and_only_touches_the_last_block(vectors, tmp_path, capsys):
-    """Issue 33: after binary training the guard scores the trained full-width bits against the base model's own
-    (plain, centred) in the last block, keeps the best on held-out documents, records it and says so on the card;
-    every trained prefix is the same as without the guard, bit for bit; SMEC and float training refuse the flag."""
+def test_code_guard_keeps_the_best_codes_and_changes_nothing_before_its_block(vectors, tmp_path, capsys):
+    """Issue 33: after binary training the guard scores the trained codes against the base model's own coordinates
+    (plain, centred) from each trained dim on, at every byte budget; keeps the best admissible choice, records it
+    and says so on the card; every prefix up to the block's start is the same as without the guard, bit for bit;
+    SMEC and float training refuse the flag."""
     argv = ["fit-vectors", "--corpus", str(vectors / "corpus.npy"), "--dims", "192,96", "--precision", "binary"]
     argv += ["--unsupervised-epochs", "1", "--output"]
     assert main([*argv, str(tmp_path / "guarded")]) == 0
     assert main([*argv, str(tmp_path / "trained"), "--no-code-guard"]) == 0
     meta = json.loads((tmp_path / "guarded" / "st_matryoshka.json").read_text())
     codes = meta["selection"]["codes"]
-    assert codes["block"] == [192, 384] and codes["bytes"] == 48 and meta["config"]["code_guard"] is True
-    assert set(codes["scores"]) == {"trained", "base plain bits", "base centred bits"}
-    mean = {k: sum(v.values()) / 2 for k, v in codes["scores"].items()}
-    assert mean[codes["kept"]] == max(mean.values())
+    assert codes["budgets"] == {"96": 12, "192": 24, "384": 48} and meta["config"]["code_guard"] is True
+    names = {"trained"} | {f"base {k} bits from {s}" for k in ("plain", "centred") for s in (96, 192)}
+    assert set(codes["scores"]) == names
+
+    def value(name, dim):
+        return sum(codes["scores"][name][dim].values()) / 2
+
+    def admissible(name):
+        return all(value(name, d) >= value("trained", d) - codes["tolerance"] for d in codes["budgets"])
+
+    means = {n: sum(value(n, d) for d in codes["budgets"]) / 3 for n in names if admissible(n)}
+    kept = "trained" if codes["kept"] == "trained" else f"{codes['kept']} from {codes['block'][0]}"
+    assert means[kept] == max(means.values())
+    assert codes["block"] is not None  # on this corpus the base model's own bits win somewhere (else: untested)
     assert "codes" not in json.loads((tmp_path / "trained" / "st_matryoshka.json").read_text())["selection"]
     corpus = np.load(vectors / "corpus.npy")
-    guarded, trained = (apply_vectors(load_adaptor(str(tmp_path / n)), corpus, dim=384) for n in ("guarded", "trained"))
-    assert np.array_equal(guarded[:, :192], trained[:, :192])
+    guarded, trained = (apply_vectors(load_adaptor(str(tmp_path / n)), corpus, 384) for n in ("guarded", "trained"))
+    start = codes["block"][0]
+    assert np.array_equal(guarded[:, :start], trained[:, :start])
     unit = corpus / np.linalg.norm(corpus, axis=1, keepdims=True)
-    block = {"trained": trained[:, 192:], "base plain bits": unit[:, 192:]}
-    block["base centred bits"] = unit[:, 192:] - unit.mean(axis=0)[192:]
-    assert np.allclose(guarded[:, 192:], block[codes["kept"]], atol=1e-5)
+    shift = unit.mean(axis=0)[start:] if "centred" in codes["kept"] else 0.0
+    assert np.allclose(guarded[:, start:], unit[:, start:] - shift, atol=1e-5)
     from st_matryoshka.metadata import MatryoshkaMetadata
     from st_matryoshka.model_card import render_model_card
 
     card = render_model_card(MatryoshkaMetadata.from_dict(meta))
-    assert f"kept **{codes['kept']}**" in card and "Supervised selection" not in card
+    assert f"**{kept}**" in card and f"dims {start}–384 of the output are the base model's own" in card
+    assert "Supervised selection" not in card
     capsys.readouterr()  # the training runs' progress bars
     smec = ["fit-vectors", "--corpus", str(vectors / "corpus.npy"), "--dims", "96,48", "--method", "smec"]
     assert "--code-guard=True applies to the Matryoshka-Adaptor and Search-Adaptor, not to SMEC" in _fails(
