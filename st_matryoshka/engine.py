@@ -1008,9 +1008,10 @@ def guard_codes(adaptor: MatryoshkaAdaptor, corpus_vectors: Any, config: Adaptor
     label-free criterion's held-out documents (:func:`holdout_rows`): the overlap of their top-``overlap_k``
     neighbours by the budget's codes, symmetric (bits against bits) and asymmetric (the float prefix against bits),
     with their top-``overlap_k`` by the backbone's full-width cosine similarity, averaged. A choice is admissible when
-    at no budget it is more than ``guard_tolerance`` below the trained codes; the admissible choice with the highest
-    mean over the budgets is kept (the trained codes on a tie) and set on ``adaptor``. Every prefix that ends at or
-    before its start is unchanged, bit for bit; float prefixes past it change with the codes.
+    at no budget it is more than ``guard_tolerance`` below the trained codes and its mean over the budgets is more
+    than ``guard_tolerance`` above theirs (a smaller difference is within the criterion's noise); the admissible
+    choice with the highest mean is kept (the trained codes when none is) and set on ``adaptor``. Every prefix that
+    ends at or before its start is unchanged, bit for bit; float prefixes past it change with the codes.
 
     Args:
         adaptor: The trained adaptor (``normalize_input``; a trained dim below its width).
@@ -1074,11 +1075,12 @@ def guard_codes(adaptor: MatryoshkaAdaptor, corpus_vectors: Any, config: Adaptor
     def value(name: str, dim: int) -> float:
         return sum(scores[name][dim].values()) / 2
 
-    def admissible(name: str) -> bool:
-        return all(value(name, d) >= value("trained", d) - config.guard_tolerance for d in budgets)
-
     def mean_value(name: str) -> float:
         return sum(value(name, d) for d in budgets) / len(budgets)
+
+    def admissible(name: str) -> bool:
+        kept_everywhere = all(value(name, d) >= value("trained", d) - config.guard_tolerance for d in budgets)
+        return kept_everywhere and mean_value(name) > mean_value("trained") + config.guard_tolerance
 
     kept = max(["trained", *filter(admissible, choices)], key=lambda n: (round(mean_value(n), 12), n == "trained"))
     block = None

@@ -312,7 +312,8 @@ def codes_sentence(codes: dict[str, Any] | None) -> str:
     return (
         f"{what}. After training, the code guard scored the trained codes and the base model's own coordinates "
         f"(plain or centred) from each trained dim on, on held-out documents ({codes['criterion']}), and kept the "
-        f"best over the budgets among those at no budget more than {codes['tolerance']} below the trained codes: "
+        f"best over the budgets among those at no budget more than {codes['tolerance']} below the trained codes and "
+        f"more than {codes['tolerance']} above them on the mean: "
         f"**{kept}** (mean {mean(kept):.3f}; trained {mean('trained'):.3f})."
     )
 
