@@ -20,11 +20,11 @@ from core_loop import SPLIT_SALT, score
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "recipes"))
 from compare_methods import plot  # noqa: E402
 
-from st_matryoshka.config import search_adaptor_config
+import st_matryoshka
+from st_matryoshka.config import BackboneSource, SearchAdaptorConfig
 from st_matryoshka.data import load_beir, load_embeddings_dir
 from st_matryoshka.loading import load_model
 from st_matryoshka.surgery import head_of
-from st_matryoshka.training import train_matryoshka_adaptor
 
 METHODS = ["truncation", "pca", "search_adaptor", "unsupervised", "supervised"]
 
@@ -49,8 +49,9 @@ def main() -> None:
             train = load_beir(folder, "train")
             rows = {m: row[m] for m in METHODS if m in row}
         torch.manual_seed(0)
-        config = search_adaptor_config([192, 96, 48, 24])
-        model, _ = train_matryoshka_adaptor(base, train, cv, qv, config, supervised=True)
+        config = SearchAdaptorConfig(dims=[192, 96, 48, 24])
+        vectors = BackboneSource(corpus_vectors=cv, query_vectors=qv)
+        model = st_matryoshka.train(base, train, config, source=vectors).model
         rows["search_adaptor"] = score(head_of(model), test, cv, qv)
         out[name] = {m: rows[m] for m in METHODS if m in rows}
         print(name, json.dumps(out[name]["search_adaptor"]), flush=True)

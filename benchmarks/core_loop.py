@@ -16,12 +16,12 @@ import time
 import numpy as np
 import torch
 
-from st_matryoshka.config import AdaptorTrainingConfig
+import st_matryoshka
+from st_matryoshka.config import BackboneSource, MatryoshkaAdaptorConfig
 from st_matryoshka.data import load_beir, load_embeddings_dir
 from st_matryoshka.evaluation import evaluate_per_dim
 from st_matryoshka.loading import load_model
 from st_matryoshka.surgery import data_fast_model, head_of
-from st_matryoshka.training import train_matryoshka_adaptor
 
 DIMS = [384, 192, 96, 48, 24]
 SPLIT_SALT = "st_matryoshka-benchmark"
@@ -57,6 +57,11 @@ def pca_scores(data, cv, qv):
     return score([], data, (cv - mu) @ vt.T, (qv - mu) @ vt.T)
 
 
+def _model_stages(trained):
+    """``(model, stages)`` of an ``st_matryoshka.train`` result."""
+    return trained.model, trained.stages
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--data-root", default=os.environ.get("ST_MATRYOSHKA_DATA", "../shared/data"))
@@ -73,9 +78,10 @@ def main():
         meta = json.load(open(os.path.join(emb, "meta.json")))
         row = {"truncation": score(head_of(base), test, cv, qv), "pca": pca_scores(test, cv, qv)}
         torch.manual_seed(0)
-        config = AdaptorTrainingConfig(dims=[192, 96, 48, 24])
+        vectors = BackboneSource(corpus_vectors=cv, query_vectors=qv)
+        config = MatryoshkaAdaptorConfig(dims=[192, 96, 48, 24])
         t = time.perf_counter()
-        unsup, stages = train_matryoshka_adaptor(base, test.with_qrels({}), cv, qv, config, supervised=False)
+        unsup, stages = _model_stages(st_matryoshka.train(base, test.with_qrels({}), config, source=vectors))
         row["unsupervised"] = score(head_of(unsup), test, cv, qv)
         row["unsupervised_stage"] = {
             "criterion_history": stages[0].history,
@@ -85,8 +91,8 @@ def main():
             "embedding_pass_seconds": meta["encode_seconds"]["corpus"],
         }
         for key, ablation in (("no_pca_init", {"pca_init": False}), ("paper_loss", {"distill_weight": 0.0})):
-            cfg = AdaptorTrainingConfig(dims=[192, 96, 48, 24], **ablation)
-            ablated, _ = train_matryoshka_adaptor(base, test.with_qrels({}), cv, qv, cfg, supervised=False)
+            cfg = MatryoshkaAdaptorConfig(dims=[192, 96, 48, 24], **ablation)
+            ablated = st_matryoshka.train(base, test.with_qrels({}), cfg, source=vectors).model
             row[f"unsupervised_{key}"] = score(head_of(ablated), test, cv, qv)
         has_train = os.path.exists(os.path.join(folder, "qrels", "train.tsv"))
         if not has_train:
@@ -98,7 +104,8 @@ def main():
         else:
             train = load_beir(folder, "train")
         t = time.perf_counter()
-        sup, stages = train_matryoshka_adaptor(base, train, cv, qv, config, supervised=True)
+        supervised = MatryoshkaAdaptorConfig(dims=[192, 96, 48, 24], supervised=True)
+        sup, stages = _model_stages(st_matryoshka.train(base, train, supervised, source=vectors))
         row["supervised" if has_train else "supervised_split"] = score(head_of(sup), test, cv, qv)
         row["supervised_stage"] = {
             "criterion_history": stages[-1].history,

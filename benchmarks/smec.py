@@ -18,11 +18,11 @@ import time
 import torch
 from core_loop import DIMS, SPLIT_SALT, score
 
-from st_matryoshka.config import SMECTrainingConfig
+import st_matryoshka
+from st_matryoshka.config import BackboneSource, SMECConfig
 from st_matryoshka.data import load_beir, load_embeddings_dir
 from st_matryoshka.loading import load_model
 from st_matryoshka.surgery import head_of
-from st_matryoshka.training_smec import train_smec
 
 VARIANTS = {
     "smrl": {"smrl": True, "ads": False, "xbm": False},
@@ -74,9 +74,11 @@ def main():
             if variant in row and not args.force:
                 continue
             torch.manual_seed(0)
-            config = SMECTrainingConfig(dims=[192, 96, 48, 24], **VARIANTS[variant])
+            config = SMECConfig(dims=[192, 96, 48, 24], **VARIANTS[variant])
             start = time.perf_counter()
-            model, stages = train_smec(base, train, cv, qv, config, supervised=True)
+            vectors = BackboneSource(corpus_vectors=cv, query_vectors=qv)
+            trained = st_matryoshka.train(base, train, config, source=vectors)
+            model, stages = trained.model, trained.stages
             seconds = time.perf_counter() - start
             row[variant] = {
                 "ndcg_at_10": score(head_of(model), test, cv, qv, DIMS),

@@ -24,12 +24,12 @@ from core_loop import DIMS, score
 from smec_seeds import save
 from transformers import TrainerCallback
 
-from st_matryoshka.config import SMECTrainingConfig
+import st_matryoshka
+from st_matryoshka.config import BackboneSource, SMECConfig
 from st_matryoshka.data import load_beir, load_embeddings_dir
 from st_matryoshka.loading import load_model
 from st_matryoshka.models import SMECAdaptor
 from st_matryoshka.surgery import head_of
-from st_matryoshka.training_smec import train_smec
 
 
 class TestScores(TrainerCallback):
@@ -76,10 +76,13 @@ def main():
             continue
         tracker = TestScores({"all": test, "unseen": unseen}, cv, qv, [int(d) for d in DIMS[1:]])
         torch.manual_seed(0)
-        config = SMECTrainingConfig(
+        config = SMECConfig(
             dims=[192, 96, 48, 24], seed=seed, unsupervised_body_early_stop=args.unsupervised_body_early_stop
         )
-        model, stages = train_smec(load_model("all-MiniLM-L6-v2"), data, cv, qv, config, callbacks=[tracker])
+        vectors = BackboneSource(corpus_vectors=cv, query_vectors=qv)
+        base = load_model("all-MiniLM-L6-v2")
+        trained = st_matryoshka.train(base, data, config, source=vectors, callbacks=[tracker])
+        model, stages = trained.model, trained.stages
         final = {n: score(head_of(model), d, cv, qv, DIMS) for n, d in (("all", test), ("unseen", unseen))}
         supervised = [s for s in stages if s.name.startswith("supervised ") and s.history]
         starts = {s.name.removeprefix("supervised "): s.history[0][0] for s in supervised}

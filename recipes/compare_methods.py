@@ -23,11 +23,13 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+import st_matryoshka  # noqa: E402
 from st_matryoshka.cache import backbone_vectors  # noqa: E402
-from st_matryoshka.config import (
-    AdaptorTrainingConfig,
-    SMECTrainingConfig,  # noqa: E402
-    search_adaptor_config,
+from st_matryoshka.config import (  # noqa: E402
+    BackboneSource,
+    MatryoshkaAdaptorConfig,
+    SearchAdaptorConfig,
+    SMECConfig,
 )
 from st_matryoshka.data import RetrievalData, load_beir  # noqa: E402
 from st_matryoshka.evaluation import evaluate_per_dim  # noqa: E402
@@ -35,8 +37,7 @@ from st_matryoshka.evaluation.quantized import evaluate_quantized  # noqa: E402
 from st_matryoshka.loading import load_model  # noqa: E402
 from st_matryoshka.quantization import check_precisions  # noqa: E402
 from st_matryoshka.surgery import backbone_dim, data_fast_model, head_of
-from st_matryoshka.training import fit_pca_adaptor, train_matryoshka_adaptor
-from st_matryoshka.training_smec import train_smec  # noqa: E402
+from st_matryoshka.training import fit_pca_adaptor  # noqa: E402
 
 LABELS = {
     "truncation": "truncation",
@@ -76,16 +77,18 @@ def compare_folder(
                 result.update({f"{d}@{precision}": v for d, v in codes.items()})
         return result
 
+    vectors = BackboneSource(corpus_vectors=cv, query_vectors=qv)
+
+    def fit(config):
+        return st_matryoshka.train(model, train, config, source=vectors).model
+
     quick = {"unsupervised_epochs": 2, "supervised_epochs": 2} if smoke else {}
-    config = AdaptorTrainingConfig(dims=dims, **quick)
     rows = {"truncation": score(model), "pca": score(fit_pca_adaptor(model, cv))}
-    sa = search_adaptor_config(dims, **({"supervised_epochs": 2} if smoke else {}))
-    rows["search_adaptor"] = score(train_matryoshka_adaptor(model, train, cv, qv, sa, supervised=True)[0])
-    rows["unsupervised"] = score(train_matryoshka_adaptor(model, train, cv, qv, config)[0])
-    rows["supervised"] = score(train_matryoshka_adaptor(model, train, cv, qv, config, supervised=True)[0])
+    rows["search_adaptor"] = score(fit(SearchAdaptorConfig(dims=dims, **({"supervised_epochs": 2} if smoke else {}))))
+    rows["unsupervised"] = score(fit(MatryoshkaAdaptorConfig(dims=dims, **quick)))
+    rows["supervised"] = score(fit(MatryoshkaAdaptorConfig(dims=dims, supervised=True, **quick)))
     smec_quick = {**quick, "supervised_batch_size": 16, "num_negatives": 4} if smoke else {}
-    smec = SMECTrainingConfig(dims=dims, allow_any_dims=True, **smec_quick)
-    rows["smec"] = score(train_smec(model, train, cv, qv, smec, supervised=True)[0])
+    rows["smec"] = score(fit(SMECConfig(dims=dims, allow_any_dims=True, **smec_quick)))
     return rows
 
 

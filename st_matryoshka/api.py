@@ -47,7 +47,7 @@ from st_matryoshka._io import (
 )
 from st_matryoshka._validation import ParameterError, check_dims
 from st_matryoshka.cache import backbone_vectors, model_fingerprint, retrieval_prompts
-from st_matryoshka.config import METHODS, SMECTrainingConfig, config_for
+from st_matryoshka.config import METHODS, SMECTrainingConfig, VectorData, config_for
 from st_matryoshka.data import RetrievalData, load_beir
 from st_matryoshka.engine import StageResult, pca_adaptor
 from st_matryoshka.evaluation import evaluate_per_dim
@@ -103,9 +103,12 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class Trained:
-    """What :func:`train` and :func:`extend` return: the model, its adaptor, its metadata and the stages run."""
+    """What every training returns (:func:`st_matryoshka.train`, :func:`train`, :func:`extend`).
 
-    model: SentenceTransformer
+    The model (``None`` when vectors alone were trained), its adaptor, its metadata and the stages run.
+    """
+
+    model: SentenceTransformer | None
     adaptor: torch.nn.Module
     metadata: MatryoshkaMetadata
     stages: list[StageResult]
@@ -172,6 +175,7 @@ def train(
     default_dim: int | None = None,
     overwrite: bool = False,
     trust_remote_code: bool = False,
+    callbacks: list[Any] | None = None,
     **config: Any,
 ) -> Trained:
     """Train ``method``'s adaptor for ``model`` on ``data`` and save it to ``output`` (``st-matryoshka train``).
@@ -193,6 +197,7 @@ def train(
         default_dim: Saved as ST's ``truncate_dim``: one of ``dims`` or the width.
         overwrite: Replace an existing ``output``.
         trust_remote_code: Let ST run code shipped with ``model`` (never set on a user's behalf).
+        callbacks: Extra trainer callbacks for every phase.
         **config: Fields of the method's config (:func:`st_matryoshka.config.config_for`).
 
     Returns:
@@ -242,7 +247,7 @@ def train(
         "default_dim": default_dim,
     }
     trained, adaptor, metadata, stages = train_adaptor(
-        loaded, method, retrieval, corpus_vectors, query_vectors, settings, supervised, record, data
+        loaded, method, retrieval, corpus_vectors, query_vectors, settings, supervised, record, data, callbacks
     )
     record.update(stages=stage_summary(stages), train_seconds=time.perf_counter() - start)
     if output is not None:
@@ -600,33 +605,56 @@ def fit_vectors_files(
             print(meta.dims)
             # => [384, 192, 96, 48]
     """
+    paths = (queries, qrels, corpus_ids, query_ids, column)
+    vectors, data = vector_inputs(corpus, dims, output, method, *paths, overwrite=overwrite)
+    adaptor, meta, stages = fit_vectors(
+        vectors,
+        dims,
+        method=method,
+        queries=data.queries,
+        qrels=data.qrels,
+        corpus_ids=data.corpus_ids,
+        query_ids=data.query_ids,
+        data_name=data.name,
+        **config,
+    )
+    save_adaptor(adaptor, output, meta, overwrite=overwrite)
+    return adaptor, meta, stages
+
+
+def vector_inputs(
+    corpus: str,
+    dims: Sequence[int],
+    output: str,
+    method: str = "matryoshka-adaptor",
+    queries: str | None = None,
+    qrels: str | None = None,
+    corpus_ids: str | None = None,
+    query_ids: str | None = None,
+    column: str | None = None,
+    overwrite: bool = False,
+) -> tuple[np.ndarray, VectorData]:
+    """The inputs of a vectors-only training, read from files and checked (``output`` free) before any training.
+
+    Returns:
+        ``(corpus vectors, VectorData)`` as :func:`st_matryoshka.train` takes them; the data's ``name`` is the
+        corpus path (the int8 calibration record).
+    """
     dims = check_dims(dims, name="dims")
     check_output_free(output, overwrite, argument="output", inputs=[corpus, queries, qrels, corpus_ids, query_ids])
     vectors = read_vectors(corpus, "corpus", column=column)
     if dims[0] >= vectors.shape[1] and method != "smec":
         raise ParameterError("dims", f"dims must be below the vectors' width {vectors.shape[1]}, got {dims!r}")
-    corpus_id_list = read_ids(corpus_ids, len(vectors), "corpus_ids", "corpus")
-    query_vectors = query_id_list = None
+    data = VectorData(corpus_ids=read_ids(corpus_ids, len(vectors), "corpus_ids", "corpus"), name=corpus)
     if qrels or queries:
         if not (qrels and queries):
             raise ParameterError("queries", "queries and qrels go together (the supervised phase needs both)")
-        query_vectors = read_vectors(queries, "queries", width=vectors.shape[1], column=column)
-        query_id_list = read_ids(query_ids, len(query_vectors), "query_ids", "queries")
+        data.queries = read_vectors(queries, "queries", width=vectors.shape[1], column=column)
+        data.query_ids = read_ids(query_ids, len(data.queries), "query_ids", "queries")
+        data.qrels = qrels
     elif method == "search-adaptor":
         raise ParameterError("method", "method 'search-adaptor' is supervised: it needs queries and qrels")
-    adaptor, meta, stages = fit_vectors(
-        vectors,
-        dims,
-        method=method,
-        queries=query_vectors,
-        qrels=qrels,
-        corpus_ids=corpus_id_list,
-        query_ids=query_id_list,
-        data_name=corpus,
-        **config,
-    )
-    save_adaptor(adaptor, output, meta, overwrite=overwrite)
-    return adaptor, meta, stages
+    return vectors, data
 
 
 def apply_vectors_file(

@@ -16,12 +16,12 @@ import sys
 from collections.abc import Sequence
 from dataclasses import fields
 
-from st_matryoshka import api
+from st_matryoshka import api, pipeline
 from st_matryoshka._io import check_writable_file, write_file_atomic
 from st_matryoshka._validation import ParameterError
 from st_matryoshka.callbacks import STOP_REQUESTED
 from st_matryoshka.cli_parser import build_parser, parse_dims, split_list
-from st_matryoshka.config import AdaptorTrainingConfig, SMECTrainingConfig
+from st_matryoshka.config import METHOD_CONFIGS, AdaptorTrainingConfig, BackboneSource, SMECTrainingConfig
 from st_matryoshka.loading import resolve_model_path
 from st_matryoshka.metadata import METADATA_FILE
 from st_matryoshka.quantization import pareto_fronts
@@ -104,19 +104,16 @@ def print_stages(stages) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     dims = parse_dims(args.dims)  # a malformed --dims fails before anything is loaded
-    trained = api.train(
+    config = METHOD_CONFIGS[args.method](dims=dims, supervised=args.supervised, **training_overrides(args))
+    trained = pipeline.train(
         args.model,
         args.data,
-        dims,
+        config,
         args.output,
-        method=args.method,
-        supervised=args.supervised,
+        source=BackboneSource(**source(args), trust_remote_code=args.trust_remote_code),
         train_split=args.train_split,
         default_dim=args.default_dim,
         overwrite=args.overwrite,
-        trust_remote_code=args.trust_remote_code,
-        **source(args),
-        **training_overrides(args),
     )
     print_stages(trained.stages)
     print(f"saved to {args.output}")
@@ -124,21 +121,14 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_fit_vectors(args: argparse.Namespace) -> int:
-    _, meta, stages = api.fit_vectors_files(
-        args.corpus,
-        parse_dims(args.dims),
-        args.output,
-        method=args.method,
-        queries=args.queries,
-        qrels=args.qrels,
-        corpus_ids=args.corpus_ids,
-        query_ids=args.query_ids,
-        column=args.column,
-        overwrite=args.overwrite,
-        **training_overrides(args),
-    )
-    print_stages(stages)
-    print(f"trained dims {meta.dims}; saved to {args.output}")
+    dims = parse_dims(args.dims)
+    paths = (args.queries, args.qrels, args.corpus_ids, args.query_ids, args.column, args.overwrite)
+    vectors, data = api.vector_inputs(args.corpus, dims, args.output, args.method, *paths)
+    supervised = data.qrels is not None
+    config = METHOD_CONFIGS[args.method](dims=dims, supervised=supervised, **training_overrides(args))
+    trained = pipeline.train(vectors, data, config, args.output, overwrite=args.overwrite)
+    print_stages(trained.stages)
+    print(f"trained dims {trained.metadata.dims}; saved to {args.output}")
     return 0
 
 

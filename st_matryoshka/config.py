@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar
 
 from st_matryoshka._validation import ParameterError, check_dims
 from st_matryoshka.callbacks import check_temperature
@@ -385,3 +385,113 @@ def config_for(method: str, dims: Sequence[int], width: int | None = None, **ove
         dims = [d for d in dims if width is None or d < width]
         return SMECTrainingConfig(dims=dims, **overrides)
     return AdaptorTrainingConfig(dims=list(dims), **overrides)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# One config class per method, for st_matryoshka.train (as PEFT's get_peft_model(model, LoraConfig(...)))
+
+
+@dataclass
+class MatryoshkaAdaptorConfig(AdaptorTrainingConfig):
+    """The Matryoshka-Adaptor (Yoon et al. 2024) for :func:`st_matryoshka.train`.
+
+    Every field of :class:`AdaptorTrainingConfig`, plus ``supervised`` (add the supervised phase on the data's
+    training qrels).
+
+    Example:
+        ::
+
+            from st_matryoshka.config import MatryoshkaAdaptorConfig
+
+            MatryoshkaAdaptorConfig(dims=[96, 48], precisions=["binary"]).method
+            # => 'matryoshka-adaptor'
+    """
+
+    method: ClassVar[str] = "matryoshka-adaptor"
+    supervised: bool = False
+
+
+@dataclass
+class SearchAdaptorConfig(AdaptorTrainingConfig):
+    """The Search-Adaptor baseline (:func:`search_adaptor_config`): linear, supervised phase only."""
+
+    method: ClassVar[str] = "search-adaptor"
+    num_layers: int = 0
+    unsupervised_epochs: int = 0
+    unsupervised_weight: float = 0.0
+    supervised: bool = True
+
+
+@dataclass
+class PCAConfig(AdaptorTrainingConfig):
+    """The PCA baseline: classic centred PCA of the corpus (``balance_bits``: PCA-ITQ); nothing is trained."""
+
+    method: ClassVar[str] = "pca"
+    supervised: bool = False
+
+
+@dataclass
+class SMECConfig(SMECTrainingConfig):
+    """SMEC (Zhang et al. 2025) for :func:`st_matryoshka.train`.
+
+    Every field of :class:`SMECTrainingConfig`, plus ``supervised`` (default ``True``: SMEC's rank loss needs the
+    data's training qrels).
+    """
+
+    method: ClassVar[str] = "smec"
+    supervised: bool = True
+
+
+METHOD_CONFIGS: dict[str, type[AdaptorTrainingConfig]] = {
+    c.method: c for c in (MatryoshkaAdaptorConfig, SearchAdaptorConfig, PCAConfig, SMECConfig)
+}
+"""The config class of each method (``method``: its name, as ``--method`` takes it)."""
+
+
+def method_settings(config: AdaptorTrainingConfig) -> dict[str, Any]:
+    """The fields of a per-method ``config`` as :func:`config_for` takes them: without ``dims`` and ``supervised``."""
+    return {f.name: getattr(config, f.name) for f in fields(config) if f.name not in ("dims", "supervised")}
+
+
+@dataclass
+class BackboneSource:
+    """Where a model's backbone vectors come from, and how it is loaded.
+
+    Args:
+        embeddings: A folder of precomputed backbone vectors (``corpus.npy``, ``queries.npy`` and their ids); without
+            it the backbone encodes through the embedding cache.
+        cache_dir: The embedding cache's folder.
+        batch_size: Encoding batch size.
+        device: Encoding device, or a list for Sentence-Transformers' multi-process encoding.
+        trust_remote_code: Let Sentence-Transformers run code shipped with the model (never set on a user's behalf).
+        corpus_vectors: Backbone vectors already in memory, one row per document of the data (with data given as a
+            :class:`~st_matryoshka.data.RetrievalData`); nothing is read or encoded then.
+        query_vectors: The same for the data's queries.
+    """
+
+    embeddings: str | None = None
+    cache_dir: str | None = None
+    batch_size: int = 32
+    device: str | list[str] | None = None
+    trust_remote_code: bool = False
+    corpus_vectors: Any = None
+    query_vectors: Any = None
+
+
+@dataclass
+class VectorData:
+    """The supervised data of a vectors-only training: query vectors, qrels and the rows' ids.
+
+    Args:
+        queries: ``(m, D)`` query vectors or a ``.npy`` path.
+        qrels: ``{query id: {corpus id: relevance}}`` or a BEIR ``.tsv`` path.
+        corpus_ids: Ids of the corpus rows (default: row numbers as strings).
+        query_ids: Ids of the query rows (default: row numbers as strings).
+        name: What the corpus is, for the int8 calibration record.
+    """
+
+    queries: Any = None
+    qrels: dict[str, dict[str, int]] | str | None = None
+    corpus_ids: Sequence[str] | None = None
+    query_ids: Sequence[str] | None = None
+    name: str | None = None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
@@ -95,6 +96,10 @@ def train_matryoshka_adaptor(
 ) -> tuple[SentenceTransformer, list[StageResult]]:
     """Train an adaptor for ``model`` and return ``(model with the adaptor, stage results)``.
 
+    Deprecated: use ``st_matryoshka.train(model, data, MatryoshkaAdaptorConfig(...), source=BackboneSource(
+    corpus_vectors=..., query_vectors=...))``, which names the method instead of guessing it from the config; this
+    name goes in the next release.
+
     Args:
         model: The base SentenceTransformer (must contain Pooling).
         corpus_data: The data; for ``supervised=True`` its qrels must be the training split.
@@ -110,6 +115,13 @@ def train_matryoshka_adaptor(
             trained, stages = train_matryoshka_adaptor(model, load_beir(path, "train"), cv, qv, config)
             trained.encode(["a query"], truncate_dim=48)
     """
+    warnings.warn(
+        "train_matryoshka_adaptor is deprecated and goes in the next release: use st_matryoshka.train(model, data, "
+        "MatryoshkaAdaptorConfig(...) or SearchAdaptorConfig(...), source=BackboneSource(corpus_vectors=..., "
+        "query_vectors=...))",
+        DeprecationWarning,
+        stacklevel=2,
+    )
     # search_adaptor_config is the one linear, supervised-only configuration
     method = "search-adaptor" if config.num_layers == 0 and config.unsupervised_epochs == 0 else "matryoshka-adaptor"
     trained, _, _, stages = train_adaptor(

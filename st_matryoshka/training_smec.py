@@ -10,6 +10,7 @@ Matryoshka-Adaptor (MRL-style: one joint stage, one loss over every dim).
 from __future__ import annotations
 
 import copy
+import warnings
 from dataclasses import replace
 from typing import Any
 
@@ -37,6 +38,9 @@ def train_smec(
 ) -> tuple[SentenceTransformer, list[StageResult]]:
     """Train a SMEC adaptor for ``model``; return ``(model with the adaptor, stage results)``.
 
+    Deprecated: use ``st_matryoshka.train(model, data, SMECConfig(...), source=BackboneSource(corpus_vectors=...,
+    query_vectors=...), callbacks=...)``; this name goes in the next release.
+
     Args:
         model: The base SentenceTransformer (must contain Pooling).
         data: The data; with ``supervised`` its qrels must be the training split.
@@ -53,6 +57,12 @@ def train_smec(
             trained, stages = train_smec(model, load_beir(path, "train"), cv, qv, config)
             trained.encode(["a query"], truncate_dim=24)
     """
+    warnings.warn(
+        "train_smec is deprecated and goes in the next release: use st_matryoshka.train(model, data, SMECConfig(...), "
+        "source=BackboneSource(corpus_vectors=..., query_vectors=...))",
+        DeprecationWarning,
+        stacklevel=2,
+    )
     trained, _, _, results = train_adaptor(
         model, "smec", data, corpus_vectors, query_vectors, config, supervised, callbacks=callbacks
     )

@@ -9,16 +9,17 @@ import torch.nn.functional as F
 from sentence_transformers import SentenceTransformer
 from transformers import TrainerCallback
 
+import st_matryoshka
 from st_matryoshka.callbacks import GradientVarianceCallback, Stage, StageCallback
 from st_matryoshka.cli import main
-from st_matryoshka.config import SMECTrainingConfig
+from st_matryoshka.config import BackboneSource, SMECConfig, SMECTrainingConfig
 from st_matryoshka.data import load_beir, load_embeddings_dir
 from st_matryoshka.export import smec_to_st_modules
 from st_matryoshka.loading import load_model
 from st_matryoshka.losses import MatryoshkaUnsupervisedLoss, SelectableCrossBatchMemory
 from st_matryoshka.models import CachedEmbeddings, SMECAdaptor
 from st_matryoshka.models.smec import plan_stages
-from st_matryoshka.training_smec import extend_smec, train_smec
+from st_matryoshka.training_smec import extend_smec
 
 TEXTS = ["Aspirin and heart attacks.", "Orbital mechanics of the moon.", "Bone density and vitamin D.", "T cells."]
 
@@ -228,7 +229,9 @@ class _BodyProbe(TrainerCallback):
 @pytest.mark.slow
 def test_smrl_freezes_finished_stages_and_extension_keeps_trained_dims(minilm, slice_data):
     data, cv, qv = slice_data
-    config = SMECTrainingConfig(dims=[192, 96, 48, 24], **{**_tiny(), "unsupervised_epochs": 2})
+    config = SMECConfig(dims=[192, 96, 48, 24], **{**_tiny(), "unsupervised_epochs": 2})
+    vectors = BackboneSource(corpus_vectors=cv, query_vectors=qv)
+
     def frozen_runs(probe: _BodyProbe) -> list[list[torch.Tensor]]:
         runs, previous = [], True
         for trains, weight in probe.steps:
@@ -242,7 +245,8 @@ def test_smrl_freezes_finished_stages_and_extension_keeps_trained_dims(minilm, s
     # Without labels, SMEC's phase is SMRL: the body's stage runs to its cap (start + 2 evaluations) whatever the
     # patience (here 1) and keeps its last weights; then the body is frozen while the later stages train.
     probe = _BodyProbe()
-    _, alone = train_smec(minilm, data.with_qrels({}), cv, qv, config, supervised=False, callbacks=[probe])
+    unlabelled = SMECConfig(**{**vars(config), "supervised": False})
+    alone = st_matryoshka.train(minilm, data.with_qrels({}), unlabelled, source=vectors, callbacks=[probe]).stages
     assert alone[0].name == "unsupervised 384->192" and len(alone[0].history) == 3
     assert alone[0].best_step == alone[0].history[-1][0] > 0
     runs = frozen_runs(probe)
@@ -250,7 +254,8 @@ def test_smrl_freezes_finished_stages_and_extension_keeps_trained_dims(minilm, s
     # With labels the body first trains as the unsupervised Matryoshka-Adaptor (issue 32), then SMRL's supervised
     # stages run, the body frozen after the first.
     probe = _BodyProbe()
-    trained, stages = train_smec(minilm, data, cv, qv, config, supervised=True, callbacks=[probe])
+    result = st_matryoshka.train(minilm, data, config, source=vectors, callbacks=[probe])
+    trained, stages = result.model, result.stages
     names = [s.name for s in stages]
     assert names[0] == "unsupervised joint" and "supervised 384->192" in names and "supervised 48->24" in names
     runs = frozen_runs(probe)

@@ -1,0 +1,81 @@
+"""st_matryoshka.train: one entry point for models and vectors, one config class per method (issue 34)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import st_matryoshka
+from st_matryoshka import MatryoshkaAdaptorConfig, PCAConfig, SearchAdaptorConfig
+from st_matryoshka._validation import ParameterError
+from st_matryoshka.api import Trained
+from st_matryoshka.config import METHOD_CONFIGS, AdaptorTrainingConfig, BackboneSource
+from st_matryoshka.data import load_beir, load_embeddings_dir
+from st_matryoshka.metadata import matryoshka_dims
+from st_matryoshka.training import train_matryoshka_adaptor
+from st_matryoshka.vectors import apply_vectors, fit_vectors, load_adaptor
+
+QUICK = {"unsupervised_epochs": 1, "unsupervised_batch_size": 256, "seed": 7}
+
+
+@pytest.fixture(scope="module")
+def slice_vectors(scifact_slice):
+    data = load_beir(str(scifact_slice), "train")
+    cv, qv = load_embeddings_dir(str(scifact_slice / "embeddings"), data, dim=384)
+    return data, cv, qv
+
+
+def test_vectors_train_as_fit_vectors_does_and_save_a_complete_folder(slice_vectors, tmp_path):
+    """Vectors alone: the same adaptor as fit_vectors with the same settings, bit for bit, saved and loadable."""
+    _, cv, _ = slice_vectors
+    config = MatryoshkaAdaptorConfig(dims=[96, 48], **QUICK)
+    trained = st_matryoshka.train(cv, None, config, output=str(tmp_path / "adaptor"))
+    assert isinstance(trained, Trained) and trained.model is None and trained.metadata.dims == [384, 96, 48]
+    reference, _, _ = fit_vectors(cv, [96, 48], **QUICK)
+    x = cv[:64]
+    assert np.array_equal(apply_vectors(trained.adaptor, x, 96), apply_vectors(reference, x, 96))
+    loaded = load_adaptor(str(tmp_path / "adaptor"))
+    assert np.array_equal(apply_vectors(loaded, x, 48), apply_vectors(reference, x, 48))
+    assert matryoshka_dims(str(tmp_path / "adaptor")).dims == [384, 96, 48]
+
+
+def test_a_model_with_data_in_memory_trains_as_the_deprecated_function_did(minilm, slice_vectors):
+    """Model + RetrievalData + vectors in BackboneSource: the old train_matryoshka_adaptor's model, bit for bit, and
+    that old name warns once it is called."""
+    data, cv, qv = slice_vectors
+    config = MatryoshkaAdaptorConfig(dims=[96, 48], **QUICK)
+    torch.manual_seed(0)
+    new = st_matryoshka.train(minilm, data, config, source=BackboneSource(corpus_vectors=cv, query_vectors=qv))
+    torch.manual_seed(0)
+    with pytest.warns(DeprecationWarning, match="use st_matryoshka.train"):
+        old, _ = train_matryoshka_adaptor(minilm, data, cv, qv, AdaptorTrainingConfig(dims=[96, 48], **QUICK))
+    texts = ["Aspirin lowers the risk of a heart attack.", "Vitamin D and bone density."]
+    for dim in (384, 96, 48):
+        assert np.array_equal(new.model.encode(texts, truncate_dim=dim), old.encode(texts, truncate_dim=dim))
+    assert new.metadata.dims == [384, 96, 48] and new.stages[0].name == "unsupervised joint"
+
+
+def test_a_model_trains_from_a_beir_folder_and_saves(minilm, scifact_slice, tmp_path):
+    """Model + BEIR folder + precomputed vectors: the folder api.train writes, with the method from the config."""
+    source = BackboneSource(embeddings=str(scifact_slice / "embeddings"))
+    out = tmp_path / "model"
+    trained = st_matryoshka.train(minilm, str(scifact_slice), PCAConfig(dims=[96, 48]), output=str(out), source=source)
+    assert trained.model.encode(["a query"], truncate_dim=48).shape == (1, 48)
+    assert json.loads((out / "st_matryoshka.json").read_text())["method"] == "pca"
+
+
+def test_every_method_has_its_config_and_wrong_inputs_name_the_argument(slice_vectors):
+    _, cv, _ = slice_vectors
+    assert set(METHOD_CONFIGS) == {"matryoshka-adaptor", "search-adaptor", "pca", "smec"}
+    assert SearchAdaptorConfig(dims=[96]).num_layers == 0 and SearchAdaptorConfig(dims=[96]).supervised
+    with pytest.raises(ParameterError, match="config must be a per-method config"):
+        st_matryoshka.train(cv, None, AdaptorTrainingConfig(dims=[96]))
+    with pytest.raises(ParameterError, match="source, train_split, default_dim and callbacks apply to a model"):
+        st_matryoshka.train(cv, None, MatryoshkaAdaptorConfig(dims=[96]), source=BackboneSource())
+    with pytest.raises(ParameterError, match="supervised search-adaptor needs VectorData with queries and qrels"):
+        st_matryoshka.train(cv, None, SearchAdaptorConfig(dims=[96]))
+    with pytest.raises(ParameterError, match="with vectors, a VectorData or None, got str"):
+        st_matryoshka.train(cv, "../shared/data/scifact", MatryoshkaAdaptorConfig(dims=[96]))
