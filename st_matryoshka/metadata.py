@@ -198,6 +198,12 @@ def matryoshka_dims(model_or_path_or_repo_id: Any, revision: str | None = None) 
         metadata = getattr(card, "matryoshka", None)
         if isinstance(metadata, MatryoshkaMetadata):
             return metadata
+        for module in source if hasattr(source, "__iter__") else []:  # carried by our module (training, loading)
+            metadata = getattr(module, "matryoshka_metadata", None)
+            if isinstance(metadata, MatryoshkaMetadata):
+                return metadata
+            if isinstance(metadata, dict):
+                return MatryoshkaMetadata.from_dict(metadata, source="the model's st_matryoshka.json")
         raise ValueError(f"model_or_path_or_repo_id: {type(source).__name__} carries no st_matryoshka metadata")
     source = os.fspath(source)
     if os.path.isdir(source):

@@ -81,6 +81,7 @@ def train_adaptor(
     summary = summary or {"method": method, "supervised": supervised, "config": dict(config.__dict__)}
     metadata = metadata_for(width, head_of(trained) if trained is not None else [adaptor], summary, stages)
     calibrate(metadata, adaptor, corpus_vectors, data.name if data_name is None else data_name)
+    adaptor.matryoshka_metadata = metadata  # model.save writes it beside the modules
     if trained is not None:
         trained.model_card_data.matryoshka = metadata
     return trained, adaptor, metadata, stages
@@ -210,6 +211,9 @@ def save_model_atomic(
             card.register_model(model)
         card.matryoshka = metadata
         model.truncate_dim = metadata.default_dim
+        for module in model:
+            if hasattr(module, "save_model_metadata"):
+                module.matryoshka_metadata = metadata
     if not is_main_process():  # under torchrun every process holds the same weights; rank 0 writes them
         return
     with atomic_folder(output, overwrite=overwrite) as tmp:

@@ -79,3 +79,23 @@ def test_every_method_has_its_config_and_wrong_inputs_name_the_argument(slice_ve
         st_matryoshka.train(cv, None, SearchAdaptorConfig(dims=[96]))
     with pytest.raises(ParameterError, match="with vectors, a VectorData or None, got str"):
         st_matryoshka.train(cv, "../shared/data/scifact", MatryoshkaAdaptorConfig(dims=[96]))
+
+
+def test_sentence_transformers_own_save_writes_a_complete_folder(minilm, slice_vectors, tmp_path):
+    """Issue 34: model.save / save_pretrained of a model holding our module writes st_matryoshka.json, so
+    matryoshka_dims and load_model work on the folder; a loaded model saved again keeps it; a module saved on its own
+    writes nothing outside its folder."""
+    data, cv, qv = slice_vectors
+    source = BackboneSource(corpus_vectors=cv, query_vectors=qv)
+    trained = st_matryoshka.train(minilm, data, MatryoshkaAdaptorConfig(dims=[96, 48], **QUICK), source=source)
+    trained.model.save(str(tmp_path / "saved"))
+    assert matryoshka_dims(str(tmp_path / "saved")).dims == [384, 96, 48]
+    assert matryoshka_dims(trained.model).int8_ranges  # the calibrated metadata, not a fresh one
+    loaded = st_matryoshka.load_model(str(tmp_path / "saved"))
+    assert matryoshka_dims(loaded).dims == [384, 96, 48]
+    loaded.save_pretrained(str(tmp_path / "again"))
+    again = json.loads((tmp_path / "again" / "st_matryoshka.json").read_text())
+    assert again == json.loads((tmp_path / "saved" / "st_matryoshka.json").read_text())
+    (tmp_path / "alone" / "module").mkdir(parents=True)
+    trained.adaptor.save(str(tmp_path / "alone" / "module"))
+    assert not (tmp_path / "alone" / "st_matryoshka.json").exists()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import tempfile
 from typing import Any
 
 from sentence_transformers.base.modules import Module
@@ -12,6 +14,10 @@ try:
     from typing import Self
 except ImportError:  # Python 3.10
     from typing_extensions import Self
+
+
+MODEL_METADATA_FILE = "st_matryoshka.json"
+"""The model-level metadata file (``st_matryoshka.metadata.METADATA_FILE``; this layer cannot import that module)."""
 
 
 def _writer_version(model_name_or_path: str) -> str:
@@ -31,6 +37,15 @@ class StMatryoshkaModule(Module):
     from the config and loads every parameter and persistent buffer strictly (a missing or extra tensor is an error).
     """
 
+    matryoshka_metadata: Any = None
+    """The model's st_matryoshka metadata, set by training and loading.
+
+    A :class:`~st_matryoshka.metadata.MatryoshkaMetadata`, or the dict read from ``st_matryoshka.json`` when the model
+    was loaded. With it, Sentence-Transformers' own ``model.save(path)`` / ``save_pretrained`` writes
+    ``path/st_matryoshka.json`` too (:meth:`save`), so the folder is complete, as model2vec's ``StaticModel`` writes
+    its own.
+    """
+
     config_defaults: dict[str, Any] = {}
     """Config keys added after a release, each with the default that keeps that release's behaviour. A key at its
     default is not written, so a model saved with defaults loads in releases that predate the key (they refuse
@@ -48,6 +63,34 @@ class StMatryoshkaModule(Module):
             raise ValueError(f"safe_serialization must be True for {type(self).__name__}, got {safe_serialization!r}")
         self.save_config(output_path)
         self.save_torch_weights(output_path, safe_serialization=True)
+        self.save_model_metadata(output_path)
+
+    def save_model_metadata(self, output_path: str) -> None:
+        """Write ``matryoshka_metadata`` as the model folder's ``st_matryoshka.json``.
+
+        Only while this module is being saved inside a SentenceTransformer folder (``<folder>/<idx>_<Class>``, the
+        folder already holding ``config_sentence_transformers.json``); a module saved on its own writes nothing here.
+
+        The file is written to a temporary name in the folder and moved into place, so it is whole or absent.
+        """
+        meta = self.matryoshka_metadata
+        if meta is None:
+            return
+        output_path = os.path.normpath(os.path.abspath(output_path))
+        folder = os.path.dirname(output_path)
+        inside_model = re.fullmatch(rf"\d+_{type(self).__name__}", os.path.basename(output_path))
+        if not inside_model or not os.path.isfile(os.path.join(folder, "config_sentence_transformers.json")):
+            return
+        data = meta.to_dict() if hasattr(meta, "to_dict") else dict(meta)
+        fd, tmp = tempfile.mkstemp(prefix=".st_matryoshka_", suffix=".json", dir=folder)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(data, f, indent=2)
+            os.replace(tmp, os.path.join(folder, MODEL_METADATA_FILE))
+        except BaseException:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+            raise
 
     @classmethod
     def load(
@@ -79,7 +122,29 @@ class StMatryoshkaModule(Module):
             raise ValueError(f"{cls.__name__} in {model_name_or_path!r} has no model.safetensors")
         check_config_against_weights(cls, config, weights, model_name_or_path)
         module = cls(**config)
-        return cls.load_torch_weights(model_name_or_path, model=module, **hub_kwargs)
+        module = cls.load_torch_weights(model_name_or_path, model=module, **hub_kwargs)
+        module.matryoshka_metadata = _model_metadata(cls, model_name_or_path, {**hub_kwargs, "subfolder": ""})
+        return module
+
+
+def _model_metadata(cls: type, model_name_or_path: str, hub_kwargs: dict[str, Any]) -> dict[str, Any] | None:
+    """The model folder's (or repo's) ``st_matryoshka.json`` as a dict, or ``None``.
+
+    ``None`` when it has none or it is not JSON (``matryoshka_dims`` reports a damaged file; loading the module does
+    not depend on it).
+    """
+    try:
+        path = cls.load_file_path(model_name_or_path, filename=MODEL_METADATA_FILE, **hub_kwargs)
+    except Exception:  # noqa: BLE001 - the Hub client raises many types for an absent file
+        return None
+    if path is None:
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def check_config_against_weights(cls: type, config: dict[str, Any], weights: str, where: str) -> None:
