@@ -13,12 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import SHARED
 
 from st_matryoshka.cli import main
 from st_matryoshka.loading import load_model
 from st_matryoshka.metadata import MatryoshkaMetadata, matryoshka_dims
-
-SHARED = Path(os.environ.get("ST_MATRYOSHKA_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
 TEXTS = [
     "Vitamin D deficiency is associated with lower bone density.",
