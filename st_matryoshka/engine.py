@@ -413,8 +413,29 @@ def training_arguments(
     )
 
 
+@dataclass
+class PhaseSettings:
+    """How one phase runs (:func:`run_phase`).
+
+    Args:
+        name: ``unsupervised`` or ``supervised`` (prefixes the stage results' names).
+        epochs: Passes over the phase's dataset (all its stages together).
+        batch_size: Training batch size.
+        lr: Learning rate (SMEC's stages: times ``stage_lr_multiplier``).
+        eval_steps: Steps between evaluations of the criterion.
+        max_evaluations: Evaluations after which a stage ends whatever its patience.
+    """
+
+    name: str
+    epochs: float
+    batch_size: int
+    lr: float
+    eval_steps: int
+    max_evaluations: int
+
+
 def run_phase(
-    name: str,
+    phase: PhaseSettings,
     model: SentenceTransformer,
     adaptor: MatryoshkaAdaptor,
     loss: torch.nn.Module,
@@ -422,22 +443,20 @@ def run_phase(
     dataset: Dataset,
     evaluator: Any,
     config: AdaptorTrainingConfig,
-    epochs: float,
-    batch_size: int,
-    lr: float,
-    eval_steps: int,
-    max_evaluations: int,
     work_dir: str,
     callbacks: list[Any] | None = None,
 ) -> list[StageResult]:
-    """One ``SentenceTransformerTrainer`` run of ``epochs`` over ``dataset``, through ``stages`` in order.
+    """One ``SentenceTransformerTrainer`` run of ``phase.epochs`` over ``dataset``, through ``stages`` in order.
 
-    The trainer evaluates every ``eval_steps``; a stage ends after ``max_evaluations`` evaluations or its patience
-    (``Stage.patience``, else ``config.patience``) of evaluations without improvement.
+    The trainer evaluates every ``phase.eval_steps``; a stage ends after ``phase.max_evaluations`` evaluations or its
+    patience (``Stage.patience``, else ``config.patience``) of evaluations without improvement.
 
-    The optimizer is the one the training arguments name (transformers' ``get_optimizer_cls_and_kwargs``), with the
-    SMEC stages' own parameters at ``stage_lr_multiplier`` times the phase's rate.
+    The optimizer is the one the training arguments name (transformers' ``get_optimizer_cls_and_kwargs``), over the
+    adaptor's own parameter groups (:meth:`~st_matryoshka.models.MatryoshkaAdaptor.parameter_groups`: SMEC's stages
+    at ``stage_lr_multiplier`` times the phase's rate).
     """
+    name, epochs, batch_size, lr = phase.name, phase.epochs, phase.batch_size, phase.lr
+    eval_steps, max_evaluations = phase.eval_steps, phase.max_evaluations
     temperature = (getattr(config, "temperature_start", 0.5), getattr(config, "temperature_end", 0.05))
     callback = StageCallback(
         adaptor,
@@ -451,16 +470,9 @@ def run_phase(
         seed=config.seed,
     )
     args = training_arguments(work_dir, epochs, batch_size, lr, config.seed, eval_steps)
-    stage_params = set()
-    if isinstance(adaptor, SMECAdaptor):
-        stage_params = {id(p) for i in range(len(adaptor.stages)) for p in adaptor.stage_parameters(i)}
-    multiplier = getattr(config, "stage_lr_multiplier", 1.0)
-    groups = [
-        {"params": [p for p in adaptor.parameters() if id(p) not in stage_params], "lr": lr},
-        {"params": [p for p in adaptor.parameters() if id(p) in stage_params], "lr": lr * multiplier},
-    ]
+    groups = adaptor.parameter_groups(lr, getattr(config, "stage_lr_multiplier", 1.0))
     optimizer_cls, optimizer_kwargs = Trainer.get_optimizer_cls_and_kwargs(args)
-    groups = [{**g, "weight_decay": args.weight_decay} for g in groups if g["params"]]
+    groups = [{**g, "weight_decay": args.weight_decay} for g in groups]
     optimizer = optimizer_cls(groups, **optimizer_kwargs)
     trainer = SentenceTransformerTrainer(
         model=model,
@@ -545,22 +557,25 @@ def train_phases(
             distill = config.resolved_distill_weight()
             settings = {**loss_settings, "memory_size": None} if body_first else loss_settings
             loss = MatryoshkaUnsupervisedLoss(model, all_dims, distill_weight=distill, **settings)
+            phase = PhaseSettings(
+                name="unsupervised",
+                epochs=passes,
+                batch_size=config.unsupervised_batch_size,
+                lr=config.unsupervised_lr,
+                eval_steps=len(dataset) // config.unsupervised_batch_size,
+                max_evaluations=config.unsupervised_epochs,
+            )
             results += run_phase(
-                "unsupervised",
-                model,
-                trainee,
-                loss,
-                stages,
-                dataset,
-                evaluator,
-                config,
-                passes,
-                config.unsupervised_batch_size,
-                config.unsupervised_lr,
-                len(dataset) // config.unsupervised_batch_size,
-                config.unsupervised_epochs,
-                work,
-                callbacks,
+                phase,
+                model=model,
+                adaptor=trainee,
+                loss=loss,
+                stages=stages,
+                dataset=dataset,
+                evaluator=evaluator,
+                config=config,
+                work_dir=work,
+                callbacks=callbacks,
             )
             if body_first:
                 adaptor.load_state_dict({**adaptor.state_dict(), **trainee.state_dict()})
@@ -626,22 +641,25 @@ def train_phases(
                     **loss_settings,
                 )
                 unsupervised_state = {k: v.detach().clone() for k, v in adaptor.state_dict().items()}
+                settings = PhaseSettings(
+                    name="supervised",
+                    epochs=1,  # the rows already hold every pass (supervised_rows), one epoch over them
+                    batch_size=config.supervised_batch_size,
+                    lr=config.supervised_lr,
+                    eval_steps=steps_per_pass,
+                    max_evaluations=config.supervised_epochs,
+                )
                 phase = run_phase(
-                    "supervised",
-                    model,
-                    adaptor,
-                    loss,
-                    stages,
-                    rows,
-                    evaluator,
-                    config,
-                    1,
-                    config.supervised_batch_size,
-                    config.supervised_lr,
-                    steps_per_pass,
-                    config.supervised_epochs,
-                    work,
-                    callbacks,
+                    settings,
+                    model=model,
+                    adaptor=adaptor,
+                    loss=loss,
+                    stages=stages,
+                    dataset=rows,
+                    evaluator=evaluator,
+                    config=config,
+                    work_dir=work,
+                    callbacks=callbacks,
                 )
                 phase[-1].selection = interpolate_supervised(
                     model, adaptor, evaluator, all_dims, unsupervised_state, split, config

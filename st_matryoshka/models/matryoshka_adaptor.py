@@ -349,5 +349,9 @@ class MatryoshkaAdaptor(StMatryoshkaModule):
         features["sentence_embedding"] = self.with_base_block(out, features["sentence_embedding"])
         return features
 
+    def parameter_groups(self, lr: float, stage_lr_multiplier: float = 1.0) -> list[dict[str, Any]]:
+        """Optimizer groups: every parameter at ``lr`` (SMEC's stages take their own multiplier)."""
+        return [{"params": list(self.parameters()), "lr": lr}]
+
     def get_embedding_dimension(self) -> int:
         return self.embedding_dim

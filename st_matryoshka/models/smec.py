@@ -259,6 +259,15 @@ class SMECAdaptor(MatryoshkaAdaptor):
     def body_parameters(self) -> list[nn.Parameter]:
         return list(self.residual.parameters())
 
+    def parameter_groups(self, lr: float, stage_lr_multiplier: float = 1.0) -> list[dict[str, Any]]:
+        """Optimizer groups: the stages' own parameters at ``stage_lr_multiplier`` times ``lr``, the rest at ``lr``."""
+        stage = {id(p) for i in range(len(self.stages)) for p in self.stage_parameters(i)}
+        groups = [
+            {"params": [p for p in self.parameters() if id(p) not in stage], "lr": lr},
+            {"params": [p for p in self.parameters() if id(p) in stage], "lr": lr * stage_lr_multiplier},
+        ]
+        return [g for g in groups if g["params"]]
+
     def resample_noise(self, generator: torch.Generator | None = None) -> None:
         """Draw fresh Gumbel noise for every stage whose logits are being trained (call once per optimizer step).
 
