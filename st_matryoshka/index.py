@@ -45,12 +45,11 @@ import numpy as np
 from st_matryoshka._io import follow_umask
 from st_matryoshka._validation import ParameterError
 from st_matryoshka._version import __version__
-from st_matryoshka.quantization import check_precisions, normalised_prefix
+from st_matryoshka.quantization import check_precisions, int8_codes, int8_values, normalised_prefix, sign_bits
 
 INDEX_FILE = "index.json"
 FAISS_FILE = "index.faiss"
 USEARCH_FILE = "index.usearch"
-ENGINES = ("faiss", "usearch")
 IDS_FILE = "ids.txt"
 STORE_FILE = "rescore.bin"
 KINDS = ("flat", "hnsw")
@@ -98,44 +97,130 @@ class IndexInfo:
         return USEARCH_FILE if self.engine == "usearch" else FAISS_FILE
 
 
+class FaissBackend:
+    """FAISS, for every precision.
+
+    ``IndexFlatIP`` / ``IndexHNSWFlat`` (float32), ``IndexScalarQuantizer`` / ``IndexHNSWSQ`` with the model's ranges
+    (int8), ``IndexBinaryFlat`` / ``IndexBinaryHNSW`` (binary).
+    """
+
+    name = "faiss"
+    file = FAISS_FILE
+    precisions = ("float32", "int8", "binary")
+
+    def version(self) -> dict[str, str]:
+        return {"faiss": require_faiss().__version__}
+
+    def new(self, info: IndexInfo, ranges: np.ndarray | None) -> Any:
+        faiss = require_faiss()
+        d, kind = info.dim, info.kind
+        if info.precision == "binary":
+            return faiss.IndexBinaryFlat(d) if kind == "flat" else faiss.IndexBinaryHNSW(d, info.hnsw_m)
+        if info.precision == "float32":
+            if kind == "flat":
+                return faiss.IndexFlatIP(d)
+            return faiss.IndexHNSWFlat(d, info.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        if kind == "hnsw":
+            index = faiss.IndexHNSWSQ(d, faiss.ScalarQuantizer.QT_8bit, info.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        else:
+            index = faiss.IndexScalarQuantizer(d, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT)
+        index.train(np.ascontiguousarray(ranges, dtype=np.float32))  # min/max of these two rows: the ranges
+        return index
+
+    def add(self, index: Any, info: IndexInfo, prefix: np.ndarray, ranges: np.ndarray | None) -> None:
+        if info.precision == "binary":
+            index.add(sign_bits(prefix))
+        elif info.precision == "int8":
+            index.add(int8_values(int8_codes(prefix, ranges), ranges))  # FAISS stores them as its 8-bit codes
+        else:
+            index.add(prefix)
+
+    def write(self, index: Any, info: IndexInfo, path: str) -> None:
+        faiss = require_faiss()
+        (faiss.write_index_binary if info.precision == "binary" else faiss.write_index)(index, path)
+
+    def read(self, info: IndexInfo, path: str) -> tuple[Any, int]:
+        faiss = require_faiss()
+        index = (faiss.read_index_binary if info.precision == "binary" else faiss.read_index)(path)
+        return index, index.ntotal
+
+    def search(
+        self, index: Any, info: IndexInfo, prefix: np.ndarray, shortlist: int, ef_search: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        if info.kind == "hnsw" and hasattr(index, "hnsw"):
+            index.hnsw.efSearch = max(ef_search, shortlist)
+        if info.precision == "binary":
+            distances, rows = index.search(sign_bits(prefix), shortlist)
+            return (info.dim - 2 * distances).astype(np.float32), rows
+        return index.search(prefix, shortlist)
+
+
+class UsearchBackend:
+    """USearch, for float32 and binary codes.
+
+    Its HNSW over ``f32`` vectors with the inner product or ``b1`` bits with the Hamming distance; ``flat`` searches
+    it exhaustively.
+    """
+
+    name = "usearch"
+    file = USEARCH_FILE
+    precisions = ("float32", "binary")
+
+    def version(self) -> dict[str, str]:
+        require_usearch()
+        import usearch
+
+        return {"usearch": usearch.__version__}
+
+    def new(self, info: IndexInfo, ranges: np.ndarray | None) -> Any:
+        binary = info.precision == "binary"
+        return require_usearch()(
+            ndim=info.dim,
+            metric="hamming" if binary else "ip",
+            dtype="b1" if binary else "f32",
+            connectivity=info.hnsw_m,
+        )
+
+    def add(self, index: Any, info: IndexInfo, prefix: np.ndarray, ranges: np.ndarray | None) -> None:
+        keys = np.arange(info.count, info.count + len(prefix), dtype=np.uint64)
+        index.add(keys, sign_bits(prefix) if info.precision == "binary" else prefix)
+
+    def write(self, index: Any, info: IndexInfo, path: str) -> None:
+        index.save(path)
+
+    def read(self, info: IndexInfo, path: str) -> tuple[Any, int]:
+        index = require_usearch().restore(path)
+        return index, len(index) if index is not None else -1
+
+    def search(
+        self, index: Any, info: IndexInfo, prefix: np.ndarray, shortlist: int, ef_search: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        binary = info.precision == "binary"
+        index.expansion_search = max(ef_search, shortlist)
+        found = index.search(sign_bits(prefix) if binary else prefix, shortlist, exact=info.kind == "flat")
+        distances = np.asarray(found.distances, dtype=np.float32).reshape(len(prefix), -1)
+        rows = np.asarray(found.keys, dtype=np.int64).reshape(len(prefix), -1)
+        missing = np.arange(rows.shape[1])[None, :] >= np.asarray(found.counts).reshape(-1, 1)
+        rows[missing] = -1  # USearch pads a short answer with key 0
+        scores = info.dim - 2 * distances if binary else 1 - distances  # Hamming; inner-product distance 1 − dot
+        return np.where(missing, -np.inf, scores).astype(np.float32), rows
+
+
+BACKENDS = {b.name: b for b in (FaissBackend(), UsearchBackend())}
+"""The search engines an index can use, by ``engine`` name: one class per engine, chosen once per index."""
+ENGINES = tuple(BACKENDS)
+
+
 def library_versions(engine: str = "faiss") -> dict[str, str]:
     """The versions that made an index: st_matryoshka, the engine (FAISS or USearch), Sentence-Transformers, NumPy."""
     import sentence_transformers
 
-    if engine == "usearch":
-        require_usearch()
-        import usearch
-
-        engine_version = {"usearch": usearch.__version__}
-    else:
-        engine_version = {"faiss": require_faiss().__version__}
     return {
         "st_matryoshka": __version__,
-        **engine_version,
+        **BACKENDS[engine].version(),
         "sentence_transformers": sentence_transformers.__version__,
         "numpy": np.__version__,
     }
-
-
-def sign_bits(prefix: np.ndarray) -> np.ndarray:
-    """The packed sign bits of unit-normalised rows, as ST's ``quantize_embeddings(..., precision="ubinary")``."""
-    from sentence_transformers.util.quantization import quantize_embeddings
-
-    return quantize_embeddings(prefix, precision="ubinary")
-
-
-def int8_codes(prefix: np.ndarray, ranges: np.ndarray) -> np.ndarray:
-    """ST's int8 codes of unit-normalised rows: ``(x − low) / step − 128`` with ``step = (high − low) / 255``."""
-    steps = (ranges[1] - ranges[0]) / 255
-    steps = np.where(steps == 0, 1.0, steps)
-    return np.clip(np.floor((prefix - ranges[0]) / steps) - 128, -128, 127).astype(np.int8)
-
-
-def int8_values(codes: np.ndarray, ranges: np.ndarray) -> np.ndarray:
-    """The values int8 ``codes`` stand for (the inverse of :func:`int8_codes`, up to the step)."""
-    steps = (ranges[1] - ranges[0]) / 255
-    steps = np.where(steps == 0, 1.0, steps)
-    return (ranges[0] + (codes.astype(np.float32) + 128.0) * steps).astype(np.float32)
 
 
 def check_batch(vectors: Any, ids: Sequence[str] | None, dim: int, count: int) -> tuple[np.ndarray, list[str]]:
@@ -266,7 +351,7 @@ class VectorIndex:
             raise ParameterError("kind", f"kind must be one of {list(KINDS)}, got {kind!r}")
         if engine not in ENGINES:
             raise ParameterError("engine", f"engine must be one of {list(ENGINES)}, got {engine!r}")
-        if engine == "usearch" and precision == "int8":
+        if precision not in BACKENDS[engine].precisions:
             raise ParameterError("engine", "engine 'usearch' indexes float32 and binary codes; int8 needs 'faiss'")
         if rescore_store not in (None, *STORES):
             raise ParameterError("rescore_store", f"rescore_store must be None or 'int8', got {rescore_store!r}")
@@ -278,29 +363,10 @@ class VectorIndex:
         info.versions = library_versions(engine)
         return cls(folder, info, None)
 
-    def _new_index(self, ranges: np.ndarray | None) -> Any:
-        if self.info.engine == "usearch":
-            binary = self.info.precision == "binary"
-            return require_usearch()(
-                ndim=self.info.dim,
-                metric="hamming" if binary else "ip",
-                dtype="b1" if binary else "f32",
-                connectivity=self.info.hnsw_m,
-            )
-        faiss = require_faiss()
-        d, kind = self.info.dim, self.info.kind
-        if self.info.precision == "binary":
-            return faiss.IndexBinaryFlat(d) if kind == "flat" else faiss.IndexBinaryHNSW(d, self.info.hnsw_m)
-        if self.info.precision == "float32":
-            if kind == "flat":
-                return faiss.IndexFlatIP(d)
-            return faiss.IndexHNSWFlat(d, self.info.hnsw_m, faiss.METRIC_INNER_PRODUCT)
-        if kind == "hnsw":
-            index = faiss.IndexHNSWSQ(d, faiss.ScalarQuantizer.QT_8bit, self.info.hnsw_m, faiss.METRIC_INNER_PRODUCT)
-        else:
-            index = faiss.IndexScalarQuantizer(d, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT)
-        index.train(np.ascontiguousarray(ranges, dtype=np.float32))  # min/max of these two rows: the ranges
-        return index
+    @property
+    def backend(self) -> FaissBackend | UsearchBackend:
+        """The engine's backend (:data:`BACKENDS`), chosen by the record's ``engine``."""
+        return BACKENDS[self.info.engine]
 
     def add(self, vectors: np.ndarray, ids: Sequence[str] | None = None) -> None:
         """Add a batch of model outputs (``(n, ≥ dim)``); ``ids`` default to running row numbers."""
@@ -310,16 +376,8 @@ class VectorIndex:
             self.info.ranges = np.stack([prefix.min(axis=0), prefix.max(axis=0)]).tolist()
         ranges = np.asarray(self.info.ranges, dtype=np.float32) if self.info.ranges is not None else None
         if self.index is None:
-            self.index = self._new_index(ranges)
-        if self.info.engine == "usearch":
-            keys = np.arange(self.info.count, self.info.count + len(prefix), dtype=np.uint64)
-            self.index.add(keys, sign_bits(prefix) if self.info.precision == "binary" else prefix)
-        elif self.info.precision == "binary":
-            self.index.add(sign_bits(prefix))
-        elif self.info.precision == "int8":
-            self.index.add(int8_values(int8_codes(prefix, ranges), ranges))  # FAISS stores them as its 8-bit codes
-        else:
-            self.index.add(prefix)
+            self.index = self.backend.new(self.info, ranges)
+        self.backend.add(self.index, self.info, prefix, ranges)
         if self.info.rescore_store == "int8":
             self._pending.append(int8_codes(prefix, ranges))
         self._new_ids += ids
@@ -327,17 +385,12 @@ class VectorIndex:
 
     def save(self) -> None:
         """Write the index to its folder: new files beside the old ones, each moved into place when complete."""
-        faiss = require_faiss() if self.info.engine == "faiss" else None
         if self.index is None:
             raise ParameterError("vectors", "the index is empty: add vectors before saving")
         os.makedirs(self.folder, exist_ok=True)
         work = tempfile.mkdtemp(prefix=".tmp-", dir=self.folder)
         try:
-            if self.info.engine == "usearch":
-                self.index.save(os.path.join(work, USEARCH_FILE))
-            else:
-                write = faiss.write_index_binary if self.info.precision == "binary" else faiss.write_index
-                write(self.index, os.path.join(work, FAISS_FILE))
+            self.backend.write(self.index, self.info, os.path.join(work, self.backend.file))
             ids_path = os.path.join(self.folder, IDS_FILE)
             with open(ids_path, "ab") as f:  # appended in place, like the store: ids are never all in memory
                 f.truncate(self._saved_ids.nbytes if self._saved_ids is not None else 0)  # drop a crashed save's lines
@@ -383,14 +436,8 @@ class VectorIndex:
             )
         if dim is not None and dim != info.dim:
             raise ParameterError("dim", f"dim: the index {folder!r} holds {info.dim}-d codes, not {dim}-d")
-        if info.engine == "usearch":
-            index = require_usearch().restore(os.path.join(folder, USEARCH_FILE))
-            total = len(index) if index is not None else -1
-        else:
-            faiss = require_faiss()
-            read = faiss.read_index_binary if info.precision == "binary" else faiss.read_index
-            index = read(os.path.join(folder, FAISS_FILE))
-            total = index.ntotal
+        backend = BACKENDS[info.engine]
+        index, total = backend.read(info, os.path.join(folder, backend.file))
         if total != info.count:
             raise ParameterError("index", f"index: {folder!r} is inconsistent ({total} codes, {info.count} recorded)")
         ids = SavedIds(os.path.join(folder, IDS_FILE), info.count)
@@ -406,7 +453,7 @@ class VectorIndex:
     def nbytes(self) -> dict[str, int]:
         """Bytes of the saved files: the FAISS index, the ids and the rescoring store."""
         sizes = {}
-        for name in (FAISS_FILE, USEARCH_FILE, IDS_FILE, STORE_FILE):
+        for name in (*(b.file for b in BACKENDS.values()), IDS_FILE, STORE_FILE):
             path = os.path.join(self.folder, name)
             if os.path.isfile(path):
                 sizes[name] = os.path.getsize(path)
@@ -431,35 +478,11 @@ class VectorIndex:
             )
         prefix = normalised_prefix(np.asarray(queries, dtype=np.float32), self.info.dim)
         shortlist = min(rescore or top_k, self.info.count)
-        if self.info.engine == "usearch":
-            scores, rows = self._usearch(prefix, shortlist, ef_search)
-        else:
-            scores, rows = self._faiss(prefix, shortlist, ef_search)
+        scores, rows = self.backend.search(self.index, self.info, prefix, shortlist, ef_search)
         if rescore is not None:
             scores, rows = self._rescore(prefix, rows, top_k)
         scores, rows = scores[:, :top_k], rows[:, :top_k]
         return scores, [[self.id_of(int(r)) for r in row if r >= 0] for row in rows]
-
-    def _faiss(self, prefix: np.ndarray, shortlist: int, ef_search: int) -> tuple[np.ndarray, np.ndarray]:
-        if self.info.kind == "hnsw":
-            hnsw = self.index.hnsw if hasattr(self.index, "hnsw") else None
-            if hnsw is not None:
-                hnsw.efSearch = max(ef_search, shortlist)
-        if self.info.precision == "binary":
-            distances, rows = self.index.search(sign_bits(prefix), shortlist)
-            return (self.info.dim - 2 * distances).astype(np.float32), rows
-        return self.index.search(prefix, shortlist)
-
-    def _usearch(self, prefix: np.ndarray, shortlist: int, ef_search: int) -> tuple[np.ndarray, np.ndarray]:
-        binary = self.info.precision == "binary"
-        self.index.expansion_search = max(ef_search, shortlist)
-        found = self.index.search(sign_bits(prefix) if binary else prefix, shortlist, exact=self.info.kind == "flat")
-        distances = np.asarray(found.distances, dtype=np.float32).reshape(len(prefix), -1)
-        rows = np.asarray(found.keys, dtype=np.int64).reshape(len(prefix), -1)
-        missing = np.arange(rows.shape[1])[None, :] >= np.asarray(found.counts).reshape(-1, 1)
-        rows[missing] = -1  # USearch pads a short answer with key 0
-        scores = self.info.dim - 2 * distances if binary else 1 - distances  # Hamming; inner-product distance 1 − dot
-        return np.where(missing, -np.inf, scores).astype(np.float32), rows
 
     def _rescore(self, prefix: np.ndarray, rows: np.ndarray, top_k: int) -> tuple[np.ndarray, np.ndarray]:
         ranges = np.asarray(self.info.ranges, dtype=np.float32)

@@ -132,6 +132,27 @@ def index_codes(prefix: np.ndarray, precision: str, ranges: np.ndarray | None) -
     return ((codes.astype(np.float32) + 128) * steps + ranges[0]).astype(np.float32)
 
 
+def sign_bits(prefix: np.ndarray) -> np.ndarray:
+    """The packed sign bits of unit-normalised rows, as ST's ``quantize_embeddings(..., precision="ubinary")``."""
+    from sentence_transformers.util.quantization import quantize_embeddings
+
+    return quantize_embeddings(prefix, precision="ubinary")
+
+
+def int8_codes(prefix: np.ndarray, ranges: np.ndarray) -> np.ndarray:
+    """ST's int8 codes of unit-normalised rows: ``(x − low) / step − 128`` with ``step = (high − low) / 255``."""
+    steps = (ranges[1] - ranges[0]) / 255
+    steps = np.where(steps == 0, 1.0, steps)
+    return np.clip(np.floor((prefix - ranges[0]) / steps) - 128, -128, 127).astype(np.int8)
+
+
+def int8_values(codes: np.ndarray, ranges: np.ndarray) -> np.ndarray:
+    """The values int8 ``codes`` stand for (the inverse of :func:`int8_codes`, up to the step)."""
+    steps = (ranges[1] - ranges[0]) / 255
+    steps = np.where(steps == 0, 1.0, steps)
+    return (ranges[0] + (codes.astype(np.float32) + 128.0) * steps).astype(np.float32)
+
+
 def bytes_per_vector(dim: int) -> dict[str, int]:
     """Bytes one ``dim``-d vector takes as float32, int8 and binary, measured through ST's ``quantize_embeddings``."""
     from sentence_transformers.util.quantization import quantize_embeddings

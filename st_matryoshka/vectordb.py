@@ -54,11 +54,8 @@ from st_matryoshka.index import (
     check_batch,
     check_ranges,
     check_search,
-    int8_codes,
-    int8_values,
-    sign_bits,
 )
-from st_matryoshka.quantization import check_precisions, normalised_prefix
+from st_matryoshka.quantization import check_precisions, int8_codes, int8_values, normalised_prefix, sign_bits
 
 DATABASES = ("milvus", "qdrant")
 COLLECTION = "st_matryoshka"
