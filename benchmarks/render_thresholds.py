@@ -1,15 +1,19 @@
-"""BENCHMARKS.md section "Bit thresholds and the base model's own bits" (issue 26, item 2)."""
+"""BENCHMARKS.md section "Codes against the base model's bits (issue 33)": the code guard, bit thresholds and the
+base model's own sign bits, 5 seeds per cell."""
 
 from __future__ import annotations
 
 import json
 import os
 import statistics
+from collections import Counter
 
 THRESHOLDS = "matryoshka_adaptor_binary_thresholds"
-PLAIN = "matryoshka_adaptor_binary"
+PLAIN = "matryoshka_adaptor_binary"  # before the code guard (the runs are `--no-code-guard` now)
+GUARDED = "matryoshka_adaptor_binary_guarded"  # `--precision binary` since issue 33
 BUDGETS = (("384", 48), ("192", 24), ("96", 12))
 CODES = (("binary", "sym"), ("binary_asym", "asym"))
+TOLERANCE = 0.005  # the issue's goal: at or above the better base bits minus this
 
 
 def runs(res: dict, variant: str) -> list[dict]:
@@ -22,66 +26,85 @@ def cell(values: list[float]) -> str:
     return f"{statistics.mean(values):.3f} ± {sd:.3f}"
 
 
+def kept_counts(guarded: list[dict]) -> str:
+    """What the guard kept over the seeds, e.g. ``base centred bits from 96 ×3, trained ×2``."""
+    names = []
+    for run in guarded:
+        codes = run.get("codes") or {"kept": "trained", "block": None}
+        names.append(codes["kept"] if codes["block"] is None else f"{codes['kept']} from {codes['block'][0]}")
+    return ", ".join(f"{name} ×{n}" for name, n in Counter(names).most_common())
+
+
 def thresholds_section() -> list[str]:
     path, quant_path = "benchmarks/results/thresholds.json", "benchmarks/results/quantization.json"
     if not (os.path.exists(path) and os.path.exists(quant_path)):
         return []
     results, quant = json.load(open(path)), json.load(open(quant_path))
     lines = [
-        "## Bit thresholds and the base model's own bits (issue 26, item 2)",
+        "## Codes against the base model's bits (issue 33)",
         "",
         "    OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/quantization.py "
         "--data-root ../shared/data \\",
-        "        --variants matryoshka_adaptor_binary_thresholds --seeds 42 1 2 3 4 "
+        "        --variants matryoshka_adaptor_binary_guarded matryoshka_adaptor_binary_thresholds --seeds 42 1 2 3 4 "
         "--out benchmarks/results/thresholds.json",
         "",
-        "`--bit-thresholds median` gives the adaptor a per-coordinate threshold vector subtracted from its output "
-        "(so a "
-        'plain `SentenceTransformer` with `precision="ubinary"` reproduces the codes, and the Hub export folds it '
-        "into the `Dense` bias), started at the corpus median of each coordinate (every bit splits the corpus in "
-        "halves) and trained by the loss terms on codes; the float terms compare the output before the thresholds. "
-        "Cells: NDCG@10 on test as a fraction of the base model's full float32 score, mean ± sample sd over seeds "
-        "1, 2, 3, 4, 42 (1 thread); `sym`: sign bits on both sides, `asym`: the float query against the documents' "
-        "bits. Base model: its own sign bits (plain) and after subtracting the corpus mean of its unit vectors "
-        "(centred), one value each (nothing is trained). The default (`--precision binary`, no thresholds) runs are "
-        "the quantisation section's seed-spread runs.",
+        "`--precision binary` now ends with the code guard (`st_matryoshka.engine.guard_codes`, `--no-code-guard` "
+        "turns it off): after training, the trained sign bits and, from each trained dim on to the width, the base "
+        "model's own coordinates (plain, or minus the corpus mean: the identity map with a bias, which the saved "
+        "model outputs there) are scored at every byte budget on held-out documents (top-10 overlap with the "
+        "backbone's neighbours, symmetric and asymmetric codes averaged; no labels, no test queries); a choice is "
+        "kept when it is at no budget more than 0.005 below the trained codes and more than 0.005 above them on the "
+        "mean over budgets. Every prefix up to the kept block's start is the trained adaptor's, bit for bit. Cells: "
+        "NDCG@10 on test as a fraction of the base model's full float32 score, mean ± sample sd over seeds 1, 2, 3, "
+        "4, 42 (1 thread per process, two processes on two cores); `sym`: sign bits on both sides, `asym`: the float "
+        "query against the documents' bits. Base model: its own sign bits (plain) and after subtracting the corpus "
+        "mean of its unit vectors (centred), one value each. `before the guard`: the quantisation section's "
+        "seed-spread runs of `--precision binary` (what `--no-code-guard` gives); `median thresholds`: "
+        "`--precision binary --bit-thresholds median --no-code-guard` (issue 26). The goal: the default at or above "
+        "the better base bits minus 0.005.",
         "",
-        "| set | codes | bytes | base, plain bits | base, centred bits | `--precision binary` (default) | "
-        "`--precision binary --bit-thresholds median` | default ≥ both base |",
-        "|---|---|---:|---:|---:|---:|---:|---|",
+        "| set | codes | bytes | base, plain bits | base, centred bits | before the guard | median thresholds | "
+        "`--precision binary` (default: code guard) | default − better base | goal |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
-    higher, cells, unmet, lower_at = 0, 0, [], {size: 0 for _, size in BUDGETS}
+    unmet, gains24, moved, kept = [], [], [], []
     for name, res in results.items():
         full = res["truncation"]["float32"]["384"]
-        default_runs, threshold_runs = runs(quant[name], PLAIN), runs(res, THRESHOLDS)
+        before, thresholded, guarded = runs(quant[name], PLAIN), runs(res, THRESHOLDS), runs(res, GUARDED)
+        if not guarded:
+            continue
+        kept.append(f"{name}: {kept_counts(guarded)}")
         for key, label in CODES:
             for dim, size in BUDGETS:
-                base = res["truncation"][key][dim] / full
-                centred = res["truncation_centred"][key][dim] / full
-                default = [r[key][dim] / full for r in default_runs]
-                thresholded = [r[key][dim] / full for r in threshold_runs]
-                met = statistics.mean(default) >= max(base, centred)
+                best = max(res["truncation"][key][dim], res["truncation_centred"][key][dim]) / full
+                values = {
+                    n: [r[key][dim] / full for r in rs] for n, rs in (("b", before), ("t", thresholded), ("g", guarded))
+                }
+                mean = statistics.mean(values["g"])
+                met = mean >= best - TOLERANCE
                 if not met:
-                    unmet.append(f"{name} {size} B {label}")
-                cells += 1
-                higher += statistics.mean(thresholded) > statistics.mean(default)
-                lower_at[size] += statistics.mean(thresholded) < statistics.mean(default)
+                    unmet.append(f"{name} {size} B {label} ({mean - best:+.3f})")
+                if size == 24:
+                    gains24.append(mean - best)
+                moved.append(mean - statistics.mean(values["b"]))
                 lines.append(
-                    f"| {name} | {label} | {size} | {base:.3f} | {centred:.3f} | {cell(default)} | "
-                    f"{cell(thresholded)} | {'yes' if met else 'no'} |"
+                    f"| {name} | {label} | {size} | {res['truncation'][key][dim] / full:.3f} | "
+                    f"{res['truncation_centred'][key][dim] / full:.3f} | {cell(values['b'])} | "
+                    + (cell(values["t"]) if values["t"] else "–")
+                    + f" | {cell(values['g'])} | {mean - best:+.3f} | {'met' if met else 'not met'} |"
                 )
+    cells = len(moved)
     lines += [
         "",
-        f"**Findings.** Median thresholds raise the 5-seed mean in {higher} of {cells} cells and lower it in "
-        + ", ".join(f"{n} at {size} B" for size, n in lower_at.items())
-        + f" (of {cells // len(BUDGETS)} each), so they stay a flag and the default has none. The "
-        "issue's goal (every trained model's codes at or above the base model's plain and centred bits, 5-seed "
-        f"means) is not met in {len(unmet)} cells: {', '.join(unmet) or 'none'}. The gap is not the threshold: at 48 "
-        "bytes every bit of the full width is kept, and the base model's own coordinates make better sign bits than "
-        "the rotation this adaptor starts from (principal axes, balanced within blocks); on CISI, where "
-        "centring also lifts the float score, `--center` gives the adaptor's 48-byte codes 0.932 (quantisation "
-        "section, seed 42). Tried before the version measured here (seed 42 only): thresholds that the float terms "
-        "also see (median or mean) gave lower 12-byte symmetric codes than the default on 4 of 4 sets.",
+        f"What the guard kept (5 seeds): {'; '.join(kept)}.",
+        "",
+        f"**Findings.** Against the runs before the guard, the default's 5-seed mean moved by "
+        f"{min(moved):+.3f} to {max(moved):+.3f} over the {cells} cells (mean {statistics.mean(moved):+.3f}). The "
+        f"goal (at or above the better base bits minus {TOLERANCE}) is not met in {len(unmet)} of {cells} cells"
+        + (f": {', '.join(unmet)}" if unmet else "")
+        + f". At 24 bytes the default is {statistics.mean(gains24):+.3f} above the better base bits on average "
+        f"(the goal: +0.03; {'met' if statistics.mean(gains24) >= 0.03 else 'not met'}). Median thresholds stay a "
+        "flag (issue 26: at or below the plain runs on average).",
         "",
     ]
     return lines

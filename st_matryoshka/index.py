@@ -94,7 +94,7 @@ class IndexInfo:
     @property
     def file(self) -> str:
         """The engine's index file in the folder."""
-        return USEARCH_FILE if self.engine == "usearch" else FAISS_FILE
+        return BACKENDS[self.engine].file
 
 
 class FaissBackend:
