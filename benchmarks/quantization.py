@@ -31,10 +31,12 @@ import time
 
 import numpy as np
 
+import st_matryoshka
+from st_matryoshka.config import METHOD_CONFIGS, VectorData
 from st_matryoshka.data import load_beir, load_embeddings_dir
 from st_matryoshka.evaluation.quantized import evaluate_quantized
 from st_matryoshka.surgery import fast_model
-from st_matryoshka.vectors import apply_vectors, fit_vectors
+from st_matryoshka.vectors import apply_vectors
 
 SMALL_DIMS = [384, 192, 96, 48, 24]
 VARIANTS = {
@@ -162,11 +164,13 @@ def main() -> None:
             start = time.perf_counter()
             config = dict(config, seed=seed)
             trained = config.pop("dims", dims[1:])  # a variant may train fewer dims (all are still scored)
-            adaptor, meta, stages = fit_vectors(
-                cv, trained, method=method, queries=qv if supervised else None, qrels=qrels,
-                corpus_ids=test.corpus_ids, query_ids=test.query_ids if supervised else None, data_name=name,
-                **config,
+            data = VectorData(
+                queries=qv if supervised else None, qrels=qrels, corpus_ids=test.corpus_ids,
+                query_ids=test.query_ids if supervised else None, name=name,
             )  # fmt: skip
+            settings = METHOD_CONFIGS[method](dims=trained, supervised=supervised, **config)
+            fitted = st_matryoshka.train(cv, data, settings)
+            adaptor, meta, stages = fitted.adaptor, fitted.metadata, fitted.stages
             seconds = time.perf_counter() - start
             outputs = [apply_vectors(adaptor, x, dim=width) for x in (cv, qv)]
             result = scores(test, *outputs, dims, meta.int8_ranges, unseen)

@@ -1,7 +1,8 @@
 """The codes in vector databases beside FAISS: NDCG@10 on real SciFact and queries per second at 100k documents.
 
 Same model, same codes, same rescoring depth for every engine: ``ours`` is the unsupervised, binary-trained
-Matryoshka-Adaptor of benchmarks/search.py (``fit_vectors`` on SciFact's corpus vectors, seed 42, default dims),
+Matryoshka-Adaptor of benchmarks/search.py (``st_matryoshka.train`` on SciFact's corpus vectors, seed 42, default
+dims),
 indexed at 384 dims as 48-byte sign bits with int8 rescoring of the top 100 (the int8 ranges of the real corpus
 given to every engine). FAISS: :class:`st_matryoshka.index.VectorIndex` (flat). Milvus: Milvus Lite (embedded,
 a ``.db`` file) through :class:`st_matryoshka.vectordb.MilvusIndex`: our sign bits as a ``BINARY_VECTOR`` searched
@@ -31,11 +32,12 @@ import time
 import numpy as np
 from search import ndcg_at_10, outputs, tiled
 
+import st_matryoshka
+from st_matryoshka.config import MatryoshkaAdaptorConfig
 from st_matryoshka.data import load_beir, load_embeddings_dir
 from st_matryoshka.index import VectorIndex
 from st_matryoshka.quantization import normalised_prefix
 from st_matryoshka.vectordb import MilvusIndex, QdrantIndex
-from st_matryoshka.vectors import fit_vectors
 
 DIM, RESCORE, BATCH = 384, 100, 16384
 ENGINES = ("faiss", "milvus", "qdrant")
@@ -78,7 +80,8 @@ def main() -> None:
     folder = os.path.join(args.data_root, "scifact")
     data = load_beir(folder, "test")
     cv, qv = load_embeddings_dir(os.path.join(folder, "embeddings", "all-MiniLM-L6-v2"), data, dim=384)
-    ours, _, _ = fit_vectors(cv, [192, 96, 48, 24], precisions=["binary"], seed=42)
+    config = MatryoshkaAdaptorConfig(dims=[192, 96, 48, 24], precisions=["binary"], seed=42)
+    ours = st_matryoshka.train(cv, None, config).adaptor
     qids = [q for q in data.query_ids if q in data.qrels]
     rows_q = [data.query_ids.index(q) for q in qids]
     real_docs, real_queries = outputs(ours, cv), outputs(ours, qv[rows_q])

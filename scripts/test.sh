@@ -11,4 +11,4 @@ export GRPC_VERBOSITY="${GRPC_VERBOSITY:-NONE}"  # Milvus Lite's gRPC server log
 export ST_MATRYOSHKA_DATA="${ST_MATRYOSHKA_DATA:-$(cd .. && pwd)/shared/data}"
 .venv/bin/ruff check .
 .venv/bin/lint-imports --no-cache
-.venv/bin/python -m pytest -q
+.venv/bin/python -m pytest -q --durations=20  # the slowest tests, so the slow marker stays true
