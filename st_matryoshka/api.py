@@ -78,7 +78,14 @@ from st_matryoshka.training import (
 )
 from st_matryoshka.training_smec import extend_smec
 from st_matryoshka.vectordb import DATABASE_CLASSES, DATABASES, check_record
-from st_matryoshka.vectors import apply_vectors, fit_vectors, load_adaptor, read_ids, read_vectors, save_adaptor
+from st_matryoshka.vectors import (
+    apply_vectors,
+    fit_vector_data,
+    fit_vectors,
+    load_adaptor,
+    read_ids,
+    read_vectors,
+)
 
 __all__ = [
     "Trained",
@@ -607,19 +614,7 @@ def fit_vectors_files(
     """
     paths = (queries, qrels, corpus_ids, query_ids, column)
     vectors, data = vector_inputs(corpus, dims, output, method, *paths, overwrite=overwrite)
-    adaptor, meta, stages = fit_vectors(
-        vectors,
-        dims,
-        method=method,
-        queries=data.queries,
-        qrels=data.qrels,
-        corpus_ids=data.corpus_ids,
-        query_ids=data.query_ids,
-        data_name=data.name,
-        **config,
-    )
-    save_adaptor(adaptor, output, meta, overwrite=overwrite)
-    return adaptor, meta, stages
+    return fit_vector_data(vectors, data, dims, method, output, overwrite, **config)
 
 
 def vector_inputs(

@@ -32,7 +32,7 @@ from st_matryoshka.data import RetrievalData
 from st_matryoshka.loading import load_model
 from st_matryoshka.surgery import backbone_dim
 from st_matryoshka.training import save_model_atomic, train_adaptor
-from st_matryoshka.vectors import fit_vectors, save_adaptor
+from st_matryoshka.vectors import fit_vector_data
 
 __all__ = ["BackboneSource", "Trained", "VectorData", "train"]
 
@@ -114,19 +114,9 @@ def train(
         vectors = data if supervised and data is not None else VectorData(name=data.name if data else None)
         if data is not None and not supervised:
             vectors.corpus_ids = data.corpus_ids
-        adaptor, metadata, stages = fit_vectors(
-            model_or_vectors,
-            config.dims,
-            method=method,
-            queries=vectors.queries,
-            qrels=vectors.qrels,
-            corpus_ids=vectors.corpus_ids,
-            query_ids=vectors.query_ids,
-            data_name=vectors.name,
-            **settings,
+        adaptor, metadata, stages = fit_vector_data(
+            model_or_vectors, vectors, config.dims, method, output, overwrite, **settings
         )
-        if output is not None:
-            save_adaptor(adaptor, output, metadata, overwrite=overwrite)
         return Trained(None, adaptor, metadata, stages)
     source = source or BackboneSource()
     if isinstance(data, RetrievalData):

@@ -22,7 +22,7 @@ import torch
 
 from st_matryoshka._io import allocate, atomic_folder, is_main_process
 from st_matryoshka._validation import ParameterError
-from st_matryoshka.config import config_for
+from st_matryoshka.config import VectorData, config_for
 from st_matryoshka.data import RetrievalData, _clean_qrels, check_npy_size
 from st_matryoshka.metadata import METADATA_FILE, MatryoshkaMetadata
 from st_matryoshka.models import MatryoshkaAdaptor, SMECAdaptor
@@ -234,6 +234,35 @@ def fit_vectors(
         None, method, data, corpus, query_vectors, settings, supervised, summary, name
     )
     meta.adaptor_class = type(adaptor).__name__
+    return adaptor, meta, stages
+
+
+def fit_vector_data(
+    corpus: np.ndarray | str,
+    data: VectorData,
+    dims: Sequence[int],
+    method: str = "matryoshka-adaptor",
+    output: str | None = None,
+    overwrite: bool = False,
+    **config: Any,
+) -> tuple[MatryoshkaAdaptor, MatryoshkaMetadata, list[Any]]:
+    """:func:`fit_vectors` with its supervision in a :class:`~st_matryoshka.config.VectorData`, saved to ``output``.
+
+    What ``st_matryoshka.train`` runs for vectors and :func:`st_matryoshka.api.fit_vectors_files` for files.
+    """
+    adaptor, meta, stages = fit_vectors(
+        corpus,
+        dims,
+        method=method,
+        queries=data.queries,
+        qrels=data.qrels,
+        corpus_ids=data.corpus_ids,
+        query_ids=data.query_ids,
+        data_name=data.name,
+        **config,
+    )
+    if output is not None:
+        save_adaptor(adaptor, output, meta, overwrite=overwrite)
     return adaptor, meta, stages
 
 
