@@ -12,6 +12,7 @@ import tempfile
 import time
 
 from st_matryoshka import api
+from st_matryoshka.config import BackboneSource
 
 
 def main() -> None:
@@ -24,7 +25,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as output:
         start = time.perf_counter()
         dims = [int(d) for d in args.dims.split(",")]
-        api.mteb("all-MiniLM-L6-v2", dims, output, data=args.data, embeddings=embeddings)
+        api.mteb("all-MiniLM-L6-v2", dims, output, data=args.data, source=BackboneSource(embeddings=embeddings))
         seconds = time.perf_counter() - start
     result = {"data": os.path.basename(os.path.normpath(args.data)), "dims": args.dims, "seconds": seconds}
     with open(args.out, "w") as f:

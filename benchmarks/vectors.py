@@ -21,6 +21,7 @@ import tempfile
 import numpy as np
 
 from st_matryoshka import api
+from st_matryoshka.config import BackboneSource
 from st_matryoshka.data import load_beir, load_embeddings_dir
 from st_matryoshka.evaluation import evaluate_per_dim
 from st_matryoshka.surgery import fast_model
@@ -56,8 +57,8 @@ def main() -> None:
                 applied = [apply_vectors(adaptor, x, dim=384) for x in (cv, qv)]
                 rows[row] = ndcg(data, *applied)
             model = os.path.join(work, "train")
-            api.train("all-MiniLM-L6-v2", folder, DIMS[1:], model, embeddings=emb)
-            scores = api.evaluate(model, folder, DIMS, split="test", embeddings=emb)
+            api.train("all-MiniLM-L6-v2", folder, DIMS[1:], model, source=BackboneSource(embeddings=emb))
+            scores = api.evaluate(model, folder, DIMS, split="test", source=BackboneSource(embeddings=emb))
             rows["train_embeddings"] = scores["float32"]["ndcg_at_10"]
         results[name] = rows
         print(name, json.dumps({k: round(v["48"], 4) for k, v in rows.items()}), flush=True)

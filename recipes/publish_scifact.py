@@ -25,6 +25,7 @@ import os
 import shutil
 
 from st_matryoshka import api
+from st_matryoshka.config import BackboneSource
 from st_matryoshka.data import DATA_ENV
 from st_matryoshka.metadata import METADATA_FILE
 from st_matryoshka.model_card import render_folder
@@ -53,11 +54,11 @@ def main(argv: list[str] | None = None) -> None:
         trained = os.path.join(args.out, name)
         hub = os.path.join(args.out, f"{name}-hub")
         extra = {} if method["method"] == "pca" else {**quick, "default_dim": 96}
-        source = {"embeddings": embeddings}
-        api.train("all-MiniLM-L6-v2", args.data, DIMS, trained, overwrite=True, **method, **extra, **source)
-        api.evaluate(trained, args.data, [384, *DIMS], split="test", record=True, **source)
+        source = BackboneSource(embeddings=embeddings)
+        api.train("all-MiniLM-L6-v2", args.data, DIMS, trained, overwrite=True, **method, **extra, source=source)
+        api.evaluate(trained, args.data, [384, *DIMS], split="test", record=True, source=source)
         frontier = os.path.join(args.out, f"{name}-frontier")
-        api.frontier(trained, args.data, [384, *DIMS], frontier, split="test", record=True, **source)
+        api.frontier(trained, args.data, [384, *DIMS], frontier, split="test", record=True, source=source)
         api.export_model(trained, hub, repo_id=f"{args.org}/{name}", overwrite=True)
         card_folder = os.path.join(args.cards, name)
         os.makedirs(card_folder, exist_ok=True)

@@ -29,7 +29,7 @@ import os
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import numpy as np
@@ -47,7 +47,7 @@ from st_matryoshka._io import (
 )
 from st_matryoshka._validation import ParameterError, check_dims
 from st_matryoshka.cache import backbone_vectors, model_fingerprint, retrieval_prompts
-from st_matryoshka.config import METHODS, SMECTrainingConfig, VectorData, config_for
+from st_matryoshka.config import METHODS, BackboneSource, SMECTrainingConfig, VectorData, config_for
 from st_matryoshka.data import RetrievalData, load_beir
 from st_matryoshka.engine import StageResult, pca_adaptor
 from st_matryoshka.evaluation import evaluate_per_dim
@@ -175,14 +175,10 @@ def train(
     method: str = "matryoshka-adaptor",
     supervised: bool = False,
     train_split: str = "train",
-    embeddings: str | None = None,
-    cache_dir: str | None = None,
-    batch_size: int = 32,
-    device: str | list[str] | None = None,
     default_dim: int | None = None,
     overwrite: bool = False,
-    trust_remote_code: bool = False,
     callbacks: list[Any] | None = None,
+    source: BackboneSource | None = None,
     **config: Any,
 ) -> Trained:
     """Train ``method``'s adaptor for ``model`` on ``data`` and save it to ``output`` (``st-matryoshka train``).
@@ -196,15 +192,11 @@ def train(
         method: ``matryoshka-adaptor``, ``pca``, ``search-adaptor`` or ``smec``.
         supervised: Add the supervised phase on the ``train_split`` qrels.
         train_split: The qrels split the supervised phase trains on.
-        embeddings: A folder of precomputed backbone vectors (``corpus.npy``, ``queries.npy`` and their ids);
-            otherwise the backbone encodes through the embedding cache.
-        cache_dir: The embedding cache's folder.
-        batch_size: Encoding batch size.
-        device: Encoding device, or a list for ST's multi-process encoding.
         default_dim: Saved as ST's ``truncate_dim``: one of ``dims`` or the width.
         overwrite: Replace an existing ``output``.
-        trust_remote_code: Let ST run code shipped with ``model`` (never set on a user's behalf).
         callbacks: Extra trainer callbacks for every phase.
+        source: Where the backbone vectors come from and how the model loads (precomputed ``embeddings``, the
+            cache, batch size, device, ``trust_remote_code``): :class:`~st_matryoshka.config.BackboneSource`.
         **config: Fields of the method's config (:func:`st_matryoshka.config.config_for`).
 
     Returns:
@@ -216,23 +208,24 @@ def train(
             from st_matryoshka.api import train
 
             trained = train("all-MiniLM-L6-v2", "../shared/data/scifact", [192, 96, 48], "runs/scifact",
-                            embeddings="../shared/data/scifact/embeddings/all-MiniLM-L6-v2")
+                            source=BackboneSource(embeddings="../shared/data/scifact/embeddings/all-MiniLM-L6-v2"))
             print(trained.metadata.dims)
             # => [384, 192, 96, 48]
             trained.model.encode(["a query"], truncate_dim=48).shape
             # => (1, 48)
     """
+    source = source or BackboneSource()
     check_dims(dims, name="dims")
     if method not in METHODS:
         raise ParameterError("method", f"method must be one of {list(METHODS)}, got {method!r}")
     if output is not None:
-        inputs = [data, embeddings, model if isinstance(model, str) else None]
+        inputs = [data, source.embeddings, model if isinstance(model, str) else None]
         check_output_free(output, overwrite, argument="output", inputs=inputs)
     if method == "pca" and supervised:
         raise ParameterError("supervised", "supervised does not apply to method 'pca' (nothing is trained)")
     if method == "search-adaptor" and not supervised:
         raise ParameterError("supervised", "supervised: method 'search-adaptor' is supervised; it needs train_split")
-    loaded, dims = load_with_dims(model, dims, trust_remote_code)
+    loaded, dims = load_with_dims(model, dims, source.trust_remote_code)
     width = backbone_dim(loaded)
     if output is not None:
         weights = sum(p.numel() * p.element_size() for p in loaded.parameters())
@@ -241,7 +234,7 @@ def train(
         raise ParameterError("default_dim", f"default_dim must be one of dims or the width {width}, got {default_dim}")
     settings = config_for(method, dims, width, **config)
     retrieval = load_beir(data, split=train_split if supervised else None)
-    corpus_vectors, query_vectors = backbone_vectors(loaded, retrieval, embeddings, cache_dir, batch_size, device)
+    corpus_vectors, query_vectors = backbone_vectors(loaded, retrieval, *source.encoding())
     start = time.perf_counter()
     record = {
         "method": method,
@@ -249,7 +242,7 @@ def train(
         "train_split": train_split,
         "base_model": model if isinstance(model, str) else None,
         "data": os.path.abspath(data) if os.path.isdir(data) else data,
-        "embeddings": os.path.abspath(embeddings) if embeddings else None,
+        "embeddings": os.path.abspath(source.embeddings) if source.embeddings else None,
         "config": settings.__dict__,
         "default_dim": default_dim,
     }
@@ -267,13 +260,9 @@ def extend(
     dims: Sequence[int],
     output: str,
     data: str | None = None,
-    embeddings: str | None = None,
     allow_any_dims: bool = False,
-    cache_dir: str | None = None,
-    batch_size: int = 32,
-    device: str | list[str] | None = None,
     overwrite: bool = False,
-    trust_remote_code: bool = False,
+    source: BackboneSource | None = None,
 ) -> Trained:
     """Add ``dims`` to a trained SMEC model, training only the new stages; save the result to ``output``.
 
@@ -289,8 +278,9 @@ def extend(
             print(extended.metadata.dims)
             # => [384, 192, 96, 48, 24, 12]
     """
+    source = source or BackboneSource()
     new_dims = check_dims(dims, name="dims")
-    check_output_free(output, overwrite, argument="output", inputs=[model, data, embeddings])
+    check_output_free(output, overwrite, argument="output", inputs=[model, data, source.embeddings])
     folder = resolve_model_path(model)
     info_path = os.path.join(folder, TRAINING_FILE)
     if not os.path.isfile(info_path):
@@ -299,12 +289,12 @@ def extend(
         info = json.load(f)
     if info.get("method") != "smec":
         raise ParameterError("model", f"model: {model!r} was trained with method {info.get('method')!r}, not 'smec'")
-    loaded = load_model(model, trust_remote_code=trust_remote_code)
+    loaded = load_model(model, trust_remote_code=source.trust_remote_code)
     data_path = data or info["data"]
     supervised = bool(info.get("supervised"))
     retrieval = load_beir(data_path, split=info.get("train_split", "train") if supervised else None)
-    embeddings = embeddings or info.get("embeddings")
-    corpus_vectors, query_vectors = backbone_vectors(loaded, retrieval, embeddings, cache_dir, batch_size, device)
+    source = replace(source, embeddings=source.embeddings or info.get("embeddings"))
+    corpus_vectors, query_vectors = backbone_vectors(loaded, retrieval, *source.encoding())
     known = {f.name for f in fields(SMECTrainingConfig)}
     saved = {k: v for k, v in info.get("config", {}).items() if k in known}
     start = time.perf_counter()
@@ -338,12 +328,8 @@ def evaluate(
     split: str = "test",
     precisions: Sequence[str] = ("float32",),
     rescore: int | None = None,
-    embeddings: str | None = None,
-    cache_dir: str | None = None,
-    batch_size: int = 32,
-    device: str | list[str] | None = None,
     record: bool = False,
-    trust_remote_code: bool = False,
+    source: BackboneSource | None = None,
 ) -> dict[str, dict[str, dict[str, float]]]:
     """NDCG@10 and Recall@100 of ``model`` on ``data`` at every dim and precision: what ``evaluate`` prints.
 
@@ -354,13 +340,10 @@ def evaluate(
         split: The qrels split scored.
         precisions: ``float32``, ``int8``, ``binary`` (int8 uses the model's stored calibration when it has one).
         rescore: Re-rank the top ``rescore`` documents by code score with the float query (at least 100).
-        embeddings: Precomputed backbone vectors (see :func:`train`).
-        cache_dir: The embedding cache's folder.
-        batch_size: Encoding batch size.
-        device: Encoding device, or a list for ST's multi-process encoding.
         record: Also score the base model's truncation and PCA on the same queries and record all three in the model
             folder's ``st_matryoshka.json`` and card (needs float32 among ``precisions``).
-        trust_remote_code: Let ST run code shipped with ``model``.
+        source: Where the backbone vectors come from and how the model loads (precomputed ``embeddings``, the
+            cache, batch size, device, ``trust_remote_code``): :class:`~st_matryoshka.config.BackboneSource`.
 
     Returns:
         ``{precision: {"ndcg_at_10": {dim: v}, "recall_at_100": {dim: v}, "bytes_per_vector": {dim: bytes}}}``.
@@ -374,13 +357,14 @@ def evaluate(
             print(sorted(scores))
             # => ['binary', 'float32']
     """
+    source = source or BackboneSource()
     precisions = check_precisions(precisions, check_dims(dims, name="dims"), rescore)
     if record and "float32" not in precisions:
         raise ParameterError("record", f"record records float32 scores: add float32 to precisions, got {precisions!r}")
     folder = record_folder_of(model) if record else None
-    loaded, dims = load_with_dims(model, dims, trust_remote_code)
+    loaded, dims = load_with_dims(model, dims, source.trust_remote_code)
     retrieval = load_beir(data, split=split)
-    vectors = backbone_vectors(loaded, retrieval, embeddings, cache_dir, batch_size, device)
+    vectors = backbone_vectors(loaded, retrieval, *source.encoding())
     fast = data_fast_model(retrieval, *vectors, head_of(loaded))
     ranges = stored_int8_ranges(model, precisions)
     sizes = {dim: bytes_per_vector(dim) for dim in dims}
@@ -440,13 +424,9 @@ def frontier(
     split: str = "test",
     precisions: Sequence[str] = ("float32", "int8", "binary"),
     rescore: int | None = None,
-    embeddings: str | None = None,
-    cache_dir: str | None = None,
-    batch_size: int = 32,
-    device: str | list[str] | None = None,
     record: bool = False,
-    trust_remote_code: bool = False,
     speed: bool = False,
+    source: BackboneSource | None = None,
 ) -> list[dict[str, Any]]:
     """The bytes frontier: truncation, PCA and the model at every dim × precision; written to ``output``.
 
@@ -465,6 +445,7 @@ def frontier(
             print(sorted({r["method"] for r in rows}))
             # => ['PCA', 'model', 'truncation']
     """
+    source = source or BackboneSource()
     precisions = check_precisions(precisions, check_dims(dims, name="dims"), rescore)
     check_creatable(os.path.join(output, "frontier.json"), "output")
     if speed:
@@ -472,9 +453,9 @@ def frontier(
 
         require_faiss()  # before any encoding: the extra is missing
     folder = record_folder_of(model) if record else None
-    loaded, dims = load_with_dims(model, dims, trust_remote_code)
+    loaded, dims = load_with_dims(model, dims, source.trust_remote_code)
     retrieval = load_beir(data, split=split)
-    corpus_vectors, query_vectors = backbone_vectors(loaded, retrieval, embeddings, cache_dir, batch_size, device)
+    corpus_vectors, query_vectors = backbone_vectors(loaded, retrieval, *source.encoding())
     heads = {"truncation": [], "PCA": [pca_adaptor(corpus_vectors.shape[1], corpus_vectors)]}
     head = head_of(loaded)
     if head and any(type(m).__module__.startswith("st_matryoshka.") for m in head):
@@ -521,11 +502,7 @@ def mteb(
     precisions: Sequence[str] = ("float32",),
     model_name: str | None = None,
     revision: str | None = None,
-    embeddings: str | None = None,
-    cache_dir: str | None = None,
-    batch_size: int = 32,
-    device: str | list[str] | None = None,
-    trust_remote_code: bool = False,
+    source: BackboneSource | None = None,
 ) -> dict[str, dict[str, float]]:
     """MTEB at every dim (each an MTEB experiment): a local BEIR folder as a task, or named MTEB tasks.
 
@@ -537,22 +514,23 @@ def mteb(
             from st_matryoshka.api import mteb
 
             scores = mteb("runs/scifact", [384, 48], "runs/mteb", data="../shared/data/scifact",
-                          embeddings="../shared/data/scifact/embeddings/all-MiniLM-L6-v2")
+                          source=BackboneSource(embeddings="../shared/data/scifact/embeddings/all-MiniLM-L6-v2"))
             print(list(scores))
             # => ['scifact']
     """
+    source = source or BackboneSource()
     from st_matryoshka.evaluation.mteb_runner import beir_task, mteb_model_meta, named_tasks, run_mteb_per_dim
 
     precisions = check_precisions(precisions, check_dims(dims, name="dims"))
     task_names = [t for t in tasks if t]
     if not data and not task_names:  # an empty list would select every MTEB task
         raise ParameterError("tasks", f"tasks must name at least one MTEB task (e.g. SciFact), got {list(tasks)!r}")
-    loaded, dims = load_with_dims(model, dims, trust_remote_code)
+    loaded, dims = load_with_dims(model, dims, source.trust_remote_code)
     default_name = model if model.count("/") == 1 and not os.path.exists(model) else None
     name = model_name or default_name or f"st-matryoshka/{os.path.basename(os.path.normpath(model))}"
     if data:
         retrieval = load_beir(data, split=split)
-        vectors = backbone_vectors(loaded, retrieval, embeddings, cache_dir, batch_size, device)
+        vectors = backbone_vectors(loaded, retrieval, *source.encoding())
         scorer = data_fast_model(retrieval, *vectors, head_of(loaded))
         task_list = [beir_task(retrieval, split=split)]
     else:
@@ -711,14 +689,10 @@ def index_build(
     ids: str | None = None,
     rescore_store: str | None = None,
     kind: str = "flat",
-    embeddings: str | None = None,
-    cache_dir: str | None = None,
-    batch_size: int = 32,
-    device: str | list[str] | None = None,
     chunk_size: int = 65536,
-    trust_remote_code: bool = False,
     engine: str = "faiss",
     collection: str = "st_matryoshka",
+    source: BackboneSource | None = None,
 ) -> Any:
     """Build a search index of ``model``'s ``dim``-d codes over a corpus (``st-matryoshka index build``).
 
@@ -734,17 +708,14 @@ def index_build(
         ids: With ``vectors``, a file of one id per row (default: row numbers).
         rescore_store: ``int8`` also stores one int8 vector per document on disk, for ``rescore`` at search.
         kind: ``flat`` (exact) or ``hnsw``.
-        embeddings: With ``data``, precomputed backbone vectors (see :func:`train`).
-        cache_dir: The embedding cache's folder.
-        batch_size: Encoding batch size.
-        device: Encoding device, or a list for ST's multi-process encoding.
         chunk_size: Rows mapped and added per batch (memory: the codes plus one batch).
-        trust_remote_code: Let ST run code shipped with ``model``.
         engine: ``faiss`` or ``usearch`` (float32 and binary codes), or the databases ``milvus`` (our binary or
             float32 codes, the int8 rescoring vectors beside them) and ``qdrant`` (the float prefix with Qdrant's
             binary quantisation and rescoring); returns a :class:`~st_matryoshka.vectordb.MilvusIndex` /
             :class:`~st_matryoshka.vectordb.QdrantIndex` for those (closed).
         collection: The database collection's name.
+        source: Where the backbone vectors come from and how the model loads (precomputed ``embeddings``, the
+            cache, batch size, device, ``trust_remote_code``): :class:`~st_matryoshka.config.BackboneSource`.
 
     Example:
         ::
@@ -752,8 +723,9 @@ def index_build(
             from st_matryoshka.api import index_build, index_search
 
             index_build("runs/scifact", "runs/scifact-idx", 384, data="../shared/data/scifact", rescore_store="int8",
-                        embeddings="../shared/data/scifact/embeddings/all-MiniLM-L6-v2")
+                        source=BackboneSource(embeddings="../shared/data/scifact/embeddings/all-MiniLM-L6-v2"))
     """
+    source = source or BackboneSource()
     if (data is None) == (vectors is None):
         raise ParameterError("data", "data or vectors: give exactly one corpus (a BEIR folder or a .npy of vectors)")
     database = engine in DATABASES
@@ -763,12 +735,12 @@ def index_build(
         check_output_free(output, False, argument="output", inputs=[model, data, vectors, ids])
     else:
         check_database_target(output, engine, inputs=[model, data, vectors, ids])
-    loaded, head, fingerprint, ranges = index_head(model, trust_remote_code)
+    loaded, head, fingerprint, ranges = index_head(model, source.trust_remote_code)
     if data is not None:
         if loaded is None:
             raise ParameterError("data", "data needs a SentenceTransformer model to encode it; give vectors instead")
         retrieval = load_beir(data, split=None)
-        corpus, _ = backbone_vectors(loaded, retrieval, embeddings, cache_dir, batch_size, device)
+        corpus, _ = backbone_vectors(loaded, retrieval, *source.encoding())
         doc_ids = list(retrieval.corpus_ids)
     else:
         corpus = read_vectors(vectors, "vectors")
@@ -832,10 +804,9 @@ def index_search(
     top_k: int = 10,
     rescore: int | None = None,
     model: str | None = None,
-    batch_size: int = 32,
-    trust_remote_code: bool = False,
     engine: str | None = None,
     collection: str = "st_matryoshka",
+    source: BackboneSource | None = None,
 ) -> tuple[np.ndarray, list[list[str]]]:
     """Search an index folder: ``(scores, ids)`` of the ``top_k`` documents per query (``st-matryoshka index search``).
 
@@ -846,10 +817,10 @@ def index_search(
         top_k: Documents per query.
         rescore: Re-rank the top ``rescore`` by the float query against the stored int8 vectors.
         model: The model the index was built with (default: the one it records); another model is refused.
-        batch_size: Encoding batch size for texts.
-        trust_remote_code: Let ST run code shipped with ``model``.
         engine: ``milvus`` or ``qdrant`` for a database collection (default: an index folder, FAISS or USearch).
         collection: The database collection's name.
+        source: Where the backbone vectors come from and how the model loads (precomputed ``embeddings``, the
+            cache, batch size, device, ``trust_remote_code``): :class:`~st_matryoshka.config.BackboneSource`.
 
     Example:
         ::
@@ -858,19 +829,20 @@ def index_search(
 
             scores, ids = index_search("runs/scifact-idx", ["Aspirin reduces heart attacks."], top_k=3, rescore=100)
     """
+    source = source or BackboneSource()
     if engine is not None and engine not in DATABASES:
         raise ParameterError(
             "engine", f"engine must be None (an index folder) or one of {list(DATABASES)}, got {engine!r}"
         )
     if engine is None:
         info = VectorIndex.read_info(index)  # the codes are read once, by the open below
-        loaded, head, fingerprint, _ = index_head(model or info.model, trust_remote_code)
+        loaded, head, fingerprint, _ = index_head(model or info.model, source.trust_remote_code)
         opened = VectorIndex.open(index, model_fingerprint=fingerprint)
-        return opened.search(query_outputs(queries, loaded, head, batch_size), top_k=top_k, rescore=rescore)
+        return opened.search(query_outputs(queries, loaded, head, source.batch_size), top_k=top_k, rescore=rescore)
     with DATABASE_CLASSES[engine].open(index, collection) as opened:  # one connection, closed whatever happens
-        loaded, head, fingerprint, _ = index_head(model or opened.info.model, trust_remote_code)
+        loaded, head, fingerprint, _ = index_head(model or opened.info.model, source.trust_remote_code)
         check_record(opened.info, opened.where, fingerprint, None)
-        return opened.search(query_outputs(queries, loaded, head, batch_size), top_k=top_k, rescore=rescore)
+        return opened.search(query_outputs(queries, loaded, head, source.batch_size), top_k=top_k, rescore=rescore)
 
 
 def query_outputs(queries: Any, loaded: Any, head: Any, batch_size: int) -> np.ndarray:

@@ -30,14 +30,19 @@ from st_matryoshka.vectordb import DATABASES
 logger = logging.getLogger("st_matryoshka")
 
 
-def source(args: argparse.Namespace) -> dict:
-    """Where the backbone vectors come from: ``--embeddings``, ``--cache-dir``, ``--batch-size``, ``--device``."""
-    return {
-        "embeddings": getattr(args, "embeddings", None),
-        "cache_dir": args.cache_dir,
-        "batch_size": args.batch_size,
-        "device": parse_device(args),
-    }
+def source(args: argparse.Namespace) -> BackboneSource:
+    """The backbone source of a command's flags.
+
+    Where the backbone vectors come from (``--embeddings``, ``--cache-dir``, ``--batch-size``, ``--device``) and
+    whether the model may run its own code (``--trust-remote-code``).
+    """
+    return BackboneSource(
+        embeddings=getattr(args, "embeddings", None),
+        cache_dir=getattr(args, "cache_dir", None),
+        batch_size=args.batch_size,
+        device=parse_device(args),
+        trust_remote_code=getattr(args, "trust_remote_code", False),
+    )
 
 
 def parse_device(args: argparse.Namespace) -> str | list[str] | None:
@@ -64,8 +69,7 @@ def cmd_mteb(args: argparse.Namespace) -> int:
         precisions=split_list(args.precision),
         model_name=args.model_name,
         revision=args.revision,
-        trust_remote_code=args.trust_remote_code,
-        **source(args),
+        source=source(args),
     )
     for task, by_dim in scores.items():
         print(task + "  " + "  ".join(f"{dim}: {value:.4f}" for dim, value in by_dim.items()))
@@ -110,7 +114,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         args.data,
         config,
         args.output,
-        source=BackboneSource(**source(args), trust_remote_code=args.trust_remote_code),
+        source=source(args),
         train_split=args.train_split,
         default_dim=args.default_dim,
         overwrite=args.overwrite,
@@ -146,8 +150,7 @@ def cmd_extend(args: argparse.Namespace) -> int:
         data=args.data,
         allow_any_dims=args.allow_any_dims,
         overwrite=args.overwrite,
-        trust_remote_code=args.trust_remote_code,
-        **source(args),
+        source=source(args),
     )
     for stage in extended.stages:
         if stage.best is not None:
@@ -172,8 +175,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         precisions=precisions,
         rescore=args.rescore,
         record=args.record,
-        trust_remote_code=args.trust_remote_code,
-        **source(args),
+        source=source(args),
     )
     for precision, result in by_precision.items():
         if len(by_precision) > 1 or precision != "float32":
@@ -209,9 +211,8 @@ def cmd_frontier(args: argparse.Namespace) -> int:
         precisions=split_list(args.precision),
         rescore=args.rescore,
         record=args.record,
-        trust_remote_code=args.trust_remote_code,
         speed=args.speed,
-        **source(args),
+        source=source(args),
     )
     for method, front in pareto_fronts(rows).items():
         points = ", ".join(f"{r['bytes']} B {r['dim']}-d {r['precision']} {r['ndcg_at_10']:.4f}" for r in front)
@@ -276,9 +277,8 @@ def cmd_index(args: argparse.Namespace) -> int:
             rescore_store=args.rescore_store,
             kind=args.kind,
             engine=args.engine,
-            trust_remote_code=args.trust_remote_code,
             collection=args.collection,
-            **source(args),
+            source=source(args),
         )
         if args.engine in DATABASES:
             print(f"indexed {index.info.count} documents as {args.dim}-d {args.precision} in {args.engine} {target}")
@@ -292,9 +292,8 @@ def cmd_index(args: argparse.Namespace) -> int:
         top_k=args.top_k,
         rescore=args.rescore,
         model=args.model,
-        batch_size=args.batch_size,
-        trust_remote_code=args.trust_remote_code,
         engine=args.engine,
+        source=source(args),
         collection=args.collection,
     )
     lines = [

@@ -477,6 +477,10 @@ class BackboneSource:
     corpus_vectors: Any = None
     query_vectors: Any = None
 
+    def encoding(self) -> tuple[str | None, str | None, int, str | list[str] | None]:
+        """``(embeddings, cache_dir, batch_size, device)``, as ``cache.backbone_vectors`` takes them."""
+        return self.embeddings, self.cache_dir, self.batch_size, self.device
+
 
 @dataclass
 class VectorData:

@@ -133,14 +133,10 @@ def train(
         method=method,
         supervised=supervised,
         train_split=train_split,
-        embeddings=source.embeddings,
-        cache_dir=source.cache_dir,
-        batch_size=source.batch_size,
-        device=source.device,
         default_dim=default_dim,
         overwrite=overwrite,
-        trust_remote_code=source.trust_remote_code,
         callbacks=callbacks,
+        source=source,
         **settings,
     )
 
