@@ -77,15 +77,9 @@ from st_matryoshka.training import (
     training_metadata,
 )
 from st_matryoshka.training_smec import extend_smec
+from st_matryoshka.vector_files import read_ids, read_vectors
 from st_matryoshka.vectordb import DATABASE_CLASSES, DATABASES, check_record
-from st_matryoshka.vectors import (
-    apply_vectors,
-    fit_vector_data,
-    fit_vectors,
-    load_adaptor,
-    read_ids,
-    read_vectors,
-)
+from st_matryoshka.vectors import apply_vectors, fit_vector_data, fit_vectors, load_adaptor
 
 __all__ = [
     "Trained",
