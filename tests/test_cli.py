@@ -53,6 +53,7 @@ def test_train_then_evaluate_supervised(scifact_slice, tmp_path, capsys):
     assert scores["ndcg_at_10"]["24"] > base["ndcg_at_10"]["24"]
 
 
+@pytest.mark.slow
 def test_evaluate_runs_the_transformer_through_the_cache(scifact_tiny, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("ST_MATRYOSHKA_CACHE", str(tmp_path / "cache"))
     scores_file = tmp_path / "s.json"

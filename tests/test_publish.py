@@ -144,6 +144,7 @@ def test_without_the_flag_a_non_linear_export_is_refused_by_sentence_transformer
     assert result.returncode != 0 and "trust_remote_code=True" in result.stderr
 
 
+@pytest.mark.slow
 def test_the_cards_first_python_block_runs_as_written(published, tmp_path):
     for name in ("pca", "mlp", "smec"):
         card = (published["root"] / f"{name}-hub" / "README.md").read_text()
@@ -261,6 +262,7 @@ MTEB_RUNNER = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_mteb_get_model_and_evaluate_from_the_hub_cache(published, scifact_tiny, tmp_path):
     script = tmp_path / "mteb_runner.py"
     script.write_text(MTEB_RUNNER)

@@ -3,6 +3,7 @@ from __future__ import annotations
 import importlib.util
 import json
 
+import pytest
 from conftest import REPO
 
 
@@ -13,6 +14,7 @@ def _recipe(name: str):
     return module
 
 
+@pytest.mark.slow
 def test_compare_methods_smoke(scifact_slice, tmp_path):
     # the recipe reads <folder>/embeddings/<name>/: the slice keeps its vectors directly under embeddings/
     (scifact_slice / "embeddings" / "minilm").mkdir(exist_ok=True)
@@ -38,6 +40,7 @@ def test_compare_methods_smoke(scifact_slice, tmp_path):
     assert "binary codes (documents and queries)" in (tmp_path / "compare.md").read_text()
 
 
+@pytest.mark.slow
 def test_publish_scifact_smoke(scifact_slice, tmp_path):
     data = tmp_path / "scifact"  # the slice under SciFact's name, as the cards name their training data
     data.symlink_to(scifact_slice)

@@ -109,6 +109,7 @@ def test_training_rows_never_name_the_validation_documents(slice_data):
     assert plain & held
 
 
+@pytest.mark.slow
 def test_unsupervised_phase_trains_the_same_with_or_without_supervision(slice_data):
     """Issue 24: under supervised the unsupervised phase kept its untrained start (it trained without L_distill)."""
     data, cv, qv = slice_data

@@ -152,6 +152,7 @@ def test_int8_calibration_is_stored_with_the_model_and_used(vectors, tmp_path, c
     assert lib_meta.int8_calibration == {"data": "slice", "documents": 1500}
 
 
+@pytest.mark.slow
 def test_large_corpus_fits_without_an_n_by_n_matrix(tmp_path, scifact_slice):
     """100k vectors (real ones tiled with small noise): PCA's axes come from the D x D moment, not an n x n SVD."""
     base = np.load(scifact_slice / "embeddings" / "corpus.npy")
@@ -251,6 +252,7 @@ def test_vectors_bad_input(vectors, tmp_path, capsys, caplog):
     assert "skipped 1 qrels rows with an unknown query id" in caplog.text
 
 
+@pytest.mark.slow
 def test_two_process_training_with_torchrun(vectors, scifact_slice, tmp_path):
     """Two CPU processes (gloo) through the HF Trainer's DDP: rank 0 writes one valid model that beats truncation."""
     import os
