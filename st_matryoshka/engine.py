@@ -57,6 +57,7 @@ from st_matryoshka.losses import MatryoshkaRankLoss, MatryoshkaUnsupervisedLoss
 from st_matryoshka.models import MatryoshkaAdaptor, SMECAdaptor
 from st_matryoshka.models.matryoshka_adaptor import evenly_spaced
 from st_matryoshka.models.smec import plan_stages
+from st_matryoshka.quantization import quantize_prefix
 from st_matryoshka.surgery import fast_model, fast_model_of_rows
 
 logger = logging.getLogger(__name__)
@@ -1008,11 +1009,6 @@ CODE_CHOICES = ("trained", "base plain bits", "base centred bits")
 """What the code guard (:func:`guard_codes`) can keep from a block's start to the width."""
 
 
-def _sign_bits(x: torch.Tensor) -> torch.Tensor:
-    """±1 per coordinate as ST's ``quantize_embeddings`` sets bits (``x > 0``): dot products rank as Hamming does."""
-    return (x > 0).to(torch.float32) * 2 - 1
-
-
 @torch.no_grad()
 def guard_codes(adaptor: MatryoshkaAdaptor, corpus_vectors: Any, config: AdaptorTrainingConfig) -> dict[str, Any]:
     """Keep the sign bits that held-out documents score best over the byte budgets, never worse at any budget.
@@ -1070,9 +1066,9 @@ def guard_codes(adaptor: MatryoshkaAdaptor, corpus_vectors: Any, config: Adaptor
     def score(p: torch.Tensor, s: torch.Tensor) -> dict[int, dict[str, float]]:
         out = {}
         for dim in budgets:
-            bits = _sign_bits(s[:, :dim]).T
+            bits = quantize_prefix(s[:, :dim], "binary").T  # sign bits as the index sets them (x > 0)
             out[dim] = {
-                "symmetric": overlap(top(_sign_bits(p[:, :dim]) @ bits)),
+                "symmetric": overlap(top(quantize_prefix(p[:, :dim], "binary") @ bits)),
                 "asymmetric": overlap(top(torch.nn.functional.normalize(p[:, :dim], dim=-1) @ bits)),
             }
         return out
