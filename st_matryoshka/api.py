@@ -58,7 +58,7 @@ from st_matryoshka.export import export_model, push_to_hub
 from st_matryoshka.index import VectorIndex
 from st_matryoshka.loading import load_model, resolve_model_path
 from st_matryoshka.metadata import METADATA_FILE, TRAINING_FILE, MatryoshkaMetadata, matryoshka_dims
-from st_matryoshka.model_card import dataset_key, write_card_files
+from st_matryoshka.model_card import MatryoshkaModelCardData, dataset_key, write_card_files
 from st_matryoshka.quantization import bytes_per_vector, check_precisions, stored_ranges
 from st_matryoshka.surgery import (
     backbone_dim,
@@ -66,6 +66,7 @@ from st_matryoshka.surgery import (
     data_fast_model,
     head_of,
     head_outputs,
+    native_model,
     smec_adaptor_of,
 )
 from st_matryoshka.training import (
@@ -79,7 +80,7 @@ from st_matryoshka.training import (
 from st_matryoshka.training_smec import extend_smec
 from st_matryoshka.vector_files import read_ids, read_vectors
 from st_matryoshka.vectordb import DATABASE_CLASSES, DATABASES, check_record
-from st_matryoshka.vectors import apply_vectors, fit_vector_data, fit_vectors, load_adaptor
+from st_matryoshka.vectors import apply_vectors, fit_vector_data, fit_vectors, load_adaptor, save_adaptor
 
 __all__ = [
     "Trained",
@@ -106,7 +107,10 @@ logger = logging.getLogger(__name__)
 class Trained:
     """What every training returns (:func:`st_matryoshka.train`, :func:`train`, :func:`extend`).
 
-    The model (``None`` when vectors alone were trained), its adaptor, its metadata and the stages run.
+    The model (``None`` when vectors alone were trained), its adaptor, its metadata and the stages run. ``model``
+    holds only Sentence-Transformers' own modules (the adaptor folded into ``Dense``,
+    :func:`~st_matryoshka.surgery.native_model`), so its plain ``model.save(path)`` writes a folder that
+    ``SentenceTransformer(path)`` loads without this package; ``adaptor`` is the trainable module, written beside.
     """
 
     model: SentenceTransformer | None
@@ -115,6 +119,29 @@ class Trained:
     stages: list[StageResult]
     record: dict[str, Any] = field(default_factory=dict)
     """The training record saved as ``st_matryoshka_training.json``."""
+
+    def __post_init__(self) -> None:
+        if self.model is None:
+            return
+        self.model = native_model(self.model)
+        card = self.model.model_card_data
+        if isinstance(card, MatryoshkaModelCardData):
+            card.matryoshka = self.metadata
+        self.model.truncate_dim = self.metadata.default_dim
+        self.adaptor.matryoshka_metadata = self.metadata
+
+    def save(self, output: str, overwrite: bool = False) -> None:
+        """Write the model folder (or, for vectors alone, the adaptor folder) to ``output``, atomically.
+
+        Args:
+            output: A new or empty folder; ``overwrite`` replaces a model folder.
+            overwrite: Replace a model already in ``output``.
+        """
+        if self.model is None:
+            save_adaptor(self.adaptor, output, self.metadata, overwrite=overwrite)  # type: ignore[arg-type]
+        else:
+            extra = self.record or None
+            save_model_atomic(self.model, output, overwrite=overwrite, extra=extra, metadata=self.metadata)
 
 
 def load_with_dims(model: str | SentenceTransformer, dims: Sequence[int], trust_remote_code: bool = False):

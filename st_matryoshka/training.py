@@ -27,8 +27,9 @@ from st_matryoshka.data import RetrievalData
 from st_matryoshka.engine import StageResult, fit_adaptor, pca_adaptor
 from st_matryoshka.metadata import TRAINING_FILE, MatryoshkaMetadata
 from st_matryoshka.model_card import MatryoshkaModelCardData, dataset_key
+from st_matryoshka.native import RECORD_FOLDER
 from st_matryoshka.quantization import calibrate_int8, calibration_rows
-from st_matryoshka.surgery import backbone_dim, fresh_card_data, head_of, with_adaptor
+from st_matryoshka.surgery import backbone_dim, fresh_card_data, head_of, native_model, trainable_of, with_adaptor
 
 __all__ = [
     "AdaptorTrainingConfig",  # documented import (README); its home is st_matryoshka.config
@@ -196,13 +197,18 @@ def save_model_atomic(
     extra: dict | None = None,
     metadata: MatryoshkaMetadata | None = None,
 ) -> None:
-    """Save to a temporary folder beside ``output``, then move it into place.
+    """Save to a temporary folder beside ``output``, then move it into place: the one way our models are written.
+
+    The folder holds only Sentence-Transformers' own modules (:func:`~st_matryoshka.surgery.native_model`) and the
+    trainable adaptor beside them (``st_matryoshka_adaptor/``), so plain ``SentenceTransformer(output)`` loads it.
 
     An existing non-empty ``output`` is refused unless ``overwrite``; it is replaced only after the new model is
     completely written, so an interrupted save never leaves a half-written model behind. ``extra`` is written as the
     training record (``st_matryoshka_training.json``), ``metadata`` as ``st_matryoshka.json``, and the model card is
     rendered from ``metadata``.
     """
+    model = native_model(model)  # Sentence-Transformers' own modules; the trainable adaptor is written beside them
+    record = trainable_of(model)
     if metadata is not None:
         card = model.model_card_data
         if not isinstance(card, MatryoshkaModelCardData):
@@ -211,9 +217,8 @@ def save_model_atomic(
             card.register_model(model)
         card.matryoshka = metadata
         model.truncate_dim = metadata.default_dim
-        for module in model:
-            if hasattr(module, "save_model_metadata"):
-                module.matryoshka_metadata = metadata
+        if record is not None:
+            record.module.matryoshka_metadata = metadata
     if not is_main_process():  # under torchrun every process holds the same weights; rank 0 writes them
         return
     with atomic_folder(output, overwrite=overwrite) as tmp:
@@ -226,6 +231,8 @@ def save_model_atomic(
             raise ParameterError("output", f"output: cannot write {output!r}: {reason}") from None
         if metadata is not None and not os.path.isfile(os.path.join(tmp, "README.md")):
             raise ValueError("save: the model card could not be rendered (the log above says why); nothing written")
+        if record is not None and not os.path.isdir(os.path.join(tmp, RECORD_FOLDER)):
+            raise ValueError(f"save: the trainable adaptor ({RECORD_FOLDER}/) was not written; nothing written")
         if extra is not None:
             with open(os.path.join(tmp, TRAINING_FILE), "w", encoding="utf-8") as f:
                 json.dump(extra, f, indent=2, default=str)
