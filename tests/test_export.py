@@ -5,56 +5,17 @@ import pytest
 import torch
 from sentence_transformers import SentenceTransformer
 
-from st_matryoshka.export import adaptor_to_dense, export_to_st_modules
 from st_matryoshka.models import MatryoshkaAdaptor
-from st_matryoshka.surgery import backbone_of, with_adaptor
+from st_matryoshka.surgery import backbone_of, native_model, with_adaptor
 from st_matryoshka.training import fit_pca_adaptor
 
 TEXTS = ["Aspirin and heart attacks.", "Orbital mechanics of the moon.", "Bone density and vitamin D."]
 
 
-@pytest.mark.parametrize(
-    "kwargs",
-    [
-        {},
-        {"center_input": True},
-        {"use_rotation": False},
-        {"normalize_input": False},
-        {"bit_thresholds": True},
-        {"base_block": 2, "bit_thresholds": True},
-    ],
-)
-def test_linear_adaptor_folds_into_dense(kwargs):
-    torch.manual_seed(0)
-    adaptor = MatryoshkaAdaptor(6, num_layers=0, **kwargs)
-    if adaptor.use_rotation:
-        adaptor.init_rotation(torch.randn(40, 6) + 1.0)
-    if adaptor.bit_thresholds:
-        adaptor.init_thresholds(torch.randn(40, 6) + 1.0)
-        assert adaptor.thresholds.abs().min() > 0
-    if adaptor.base_block:
-        adaptor.base_center.normal_()
-    with torch.no_grad():
-        adaptor.residual[-1].weight.normal_(std=0.1)
-        adaptor.residual[-1].bias.normal_(std=0.1)
-    adaptor.eval()
-    x = torch.randn(5, 6)
-    expected = adaptor({"sentence_embedding": x.clone()})["sentence_embedding"]
-    features = {"sentence_embedding": x.clone()}
-    for module in adaptor_to_dense(adaptor):
-        features = module(features)
-    assert torch.allclose(features["sentence_embedding"], expected, atol=1e-5)
-
-
-def test_mlp_adaptor_does_not_fold():
-    with pytest.raises(ValueError, match="only linear adaptors .* got num_layers=1"):
-        adaptor_to_dense(MatryoshkaAdaptor(6, num_layers=1))
-
-
 def test_exported_pca_model_loads_without_remote_code(minilm, tmp_path):
     corpus_vectors = backbone_of(minilm).encode(TEXTS * 4 + [t.upper() for t in TEXTS])
     pca = fit_pca_adaptor(minilm, corpus_vectors)
-    native = export_to_st_modules(pca)
+    native = native_model(pca)
     assert [type(m).__name__ for m in native] == ["Transformer", "Pooling", "Normalize", "Dense", "Normalize"]
     native.save(str(tmp_path / "native"))
     loaded = SentenceTransformer(str(tmp_path / "native"), device="cpu")
@@ -81,7 +42,7 @@ def test_bit_thresholds_travel_with_the_exported_model(minilm, tmp_path):
     adaptor.init_rotation(corpus_vectors)
     adaptor.init_thresholds(corpus_vectors)
     model = with_adaptor(minilm, adaptor.eval())
-    export_to_st_modules(model).save(str(tmp_path / "native"))
+    native_model(model).save(str(tmp_path / "native"))
     loaded = SentenceTransformer(str(tmp_path / "native"), device="cpu")
     ours = quantize_embeddings(model.encode(TEXTS, truncate_dim=16), precision="ubinary")
     assert np.array_equal(loaded.encode(TEXTS, truncate_dim=16, precision="ubinary"), ours)
@@ -90,9 +51,3 @@ def test_bit_thresholds_travel_with_the_exported_model(minilm, tmp_path):
         precision="ubinary",
     )
     assert not np.array_equal(ours, unthresholded)
-
-
-def test_export_refuses_models_it_cannot_express(minilm):
-    model = with_adaptor(minilm, MatryoshkaAdaptor(384, num_layers=1))
-    with pytest.raises(ValueError, match="num_layers=1"):
-        export_to_st_modules(model)

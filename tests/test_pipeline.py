@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from sentence_transformers import SentenceTransformer
 
 import st_matryoshka
 from st_matryoshka import MatryoshkaAdaptorConfig, PCAConfig, SearchAdaptorConfig
@@ -15,6 +16,7 @@ from st_matryoshka.api import Trained
 from st_matryoshka.config import METHOD_CONFIGS, AdaptorTrainingConfig, BackboneSource
 from st_matryoshka.data import load_beir, load_embeddings_dir
 from st_matryoshka.metadata import matryoshka_dims
+from st_matryoshka.models import MatryoshkaAdaptor
 from st_matryoshka.training import train_matryoshka_adaptor
 from st_matryoshka.vectors import apply_vectors, fit_vectors, load_adaptor
 
@@ -91,7 +93,15 @@ def test_sentence_transformers_own_save_writes_a_complete_folder(minilm, slice_v
     trained.model.save(str(tmp_path / "saved"))
     assert matryoshka_dims(str(tmp_path / "saved")).dims == [384, 96, 48]
     assert matryoshka_dims(trained.model).int8_ranges  # the calibrated metadata, not a fresh one
+    # issue 39: the plain save holds Sentence-Transformers' modules only, and the trainable adaptor beside them
+    entries = json.loads((tmp_path / "saved" / "modules.json").read_text())
+    assert all(e["type"].startswith("sentence_transformers.") for e in entries)
+    plain = SentenceTransformer(str(tmp_path / "saved"), device="cpu")
     loaded = st_matryoshka.load_model(str(tmp_path / "saved"))
+    adaptor = next(m for m in loaded if isinstance(m, MatryoshkaAdaptor))
+    assert all(torch.equal(a, b) for a, b in zip(adaptor.state_dict().values(), trained.adaptor.state_dict().values()))
+    texts = ["Vitamin D and bone density.", "Orbital mechanics."]
+    assert np.abs(plain.encode(texts) - loaded.encode(texts)).max() <= 1e-5
     assert matryoshka_dims(loaded).dims == [384, 96, 48]
     loaded.save_pretrained(str(tmp_path / "again"))
     again = json.loads((tmp_path / "again" / "st_matryoshka.json").read_text())

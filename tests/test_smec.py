@@ -14,7 +14,7 @@ from st_matryoshka.callbacks import GradientVarianceCallback, Stage, StageCallba
 from st_matryoshka.cli import main
 from st_matryoshka.config import BackboneSource, SMECConfig, SMECTrainingConfig
 from st_matryoshka.data import load_beir, load_embeddings_dir
-from st_matryoshka.export import smec_to_st_modules
+from st_matryoshka.native import native_modules
 from st_matryoshka.loading import load_model
 from st_matryoshka.losses import MatryoshkaUnsupervisedLoss, SelectableCrossBatchMemory
 from st_matryoshka.models import CachedEmbeddings, SMECAdaptor
@@ -61,7 +61,7 @@ def test_ads_inference_is_a_prefix_ordered_permutation_and_exports_to_dense():
     assert torch.allclose(_cos(out[:, :4]), _cos(after_two[:, :4]), atol=1e-5)
     assert not torch.allclose(_cos(out[:, :4]), _cos(body[:, :4]), atol=1e-3)
     features = {"sentence_embedding": x.clone()}
-    for module in smec_to_st_modules(adaptor):
+    for module in native_modules(adaptor):
         features = module(features)
     assert torch.allclose(features["sentence_embedding"], out, atol=1e-5)
     matrix = adaptor.stage_matrix()
@@ -83,7 +83,7 @@ def test_init_stage_starts_from_pca_of_its_block_and_saves(tmp_path):
     assert torch.allclose(moment, torch.diag(diagonal), atol=1e-3 * float(diagonal[0]))
     assert float((after[:, :4] ** 2).sum()) > float((before[:, :4] ** 2).sum())
     features = {"sentence_embedding": corpus.clone()}
-    for module in smec_to_st_modules(adaptor):
+    for module in native_modules(adaptor):
         features = module(features)
     assert torch.allclose(features["sentence_embedding"], after, atol=1e-5)
     adaptor.save(str(tmp_path))
@@ -120,7 +120,7 @@ def test_init_stage_reads_a_read_only_memory_mapped_corpus_in_chunks(tmp_path):
 def test_linear_smec_folds_into_normalize_and_dense(minilm, tmp_path):
     adaptor = _randomised(SMECAdaptor(384, stages=plan_stages(384, [192, 96]), num_layers=0), seed=1).eval()
     model = SentenceTransformer(modules=[*minilm, adaptor], device="cpu")
-    native = SentenceTransformer(modules=[*minilm, *smec_to_st_modules(adaptor)], device="cpu")
+    native = SentenceTransformer(modules=[*minilm, *native_modules(adaptor)], device="cpu")
     native.save(str(tmp_path / "native"))
     loaded = SentenceTransformer(str(tmp_path / "native"), device="cpu")  # no trust_remote_code needed
     expected = model.encode(TEXTS, truncate_dim=96)
