@@ -185,9 +185,10 @@ class MatryoshkaModelCardData(SentenceTransformerModelCardData):
         dim = (meta.default_dim or meta.dims[-1]) if meta else 64
         flag = ", trust_remote_code=True" if meta and meta.needs_remote_code else ""
         name = self.model_id or ("ORG/NAME" if meta and meta.exported else "PATH/TO/THIS/FOLDER")
-        load = ["from sentence_transformers import SentenceTransformer", "", f'model = SentenceTransformer("{name}"{flag})']
         lines = [
-            *load,
+            "from sentence_transformers import SentenceTransformer",
+            "",
+            f'model = SentenceTransformer("{name}"{flag})',
             f"queries = {USAGE_QUERIES!r}",
             "documents = [",
             *[f"    {doc!r}," for doc in USAGE_DOCUMENTS],

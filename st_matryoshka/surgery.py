@@ -168,6 +168,9 @@ def fresh_card_data(model: SentenceTransformer) -> MatryoshkaModelCardData:
 def smec_adaptor_of(model: SentenceTransformer) -> SMECAdaptor:
     """The :class:`SMECAdaptor` of ``model``, or an error naming what the model holds instead."""
     found = [m for m in head_of(model) if isinstance(m, SMECAdaptor)]
+    record = trainable_of(model)
+    if not found and record is not None and isinstance(record.module, SMECAdaptor):
+        found = [record.module]  # a native model in memory: its trainable form
     if len(found) != 1:
         names = [type(m).__name__ for m in model]
         raise ParameterError("model", f"model: expected one SMECAdaptor module, found modules {names}")

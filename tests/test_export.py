@@ -1,8 +1,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
-import torch
 from sentence_transformers import SentenceTransformer
 
 from st_matryoshka.models import MatryoshkaAdaptor

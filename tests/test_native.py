@@ -145,7 +145,8 @@ def test_every_saved_kind_loads_in_a_process_without_st_matryoshka(saved_kinds, 
     script.write_text(BLOCKED)
     plan = {str(folder): sorted(expected) for folder, _, expected in saved_kinds.values()}
     argv = [sys.executable, str(script), json.dumps(plan), str(tmp_path / "out.npz"), json.dumps(TEXTS)]
-    result = subprocess.run(argv, capture_output=True, text=True, timeout=600, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=600, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     got = np.load(tmp_path / "out.npz")
     for kind, (folder, _, expected) in saved_kinds.items():

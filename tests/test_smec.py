@@ -14,11 +14,12 @@ from st_matryoshka.callbacks import GradientVarianceCallback, Stage, StageCallba
 from st_matryoshka.cli import main
 from st_matryoshka.config import BackboneSource, SMECConfig, SMECTrainingConfig
 from st_matryoshka.data import load_beir, load_embeddings_dir
-from st_matryoshka.native import native_modules
 from st_matryoshka.loading import load_model
 from st_matryoshka.losses import MatryoshkaUnsupervisedLoss, SelectableCrossBatchMemory
 from st_matryoshka.models import CachedEmbeddings, SMECAdaptor
 from st_matryoshka.models.smec import plan_stages
+from st_matryoshka.native import native_modules
+from st_matryoshka.surgery import with_adaptor
 from st_matryoshka.training_smec import extend_smec
 
 TEXTS = ["Aspirin and heart attacks.", "Orbital mechanics of the moon.", "Bone density and vitamin D.", "T cells."]
@@ -255,7 +256,7 @@ def test_smrl_freezes_finished_stages_and_extension_keeps_trained_dims(minilm, s
     # stages run, the body frozen after the first.
     probe = _BodyProbe()
     result = st_matryoshka.train(minilm, data, config, source=vectors, callbacks=[probe])
-    trained, stages = result.model, result.stages
+    trained, stages = with_adaptor(result.model, result.adaptor), result.stages  # the trainable module form
     names = [s.name for s in stages]
     assert names[0] == "unsupervised joint" and "supervised 384->192" in names and "supervised 48->24" in names
     runs = frozen_runs(probe)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import tempfile
@@ -15,6 +16,8 @@ try:
 except ImportError:  # Python 3.10
     from typing_extensions import Self
 
+
+logger = logging.getLogger(__name__)
 
 MODEL_METADATA_FILE = "st_matryoshka.json"
 """The model-level metadata file (``st_matryoshka.metadata.METADATA_FILE``; this layer cannot import that module)."""
@@ -66,20 +69,29 @@ class StMatryoshkaModule(Module):
         self.save_model_metadata(output_path)
 
     def save_model_metadata(self, output_path: str) -> None:
-        """Write ``matryoshka_metadata`` as the model folder's ``st_matryoshka.json``.
+        """Write ``matryoshka_metadata`` as the model folder's ``st_matryoshka.json``, with a one-line warning.
+
+        A model holding this module in place of its native form (:func:`st_matryoshka.load_model`'s result, which
+        can continue training) saved with Sentence-Transformers' own ``save`` names this package's class in
+        ``modules.json``; the warning says so and how to write the native folder instead.
 
         Only while this module is being saved inside a SentenceTransformer folder (``<folder>/<idx>_<Class>``, the
         folder already holding ``config_sentence_transformers.json``); a module saved on its own writes nothing here.
 
         The file is written to a temporary name in the folder and moved into place, so it is whole or absent.
         """
-        meta = self.matryoshka_metadata
-        if meta is None:
-            return
         output_path = os.path.normpath(os.path.abspath(output_path))
         folder = os.path.dirname(output_path)
         inside_model = re.fullmatch(rf"\d+_{type(self).__name__}", os.path.basename(output_path))
         if not inside_model or not os.path.isfile(os.path.join(folder, "config_sentence_transformers.json")):
+            return
+        logger.warning(
+            f"{folder}: saved with the module type {type(self).__name__}, which plain SentenceTransformer loads only "
+            "with trust_remote_code; st_matryoshka.surgery.native_model(model).save(path) writes "
+            "Sentence-Transformers' own modules"
+        )
+        meta = self.matryoshka_metadata
+        if meta is None:
             return
         data = meta.to_dict() if hasattr(meta, "to_dict") else dict(meta)
         fd, tmp = tempfile.mkstemp(prefix=".st_matryoshka_", suffix=".json", dir=folder)
