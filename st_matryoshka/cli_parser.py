@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 
 from st_matryoshka._validation import check_dims
-from st_matryoshka.config import BIT_THRESHOLDS, METHODS
+from st_matryoshka.config import ACTIVATIONS, BIT_THRESHOLDS, METHODS
 from st_matryoshka.data import VALIDATION_SPLITS
 from st_matryoshka.index import ENGINES, KINDS, STORES
 from st_matryoshka.quantization import PRECISIONS
@@ -66,6 +66,12 @@ def _training_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--center", dest="center_input", action="store_const", const=True, help="Centre inputs on the corpus mean."
+    )
+    parser.add_argument(
+        "--activation",
+        choices=sorted(ACTIVATIONS),
+        default=None,
+        help="The adaptor MLP's activation (default gelu); tanh is the one text-embeddings-inference runs.",
     )
     parser.add_argument(
         "--balance-bits",

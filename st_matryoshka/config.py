@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 from st_matryoshka._validation import ParameterError, check_dims
 from st_matryoshka.callbacks import check_temperature
 from st_matryoshka.data import VALIDATION_SPLITS
+from st_matryoshka.models.matryoshka_adaptor import ACTIVATIONS
 from st_matryoshka.quantization import check_precisions
 
 METHODS = ("matryoshka-adaptor", "pca", "search-adaptor", "smec")
@@ -32,6 +33,9 @@ class AdaptorTrainingConfig:
         dims: Matryoshka dims to train, strictly descending; the full width is always added to the loss.
         hidden_dim: Hidden width of the adaptor MLP (``None``: the embedding width).
         num_layers: Hidden layers of the adaptor MLP (``0``: linear).
+        activation: The MLP's activation: ``gelu`` (default), ``relu``, ``silu`` or ``tanh``. Every one saves as
+            Sentence-Transformers' own ``Dense`` modules; ``tanh`` is the one that text-embeddings-inference also
+            runs (its ``Dense`` takes Tanh and Identity only; BENCHMARKS.md "Serving activation" measures it).
         pca_init: Initialise the adaptor's rotation with the corpus' principal axes.
         center_input: Centre the input on the corpus mean before the rotation (classic PCA start; changes the
             full-width similarities).
@@ -119,6 +123,7 @@ class AdaptorTrainingConfig:
     dims: list[int] = field(default_factory=lambda: [192, 96, 48, 24])
     hidden_dim: int | None = None
     num_layers: int = 1
+    activation: str = "gelu"
     pca_init: bool = True
     center_input: bool = False
     top_k: int = 10
@@ -178,6 +183,10 @@ class AdaptorTrainingConfig:
             raise ParameterError("code_guard", "code_guard=True needs 'binary' among precisions (it guards sign bits)")
         if self.code_guard is None:
             self.code_guard = "binary" in self.precisions
+        if self.activation not in ACTIVATIONS:
+            raise ParameterError(
+                "activation", f"activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}"
+            )
         if self.bit_thresholds not in BIT_THRESHOLDS:
             raise ParameterError(
                 "bit_thresholds", f"bit_thresholds must be one of {list(BIT_THRESHOLDS)}, got {self.bit_thresholds!r}"

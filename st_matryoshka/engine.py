@@ -900,6 +900,7 @@ def build_adaptor(method: str, width: int, config: AdaptorTrainingConfig, corpus
             stage_rotation=config.smrl,
             hidden_dim=config.hidden_dim,
             num_layers=config.num_layers,
+            activation=config.activation,
             center_input=config.center_input,
         )
     else:
@@ -910,6 +911,7 @@ def build_adaptor(method: str, width: int, config: AdaptorTrainingConfig, corpus
             width,
             hidden_dim=config.hidden_dim,
             num_layers=config.num_layers,
+            activation=config.activation,
             center_input=config.center_input,
             bit_thresholds=config.bit_thresholds != "none",
         )
