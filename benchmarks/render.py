@@ -19,7 +19,7 @@ from render_search import search_section
 from render_smec import smec_section
 from render_supervision import supervision_section
 from render_thresholds import thresholds_section
-from render_timing import mteb_timing_section, throughput_section
+from render_timing import mteb_timing_section, serving_section, throughput_section
 from render_vectordb import vectordb_section
 from render_vectors import vectors_section
 
@@ -31,6 +31,7 @@ def main() -> None:
         out += set_section(name, row)
     out += comparison_section()
     out += smec_section(res)
+    out += serving_section()
     out += throughput_section()
     out += mteb_timing_section()
     out += supervision_section()
