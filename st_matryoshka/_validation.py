@@ -13,6 +13,8 @@ def check_dims(dims: Sequence[int], name: str = "matryoshka_dims", max_dim: int 
         name: Argument name used in the error message.
         max_dim: The model's width; a larger dim is an error.
     """
+    if isinstance(dims, (str, bytes)) or not isinstance(dims, Sequence):
+        raise ParameterError(name, f"{name} must be a non-empty list of positive ints, got {dims!r}")
     dims = list(dims)
     if not dims:
         raise ParameterError(name, f"{name} must be a non-empty list of positive ints, got {dims!r}")

@@ -9,9 +9,10 @@ engine (:mod:`st_matryoshka.engine`) reads a config to build the method's plan o
 from __future__ import annotations
 
 import math
+import types
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Union, get_args, get_origin, get_type_hints
 
 from st_matryoshka._validation import ParameterError, check_dims
 from st_matryoshka.callbacks import check_temperature
@@ -161,7 +162,12 @@ class AdaptorTrainingConfig:
     code_guard: bool | None = None
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         self.dims = check_dims(self.dims, name="dims")
+        for name in ("unsupervised_epochs", "supervised_epochs", "patience"):
+            low = 1 if name == "patience" else 0
+            if getattr(self, name) < low:
+                raise ParameterError(name, f"{name} must be an int >= {low}, got {getattr(self, name)!r}")
         self.precisions = list(dict.fromkeys(["float32", *check_precisions(self.precisions, self.dims)]))
         if not isinstance(self.quantization_weight, (int, float)) or self.quantization_weight < 0:
             raise ParameterError(
@@ -313,6 +319,7 @@ class SMECTrainingConfig(AdaptorTrainingConfig):
     body_patience: int | None = None
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         if self.balance_bits:
             raise ParameterError(
                 "balance_bits", "balance_bits=True applies to the Matryoshka-Adaptor and Search-Adaptor, not to SMEC"
@@ -361,6 +368,45 @@ class SMECTrainingConfig(AdaptorTrainingConfig):
                 "memory_size",
                 f"memory_size={self.memory_size} is smaller than a batch ({largest} embeddings: {batches[largest]})",
             )
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    """Whether ``value`` is of the type ``hint`` names (a bool is no int, an int is a float; unions and lists)."""
+    origin = get_origin(hint)
+    if origin in (Union, types.UnionType):
+        return any(_matches(value, arg) for arg in get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if origin is list:
+        (item,) = get_args(hint) or (Any,)
+        return isinstance(value, (list, tuple)) and (item is Any or all(_matches(v, item) for v in value))
+    return True
+
+
+def check_field_types(config: Any) -> None:
+    """Refuse a field whose value is not of its declared type, naming the field: the one type check of every config.
+
+    ``supervised="no"`` is no bool, ``interpolation_steps=True`` no int, ``unsupervised_epochs="2"`` no int.
+
+    ``dims`` is checked by :func:`~st_matryoshka._validation.check_dims` (any sequence of positive ints).
+    """
+    hints = get_type_hints(type(config))
+    for item in fields(config):
+        if item.name == "dims":
+            continue
+        value = getattr(config, item.name)
+        hint = hints.get(item.name)
+        if hint is not None and not _matches(value, hint):
+            kind = str(hint).replace("typing.", "").replace("<class '", "").replace("'>", "")
+            raise ParameterError(item.name, f"{item.name} must be of type {kind}, got {value!r}")
 
 
 def search_adaptor_config(dims: Sequence[int], **overrides: Any) -> AdaptorTrainingConfig:
@@ -430,6 +476,11 @@ class SearchAdaptorConfig(AdaptorTrainingConfig):
     unsupervised_weight: float = 0.0
     supervised: bool = True
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.supervised:
+            raise ParameterError("supervised", "supervised: the Search-Adaptor is supervised; it needs True")
+
 
 @dataclass
 class PCAConfig(AdaptorTrainingConfig):
@@ -437,6 +488,11 @@ class PCAConfig(AdaptorTrainingConfig):
 
     method: ClassVar[str] = "pca"
     supervised: bool = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.supervised:
+            raise ParameterError("supervised", "supervised does not apply to method 'pca' (nothing is trained)")
 
 
 @dataclass

@@ -195,6 +195,7 @@ def load_model(
     except (OSError, ValueError, KeyError, AttributeError, TypeError, ImportError, pickle.UnpicklingError) as exc:
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ParameterError(argument, f"{argument}: cannot load {name!r}: {message}") from None
+    check_loaded(model, modules_json, argument)
     if record is None:
         return model
     try:
@@ -211,6 +212,38 @@ def load_model(
         similarity_fn_name=model.similarity_fn_name,
         truncate_dim=model.truncate_dim,
     )
+
+
+def check_loaded(model: Any, modules_json: str, argument: str = "model") -> None:
+    """Refuse a loaded model whose weights or buffers are not finite, or whose saved ``truncate_dim`` is no size.
+
+    A NaN weight makes every document score the maximum in an index, and ``truncate_dim: -5`` makes ``encode``
+    return 379-d vectors; both load without a word in Sentence-Transformers. The message names the tensor (with its
+    module's folder) or the config key.
+    """
+    import torch
+
+    folder = os.path.dirname(modules_json)
+    paths = {str(i): m.get("path") or "." for i, m in enumerate(_entries(modules_json))}
+    for name, tensor in model.state_dict().items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            where = paths.get(name.split(".", 1)[0], "?")
+            raise ParameterError(
+                argument, f"{argument}: tensor {name} (module folder {where!r} of {folder!r}) holds NaN or infinity"
+            )
+    width = model.get_embedding_dimension()
+    dim = model.truncate_dim
+    if dim is not None and (not isinstance(dim, int) or isinstance(dim, bool) or not 1 <= dim <= width):
+        raise ParameterError(
+            argument,
+            f"{argument}: {os.path.join(folder, 'config_sentence_transformers.json')}: truncate_dim must be an int "
+            f"from 1 to {width}, got {dim!r}",
+        )
+
+
+def _entries(modules_json: str) -> list[dict]:
+    with open(modules_json, encoding="utf-8") as f:
+        return json.load(f)
 
 
 def _folder_metadata(folder: str) -> dict | None:

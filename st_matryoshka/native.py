@@ -103,6 +103,7 @@ def native_modules(adaptor: MatryoshkaAdaptor) -> list[nn.Module]:
             print([type(m).__name__ for m in native_modules(adaptor)])
             # => ['Normalize', 'Dense', 'Dense']
     """
+    check_finite(adaptor)
     smec = isinstance(adaptor, SMECAdaptor)
     if smec and (adaptor.base_block or adaptor.bit_thresholds):
         raise ValueError("an SMECAdaptor with base_block or bit_thresholds has no native form")
@@ -162,6 +163,14 @@ def _fold(adaptor: MatryoshkaAdaptor, smec: bool) -> list[nn.Module]:
         final_w[start:] = x_rows[start:]
         final_b[start:] = -adaptor.base_center.to(f64)
     return [*modules, _dense(final_w, final_b)]
+
+
+def check_finite(adaptor: nn.Module, where: str = "") -> None:
+    """Refuse an adaptor with a NaN or infinite weight or buffer, naming the tensor (and ``where`` it came from)."""
+    for name, tensor in adaptor.state_dict().items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            place = f" in {where}" if where else ""
+            raise ValueError(f"{type(adaptor).__name__}: tensor {name}{place} holds NaN or infinity")
 
 
 @torch.no_grad()
@@ -233,7 +242,9 @@ def load_record(folder: str, argument: str = "model") -> TrainableRecord | None:
         raise ValueError(f"{argument}: {record_file}: 'modules' must be a non-empty list of indices, got {indices!r}")
     if indices != list(range(indices[0], indices[0] + len(indices))):
         raise ValueError(f"{argument}: {record_file}: 'modules' must be consecutive indices, got {indices!r}")
-    return TrainableRecord(cls.load(path).eval(), indices)
+    module = cls.load(path).eval()
+    check_finite(module, os.path.join(path, "model.safetensors"))
+    return TrainableRecord(module, indices)
 
 
 def fold_modules(modules: Sequence[nn.Module]) -> tuple[list[nn.Module], TrainableRecord | None]:

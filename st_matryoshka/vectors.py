@@ -177,9 +177,15 @@ def load_adaptor(folder: str, argument: str = "model") -> MatryoshkaAdaptor:
             argument, f"{argument}: {folder!r} holds no standalone adaptor (adaptor_class={meta.adaptor_class!r})"
         )
     from st_matryoshka.loading import check_weight_files
+    from st_matryoshka.native import check_finite
 
     check_weight_files(folder, argument)
-    return cls.load(folder).eval()
+    adaptor = cls.load(folder).eval()
+    try:
+        check_finite(adaptor, os.path.join(folder, "model.safetensors"))
+    except ValueError as exc:
+        raise ParameterError(argument, f"{argument}: {exc}") from None
+    return adaptor
 
 
 @torch.inference_mode()

@@ -120,7 +120,7 @@ def test_model_without_pooling(tmp_path, minilm, scifact_tiny, capsys):
 def test_pca_method_saves_a_linear_adaptor(scifact_tiny, tmp_path, capsys):
     out = tmp_path / "pca"
     assert _train(scifact_tiny, out, "--method", "pca") == 0
-    config = json.loads((out / "2_MatryoshkaAdaptor" / "config.json").read_text())
+    config = json.loads((out / "st_matryoshka_adaptor" / "config.json").read_text())
     assert config["num_layers"] == 0 and config["center_input"] is True
     with pytest.raises(SystemExit):
         _train(scifact_tiny, tmp_path / "pca2", "--method", "pca", "--supervised")
@@ -133,7 +133,7 @@ def test_search_adaptor_is_a_supervised_linear_map(scifact_slice, tmp_path, caps
     assert "method 'search-adaptor' is supervised; it needs --train-split" in capsys.readouterr().err
     out = tmp_path / "sa"
     assert _train(scifact_slice, out, "--method", "search-adaptor", "--supervised", "--supervised-epochs", "2") == 0
-    config = json.loads((out / "2_MatryoshkaAdaptor" / "config.json").read_text())
+    config = json.loads((out / "st_matryoshka_adaptor" / "config.json").read_text())
     assert config["num_layers"] == 0
     summary = json.loads((out / "st_matryoshka_training.json").read_text())
     assert [s["name"] for s in summary["stages"]] == ["supervised joint"]

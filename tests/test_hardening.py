@@ -377,7 +377,7 @@ def test_module_config_is_checked_against_the_weights_before_allocating(pca_mode
     """Issue 27, case 6: sizes beyond the weights, wrong kinds and mismatched shapes, one line naming the key."""
     folder = tmp_path / "m"
     shutil.copytree(pca_model, folder)
-    (config_path,) = folder.glob("*MatryoshkaAdaptor/config.json")
+    (config_path,) = folder.glob("st_matryoshka_adaptor/config.json")
     config = json.loads(config_path.read_text())
     config.update(change)
     config_path.write_text(json.dumps(config))

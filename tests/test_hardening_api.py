@@ -1,0 +1,78 @@
+"""Issue 42 (in part): the Python API's configs and loaded models refuse what would silently go wrong."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from st_matryoshka import MatryoshkaAdaptorConfig, PCAConfig, SearchAdaptorConfig, SMECConfig
+from st_matryoshka._validation import ParameterError
+from st_matryoshka.loading import load_model
+from st_matryoshka.metadata import MatryoshkaMetadata
+from st_matryoshka.models import MatryoshkaAdaptor
+from st_matryoshka.native import native_modules
+from st_matryoshka.surgery import with_adaptor
+from st_matryoshka.training import save_model_atomic
+
+
+@pytest.mark.parametrize(
+    ("config", "kwargs", "message"),
+    [
+        (MatryoshkaAdaptorConfig, {"supervised": "no"}, "supervised must be of type bool, got 'no'"),
+        (MatryoshkaAdaptorConfig, {"pca_init": "no"}, "pca_init must be of type bool, got 'no'"),
+        (SMECConfig, {"smrl": "false"}, "smrl must be of type bool, got 'false'"),
+        (SMECConfig, {"allow_any_dims": "no"}, "allow_any_dims must be of type bool, got 'no'"),
+        (MatryoshkaAdaptorConfig, {"interpolation_steps": True}, "interpolation_steps must be of type int, got True"),
+        (MatryoshkaAdaptorConfig, {"unsupervised_epochs": "2"}, "unsupervised_epochs must be of type int, got '2'"),
+        (MatryoshkaAdaptorConfig, {"unsupervised_epochs": -1}, "unsupervised_epochs must be an int >= 0, got -1"),
+        (MatryoshkaAdaptorConfig, {"dims": None}, "dims must be a non-empty list of positive ints, got None"),
+        (MatryoshkaAdaptorConfig, {"activation": "swish"}, "activation must be one of"),
+        (PCAConfig, {"supervised": True}, "supervised does not apply to method 'pca'"),
+        (SearchAdaptorConfig, {"supervised": False}, "the Search-Adaptor is supervised"),
+    ],
+)
+def test_config_fields_are_checked_by_type_and_method_rule(config, kwargs, message):
+    with pytest.raises(ParameterError, match=message.replace("(", r"\(").replace(")", r"\)")) as exc:
+        config(**kwargs)
+    assert exc.value.parameter == next(iter(kwargs))
+
+
+@pytest.fixture()
+def saved(minilm, tmp_path):
+    adaptor = MatryoshkaAdaptor(384, num_layers=1).eval()
+    folder = tmp_path / "model"
+    save_model_atomic(with_adaptor(minilm, adaptor), str(folder), metadata=MatryoshkaMetadata(dims=[384, 96]))
+    return folder
+
+
+def test_a_non_finite_weight_is_refused_at_load_naming_the_tensor(saved, tmp_path):
+    for target, name in (("3_Dense", "linear.bias"), ("st_matryoshka_adaptor", "residual.0.bias")):
+        folder = tmp_path / target
+        shutil.copytree(saved, folder)
+        weights = folder / target / "model.safetensors"
+        state = load_file(str(weights))
+        state[name][0] = float("nan")
+        save_file(state, str(weights))
+        with pytest.raises(ParameterError, match=rf"model: .*{name.replace('.', '[.]')}.* holds NaN or infinity"):
+            load_model(str(folder))
+
+
+def test_a_non_finite_adaptor_has_no_native_form():
+    adaptor = MatryoshkaAdaptor(8).eval()
+    with torch.no_grad():
+        adaptor.rotation[0, 0] = float("inf")
+    with pytest.raises(ValueError, match="MatryoshkaAdaptor: tensor rotation holds NaN or infinity"):
+        native_modules(adaptor)
+
+
+def test_a_saved_truncate_dim_that_is_no_size_is_refused(saved):
+    config = saved / "config_sentence_transformers.json"
+    data = json.loads(config.read_text())
+    for value in (-5, 0, 385, True):
+        config.write_text(json.dumps({**data, "truncate_dim": value}))
+        with pytest.raises(ParameterError, match=r"config_sentence_transformers\.json: truncate_dim must be an int"):
+            load_model(str(saved))
