@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -17,6 +18,20 @@ OLD_PREFIX = ".old-st_matryoshka-"
 
 MODEL_MARKERS = ("modules.json", "config_sentence_transformers.json", "st_matryoshka.json")
 """Files that make a folder a model (Sentence-Transformers or st_matryoshka) that ``overwrite`` may replace."""
+
+MANIFEST = ".st_matryoshka_files"
+"""The list of what a save wrote (top-level names, one a line), written last into every folder a save writes; with
+``overwrite`` only those names are replaced, and everything else in the folder (a user's notes, an ``experiments/``
+folder) is carried into the new one."""
+
+WRITTEN_BEFORE_MANIFESTS = re.compile(
+    r"\d+_\w+|modules\.json|config\.json|config_sentence_transformers\.json|sentence_bert_config\.json|"
+    r"model\.safetensors|pytorch_model\.bin|tokenizer(_config)?\.json|special_tokens_map\.json|vocab\.txt|"
+    r"README\.md|st_matryoshka(_training)?\.json|st_matryoshka_adaptor|st_matryoshka_modules\.py|"
+    r"matryoshka_dims\.png|frontier_.*\.png|frontier\.(md|json|png)|index\..*|rescore\..*|ids\..*|index\.json"
+)
+"""What a save wrote into a folder that has no :data:`MANIFEST` (saved before manifests): those names are replaced by
+``overwrite``, any other is the user's and is kept."""
 
 
 def is_model_folder(folder: str) -> bool:
@@ -176,18 +191,36 @@ def atomic_folder(
         raise ParameterError(argument, f"{argument}: cannot write {output!r}: {exc.strerror or exc}") from None
     try:
         yield tmp
+        written = sorted(os.listdir(tmp))
+        with open(os.path.join(tmp, MANIFEST), "w", encoding="utf-8") as f:
+            f.write("".join(f"{name}\n" for name in written))
         follow_umask(tmp)
         if not overwrite and os.path.exists(output) and (not os.path.isdir(output) or os.listdir(output)):
             raise OSError(errno.EEXIST, "appeared meanwhile")
         check_output_free(output, overwrite, argument=argument, inputs=inputs)  # it may have changed meanwhile
         if overwrite and os.path.isdir(output) and os.listdir(output):
+            kept = users_entries(output)
+            clash = sorted(set(kept) & set(written))
+            if clash:
+                raise ParameterError(
+                    argument,
+                    f"{argument}: {os.path.join(output, clash[0])!r} is not from an earlier save, and this save "
+                    "writes the same name; nothing replaced",
+                )
             old = tempfile.mkdtemp(prefix=f"{OLD_PREFIX}{os.getpid()}-", dir=parent)
-            os.replace(output, os.path.join(old, "model"))
+            previous = os.path.join(old, "model")
+            os.replace(output, previous)
+            moved: list[str] = []
             try:
+                for name in kept:  # the user's own files go into the new folder, untouched
+                    os.rename(os.path.join(previous, name), os.path.join(tmp, name))
+                    moved.append(name)
                 os.rename(tmp, output)
             except OSError:
                 with contextlib.suppress(OSError):
-                    os.rename(os.path.join(old, "model"), output)
+                    for name in moved:
+                        os.rename(os.path.join(tmp, name), os.path.join(previous, name))
+                    os.rename(previous, output)
                 raise
             shutil.rmtree(old, ignore_errors=True)
         else:
@@ -204,6 +237,17 @@ def atomic_folder(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def users_entries(folder: str) -> list[str]:
+    """The top-level names in ``folder`` that no save of ours wrote (its :data:`MANIFEST`, else the known names)."""
+    names = sorted(os.listdir(folder))
+    manifest = os.path.join(folder, MANIFEST)
+    if os.path.isfile(manifest):
+        with open(manifest, encoding="utf-8") as f:
+            ours = {line.strip() for line in f if line.strip()} | {MANIFEST}
+        return [name for name in names if name not in ours]
+    return [name for name in names if not WRITTEN_BEFORE_MANIFESTS.fullmatch(name) and not name.startswith(".")]
 
 
 def write_file_atomic(path: str, data: bytes, overwrite: bool = False, argument: str = "path") -> None:

@@ -76,3 +76,32 @@ def test_a_saved_truncate_dim_that_is_no_size_is_refused(saved):
         config.write_text(json.dumps({**data, "truncate_dim": value}))
         with pytest.raises(ParameterError, match=r"config_sentence_transformers\.json: truncate_dim must be an int"):
             load_model(str(saved))
+
+
+def test_overwrite_replaces_only_what_a_save_wrote(minilm, tmp_path):
+    """--overwrite / overwrite=True on a model folder keeps the user's files and folders (a manifest of what each
+    save wrote); a folder saved before manifests keeps every name a save does not write."""
+    from st_matryoshka._io import MANIFEST
+
+    folder = tmp_path / "model"
+    meta = MatryoshkaMetadata(dims=[384, 96])
+    save_model_atomic(with_adaptor(minilm, MatryoshkaAdaptor(384).eval()), str(folder), metadata=meta)
+    assert (folder / MANIFEST).is_file() and "modules.json" in (folder / MANIFEST).read_text().split()
+    (folder / "notes.txt").write_text("mine")
+    (folder / "experiments").mkdir()
+    (folder / "experiments" / "run1.json").write_text("{}")
+    linear = with_adaptor(minilm, MatryoshkaAdaptor(384, num_layers=0).eval())
+    save_model_atomic(linear, str(folder), overwrite=True, metadata=meta)
+    assert (folder / "notes.txt").read_text() == "mine" and (folder / "experiments" / "run1.json").is_file()
+    assert not (folder / "4_Dense").exists()  # the old save's second Dense went with it
+    assert "notes.txt" not in (folder / MANIFEST).read_text().split()
+    # before manifests: only the names a save writes are replaced
+    (folder / MANIFEST).unlink()
+    save_model_atomic(linear, str(folder), overwrite=True, metadata=meta)
+    assert (folder / "notes.txt").read_text() == "mine" and (folder / "experiments" / "run1.json").is_file()
+    # a user's file under a name this save writes: refused, nothing replaced
+    (folder / MANIFEST).write_text("modules.json\n")
+    before = sorted(p.name for p in folder.iterdir())
+    with pytest.raises(ParameterError, match="is not from an earlier save, and this save writes the same name"):
+        save_model_atomic(linear, str(folder), overwrite=True, metadata=meta)
+    assert sorted(p.name for p in folder.iterdir()) == before
