@@ -493,13 +493,6 @@ def render_folder(root: str) -> list[str]:
     return done
 
 
-if __name__ == "__main__":
-    import sys
-
-    for rendered in render_folder(sys.argv[1] if len(sys.argv) > 1 else "model_cards"):
-        print(f"rendered {rendered}/README.md")
-
-
 def plot_frontier(rows: Sequence[dict[str, Any]], path: str, title: str = "") -> None:
     """NDCG@10 against bytes per vector (log scale): every point, and each method's Pareto front as a step line."""
     fronts = pareto_fronts(rows)
@@ -529,3 +522,10 @@ def plot_frontier(rows: Sequence[dict[str, Any]], path: str, title: str = "") ->
     fig.tight_layout()
     fig.savefig(path, dpi=110, metadata={"Software": None})
     plt.close(fig)
+
+
+if __name__ == "__main__":
+    import sys
+
+    for rendered in render_folder(sys.argv[1] if len(sys.argv) > 1 else "model_cards"):
+        print(f"rendered {rendered}/README.md")
