@@ -479,7 +479,8 @@ class SearchAdaptorConfig(AdaptorTrainingConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         if not self.supervised:
-            raise ParameterError("supervised", "supervised: the Search-Adaptor is supervised; it needs True")
+            message = "supervised: method 'search-adaptor' is supervised; it needs train_split"
+            raise ParameterError("supervised", message)
 
 
 @dataclass

@@ -234,8 +234,8 @@ def test_overwrite_replaces_only_a_model_folder(pca_model, scifact_tiny, tmp_pat
     model = tmp_path / "model"
     assert main([*train, "--output", str(model)]) == 0
     (model / "notes.txt").write_text("mine")
-    assert main([*train, "--output", str(model), "--overwrite"]) == 0  # a model folder is replaced
-    assert not (model / "notes.txt").exists() and (model / "st_matryoshka.json").exists()
+    assert main([*train, "--output", str(model), "--overwrite"]) == 0  # a model folder is replaced ...
+    assert (model / "notes.txt").read_text() == "mine" and (model / "st_matryoshka.json").exists()  # ... not notes
     assert not [p for p in os.listdir(tmp_path) if p.startswith((".tmp-", ".old-"))]
 
 
@@ -251,10 +251,10 @@ def test_a_save_never_replaces_what_another_process_wrote_meanwhile(pca_model, t
             shutil.copytree(pca_model, out)  # another run finished first
     assert (out / "st_matryoshka.json").exists() and not (out / "weights.bin").exists()
     assert not [p for p in os.listdir(tmp_path) if p.startswith((".tmp-", ".old-"))]
-    with atomic_folder(str(out), overwrite=True) as tmp:  # with overwrite, the model is replaced whole
+    with atomic_folder(str(out), overwrite=True) as tmp:  # with overwrite, what the last save wrote is replaced
         with open(os.path.join(tmp, "modules.json"), "w") as f:
             f.write("[]")
-    assert os.listdir(out) == ["modules.json"]
+    assert sorted(os.listdir(out)) == [".st_matryoshka_files", "modules.json"]
 
 
 def test_evaluate_json_is_a_new_file_and_never_the_models_own(pca_model, scifact_tiny, tmp_path, capsys):

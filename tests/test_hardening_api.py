@@ -32,7 +32,7 @@ from st_matryoshka.training import save_model_atomic
         (MatryoshkaAdaptorConfig, {"dims": None}, "dims must be a non-empty list of positive ints, got None"),
         (MatryoshkaAdaptorConfig, {"activation": "swish"}, "activation must be one of"),
         (PCAConfig, {"supervised": True}, "supervised does not apply to method 'pca'"),
-        (SearchAdaptorConfig, {"supervised": False}, "the Search-Adaptor is supervised"),
+        (SearchAdaptorConfig, {"supervised": False}, "method 'search-adaptor' is supervised; it needs train_split"),
     ],
 )
 def test_config_fields_are_checked_by_type_and_method_rule(config, kwargs, message):

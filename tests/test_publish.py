@@ -344,7 +344,7 @@ def test_publishing_bad_input(published, monkeypatch, capsys, tmp_path):
     assert main(["export", "--model", model, "--output", str(exported)]) == 0
     (exported / "keep.txt").write_text("x")
     assert main(["export", "--model", model, "--output", str(exported), "--overwrite"]) == 0
-    assert not (exported / "keep.txt").exists() and (exported / "modules.json").is_file()
+    assert (exported / "keep.txt").read_text() == "x" and (exported / "modules.json").is_file()  # issue 42
 
 
 def test_metadata_from_a_newer_version_names_the_key_and_version(tmp_path):

@@ -79,7 +79,8 @@ def test_supervised_fit_vectors_with_ids_and_qrels_and_appending_to_the_model(ve
     assert main([*args, "--supervised-epochs", "2", "--output", str(out)]) == 0
     meta = json.loads((out / "st_matryoshka.json").read_text())
     assert meta["supervised"] and meta["adaptor_class"] == "MatryoshkaAdaptor" and meta["dims"] == [384, 96, 48]
-    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors", "st_matryoshka.json"]
+    written = [".st_matryoshka_files", "config.json", "model.safetensors", "st_matryoshka.json"]
+    assert sorted(p.name for p in out.iterdir()) == written
     # the same module after Pooling in the model whose backbone produced the vectors
     from st_matryoshka.surgery import backbone_of, with_adaptor
 
@@ -267,7 +268,8 @@ def test_two_process_training_with_torchrun(vectors, scifact_slice, tmp_path):
     result = subprocess.run([*argv, "--output", str(out)], env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("saved to") == 2  # both ranks finish; only rank 0 writes
-    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors", "st_matryoshka.json"]
+    written = [".st_matryoshka_files", "config.json", "model.safetensors", "st_matryoshka.json"]
+    assert sorted(p.name for p in out.iterdir()) == written
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]
     test = load_beir(str(scifact_slice), "test")
     ours = _scores(vectors, out, test)
