@@ -448,11 +448,14 @@ def frontier(
     record: bool = False,
     speed: bool = False,
     source: BackboneSource | None = None,
+    overwrite: bool = False,
 ) -> list[dict[str, Any]]:
     """The bytes frontier: truncation, PCA and the model at every dim × precision; written to ``output``.
 
-    ``output`` gets ``frontier.json``, ``frontier.md`` and ``frontier.png``; with ``record`` the rows go into the
-    model's ``st_matryoshka.json`` and its card shows each method's best point per byte budget. With ``speed`` each
+    ``output`` gets ``frontier.json``, ``frontier.md`` and ``frontier.png`` (files of those names already there
+    are refused before any work, unless ``overwrite``; other files in it are left alone); with ``record`` the rows go
+    into the model's ``st_matryoshka.json`` and its card shows each method's best point per byte budget. With
+    ``speed`` each
     row also gets ``qps``: queries per second of an exact FAISS index of the corpus at that dim and precision (with
     ``rescore``, shortlist re-ranked from an int8 store), :func:`st_matryoshka.index.queries_per_second`, and
     ``qps_threads``, FAISS's thread count (needs the ``index`` extra).
@@ -469,6 +472,11 @@ def frontier(
     source = source or BackboneSource()
     precisions = check_precisions(precisions, check_dims(dims, name="dims"), rescore)
     check_creatable(os.path.join(output, "frontier.json"), "output")
+    for name in ("frontier.json", "frontier.md", "frontier.png"):
+        if os.path.lexists(os.path.join(output, name)) and not overwrite:
+            raise ParameterError(
+                "output", f"output: {os.path.join(output, name)!r} already exists; pass overwrite=True to replace it"
+            )
     if speed:
         from st_matryoshka.index import require_faiss
 

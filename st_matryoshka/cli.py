@@ -213,6 +213,7 @@ def cmd_frontier(args: argparse.Namespace) -> int:
         record=args.record,
         speed=args.speed,
         source=source(args),
+        overwrite=args.overwrite,
     )
     for method, front in pareto_fronts(rows).items():
         points = ", ".join(f"{r['bytes']} B {r['dim']}-d {r['precision']} {r['ndcg_at_10']:.4f}" for r in front)

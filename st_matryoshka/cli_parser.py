@@ -290,6 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
     front.add_argument("--precision", default="float32,int8,binary", help="Comma-separated precisions to score.")
     front.add_argument("--rescore", type=int, help="Re-rank the top K by the float query prefix (see evaluate).")
     front.add_argument("--output", required=True, help="Folder for frontier.json, frontier.md and frontier.png.")
+    front.add_argument("--overwrite", action="store_true", help="Replace frontier files already in --output.")
     front.add_argument(
         "--record",
         action="store_true",

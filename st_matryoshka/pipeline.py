@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from sentence_transformers import SentenceTransformer
 
+from st_matryoshka._io import check_output_free
 from st_matryoshka._validation import ParameterError
 from st_matryoshka.api import Trained
 from st_matryoshka.api import train as train_model
@@ -102,6 +103,10 @@ def train(
             f"SMECConfig), got {type(config).__name__}",
         )
     settings, supervised = method_settings(config), bool(config.supervised)  # type: ignore[attr-defined]
+    if output is not None:  # before any work: an input inside the output is refused, with or without overwrite
+        inputs = [model_or_vectors if isinstance(model_or_vectors, str) else None]
+        inputs += [data if isinstance(data, str) else None, source.embeddings if source is not None else None]
+        check_output_free(output, overwrite, argument="output", inputs=inputs)
     if _is_vectors(model_or_vectors):
         if source is not None or default_dim is not None or train_split != "train" or callbacks:
             raise ParameterError(
@@ -173,5 +178,6 @@ def _train_loaded(
         callbacks=callbacks,
     )
     if output is not None:
-        save_model_atomic(trained, output, overwrite=overwrite, metadata=metadata)
+        inputs = [model if isinstance(model, str) else None]
+        save_model_atomic(trained, output, overwrite=overwrite, metadata=metadata, inputs=inputs)
     return Trained(trained, adaptor, metadata, stages)

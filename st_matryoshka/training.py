@@ -196,8 +196,11 @@ def save_model_atomic(
     overwrite: bool = False,
     extra: dict | None = None,
     metadata: MatryoshkaMetadata | None = None,
+    inputs: Sequence[str | None] = (),
 ) -> None:
     """Save to a temporary folder beside ``output``, then move it into place: the one way our models are written.
+
+    ``inputs`` (the paths the run read) must not lie in ``output`` (:func:`~st_matryoshka._io.check_output_free`).
 
     The folder holds only Sentence-Transformers' own modules (:func:`~st_matryoshka.surgery.native_model`) and the
     trainable adaptor beside them (``st_matryoshka_adaptor/``), so plain ``SentenceTransformer(output)`` loads it.
@@ -221,7 +224,7 @@ def save_model_atomic(
             record.module.matryoshka_metadata = metadata
     if not is_main_process():  # under torchrun every process holds the same weights; rank 0 writes them
         return
-    with atomic_folder(output, overwrite=overwrite) as tmp:
+    with atomic_folder(output, overwrite=overwrite, inputs=inputs) as tmp:
         try:
             model.save(tmp)
         except ValueError:

@@ -144,7 +144,7 @@ def fit_vector_data(
         **config,
     )
     if output is not None:
-        save_adaptor(adaptor, output, meta, overwrite=overwrite)
+        save_adaptor(adaptor, output, meta, overwrite=overwrite, inputs=[corpus if isinstance(corpus, str) else None])
     return adaptor, meta, stages
 
 
@@ -154,12 +154,21 @@ def _checked(array: Any, name: str, width: int | None = None) -> Any:
     return check_vectors(array if isinstance(array, np.memmap) else np.asarray(array), name, width=width)
 
 
-def save_adaptor(adaptor: MatryoshkaAdaptor, folder: str, metadata: MatryoshkaMetadata, overwrite: bool = False):
-    """Write ``config.json``, ``model.safetensors`` and ``st_matryoshka.json`` to ``folder`` (atomically)."""
+def save_adaptor(
+    adaptor: MatryoshkaAdaptor,
+    folder: str,
+    metadata: MatryoshkaMetadata,
+    overwrite: bool = False,
+    inputs: Sequence[str | None] = (),
+):
+    """Write ``config.json``, ``model.safetensors`` and ``st_matryoshka.json`` to ``folder`` (atomically).
+
+    ``inputs`` (the paths the run read, such as the vectors' ``.npy``) must not lie in ``folder``.
+    """
     metadata.adaptor_class = type(adaptor).__name__
     if not is_main_process():  # under torchrun every process holds the same weights; rank 0 writes them
         return
-    with atomic_folder(folder, overwrite=overwrite) as tmp:
+    with atomic_folder(folder, overwrite=overwrite, inputs=inputs) as tmp:
         adaptor.save(tmp)
         metadata.save(tmp)
 

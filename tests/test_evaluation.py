@@ -146,7 +146,11 @@ def test_frontier_command_writes_table_plot_and_pareto_fronts(scifact_slice, tmp
     assert (out / "frontier.png").stat().st_size > 5_000 and "| Pareto |" in (out / "frontier.md").read_text()
     # --record stores the points with the model; its card then shows the best config per byte budget and the plot
     argv = ["frontier", "--model", str(model), *args, "--dims", "384,96,48", "--output", str(out), "--record"]
-    assert main(argv) == 0
+    (out / "frontier.md").write_text("my notes")  # issue 42: a file of the same name is not replaced unasked
+    with pytest.raises(SystemExit):
+        main(argv)
+    assert (out / "frontier.md").read_text() == "my notes"
+    assert main([*argv, "--overwrite"]) == 0
     card = (model / "README.md").read_text()
     assert "### Index size against quality" in card and "![NDCG@10 against bytes per vector" in card
     key = scifact_slice.name
@@ -159,7 +163,8 @@ def test_frontier_command_writes_table_plot_and_pareto_fronts(scifact_slice, tmp
                "binary": 1 / 8}[p] <= 48)  # fmt: skip
     assert model_cell.strip() == f"{best[0]:.4f} ({best[1]}-d {best[2]})"
     with pytest.raises(SystemExit):  # a base model has no folder to record into
-        main(["frontier", "--model", "all-MiniLM-L6-v2", *args, "--dims", "48", "--output", str(out), "--record"])
+        main(["frontier", "--model", "all-MiniLM-L6-v2", *args, "--dims", "48", "--output", str(tmp_path / "new"),
+              "--record"])  # fmt: skip
 
 
 def test_frontier_speed_adds_queries_per_second_to_rows_table_and_card(scifact_slice, tmp_path):

@@ -105,3 +105,53 @@ def test_overwrite_replaces_only_what_a_save_wrote(minilm, tmp_path):
     with pytest.raises(ParameterError, match="is not from an earlier save, and this save writes the same name"):
         save_model_atomic(linear, str(folder), overwrite=True, metadata=meta)
     assert sorted(p.name for p in folder.iterdir()) == before
+
+
+@pytest.fixture()
+def small_vectors(tmp_path):
+    generator = torch.Generator().manual_seed(0)
+    return torch.nn.functional.normalize(torch.randn(300, 32, generator=generator), dim=-1).numpy()
+
+
+def test_an_input_inside_the_output_is_refused_on_the_python_path(small_vectors, minilm, scifact_slice, tmp_path):
+    """train(vectors.npy, output=the folder holding it, overwrite=True) refused before any work, the file kept; so is
+    a RetrievalData run whose output is the input model's folder."""
+    import numpy as np
+
+    import st_matryoshka
+    from st_matryoshka.config import BackboneSource
+    from st_matryoshka.data import load_beir, load_embeddings_dir
+
+    folder = tmp_path / "out"
+    folder.mkdir()
+    np.save(folder / "corpus.npy", small_vectors)
+    (folder / "modules.json").write_text("[]")  # looks like a model folder, so overwrite alone would allow it
+    config = MatryoshkaAdaptorConfig(dims=[16, 8], unsupervised_epochs=1)
+    with pytest.raises(ParameterError, match="output: .* holds the input .*corpus.npy"):
+        st_matryoshka.train(str(folder / "corpus.npy"), None, config, output=str(folder), overwrite=True)
+    assert np.array_equal(np.load(folder / "corpus.npy"), small_vectors)
+    model = tmp_path / "model"
+    meta = MatryoshkaMetadata(dims=[384, 96])
+    save_model_atomic(with_adaptor(minilm, MatryoshkaAdaptor(384).eval()), str(model), metadata=meta)
+    data = load_beir(str(scifact_slice), "train")
+    cv, qv = load_embeddings_dir(str(scifact_slice / "embeddings"), data, dim=384)
+    source = BackboneSource(corpus_vectors=cv, query_vectors=qv)
+    before = (model / "st_matryoshka_adaptor" / "model.safetensors").read_bytes()
+    with pytest.raises(ParameterError, match="output: .* holds the input"):
+        st_matryoshka.train(str(model), data, MatryoshkaAdaptorConfig(dims=[96]), output=str(model), source=source,
+                            overwrite=True)  # fmt: skip
+    assert (model / "st_matryoshka_adaptor" / "model.safetensors").read_bytes() == before
+
+
+def test_default_dim_without_output_is_the_models_truncate_dim(minilm, scifact_slice):
+    import st_matryoshka
+    from st_matryoshka.config import BackboneSource
+    from st_matryoshka.data import load_beir, load_embeddings_dir
+
+    data = load_beir(str(scifact_slice), "train")
+    cv, qv = load_embeddings_dir(str(scifact_slice / "embeddings"), data, dim=384)
+    config = MatryoshkaAdaptorConfig(dims=[96, 24], unsupervised_epochs=1)
+    source = BackboneSource(corpus_vectors=cv, query_vectors=qv)
+    trained = st_matryoshka.train(minilm, data, config, source=source, default_dim=24)
+    assert trained.metadata.default_dim == 24 and trained.model.truncate_dim == 24
+    assert trained.model.encode(["a query"]).shape == (1, 24)
