@@ -881,9 +881,20 @@ def query_outputs(queries: Any, loaded: Any, head: Any, batch_size: int) -> np.n
     elif isinstance(queries, str):
         if not os.path.isfile(queries):
             raise ParameterError("queries", f"queries: file {queries!r} does not exist")
-        with open(queries, encoding="utf-8") as f:
-            queries = [line.rstrip("\n") for line in f if line.strip()]
-    if len(queries) and isinstance(queries[0], str):
+        try:
+            with open(queries, encoding="utf-8") as f:
+                queries = [line.rstrip("\n") for line in f if line.strip()]
+        except UnicodeDecodeError as exc:
+            raise ParameterError(
+                "queries", f"queries: {queries!r} is not UTF-8 text (byte {exc.start}); one query per line"
+            ) from None
+        if not queries:
+            raise ParameterError("queries", "queries: the file holds no query (one query per line)")
+        if any("\x00" in q for q in queries):
+            raise ParameterError("queries", "queries: the file holds NUL bytes: a binary file, not one query per line")
+    if not len(queries):
+        raise ParameterError("queries", "queries: no query given")
+    if isinstance(queries[0], str):
         if loaded is None:
             raise ParameterError("queries", "queries as texts need a SentenceTransformer model; give vectors instead")
         prompt, _ = retrieval_prompts(loaded)
