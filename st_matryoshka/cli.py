@@ -312,7 +312,12 @@ def cmd_index(args: argparse.Namespace) -> int:
 # command.
 COMMON_FLAGS = {"precisions": "--precision", "path_or_id": "--data", "default_dim": "--default-dim"}
 FLAG_OF = {
-    "train": {"corpus_vectors": "--embeddings", "qrels": "--train-split", "config": "--method"},
+    "train": {
+        "corpus_vectors": "--embeddings",
+        "qrels": "--train-split",
+        "config": "--method",
+        "corpus": "--corpus-mode",
+    },
     "fit-vectors": {"corpus_vectors": "--corpus", "supervised": "--qrels", "config": "--method"},
     "extend": {"dim": "--dims", "corpus_vectors": "--embeddings", "qrels": "--data"},
 }

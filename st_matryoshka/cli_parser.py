@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 
 from st_matryoshka._validation import check_dims
-from st_matryoshka.config import ACTIVATIONS, BIT_THRESHOLDS, METHODS
+from st_matryoshka.config import ACTIVATIONS, BIT_THRESHOLDS, CORPUS_MODES, METHODS
 from st_matryoshka.data import VALIDATION_SPLITS
 from st_matryoshka.index import ENGINES, KINDS, STORES
 from st_matryoshka.quantization import PRECISIONS
@@ -112,6 +112,15 @@ def _training_options(parser: argparse.ArgumentParser) -> None:
         "training query cites, and as many by a hash of the id; the second choose, the first must not fall), "
         "document-disjoint (the first kind only: for a corpus that grows with documents no label cites) or "
         "query-hash (the second only). Too connected qrels fall back to query-hash.",
+    )
+    parser.add_argument(
+        "--corpus-mode",
+        dest="corpus",
+        choices=list(CORPUS_MODES),
+        default=None,
+        help="The deployment --supervised protects: fixed (default: the corpus stays, new queries come; the guard "
+        "chooses and checks on held-out queries about cited documents and reports what queries about uncited "
+        "documents lose) or growing (documents no label cites will arrive: those queries must not fall either).",
     )
     parser.add_argument(
         "--interpolation-steps",

@@ -285,7 +285,8 @@ def check_supervised_data(data: RetrievalData, config: AdaptorTrainingConfig) ->
         data.qrels, config.validation_fraction, config.validation_split, config.seed, config.min_validation_queries
     )
     # Too few validation queries: the supervised phase will not run (train_phases says so), nothing to refuse
-    if (not split.fit or not split.held_out) and enough_validation(split, config.min_validation_queries):
+    enough = enough_validation(split, config.min_validation_queries, config.corpus)
+    if (not split.fit or not split.held_out) and enough:
         raise ParameterError(
             "qrels",
             f"qrels: the training split has too few queries ({len(data.qrels)}) to hold out a validation slice "
@@ -589,7 +590,7 @@ def train_phases(
                 config.min_validation_queries,
             )
             log_split(split)
-            if not enough_validation(split, config.min_validation_queries):
+            if not enough_validation(split, config.min_validation_queries, config.corpus):
                 results.append(skipped_supervised(split, config))
             else:
                 fit_ids, val_ids = split.fit, split.held_out
@@ -782,8 +783,14 @@ def choose_interpolation(
     return best, reason
 
 
-def enough_validation(split: ValidationSplit, min_queries: int) -> bool:
-    """Whether every validation kind of ``split`` holds at least ``min_queries`` queries (fewer cannot show a gain)."""
+def enough_validation(split: ValidationSplit, min_queries: int, corpus: str = "growing") -> bool:
+    """Whether every validation kind the guard uses holds at least ``min_queries`` queries (fewer cannot show a gain).
+
+    With a ``fixed`` corpus and a split of both kinds, only the query-hash kind chooses and checks; the
+    document-disjoint kind is reported, so its size does not matter.
+    """
+    if split.seen and corpus == "fixed":
+        return len(split.seen) >= min_queries
     return len(split.held_out) >= min_queries and (not split.seen or len(split.seen) >= min_queries)
 
 
@@ -811,6 +818,7 @@ def selection_record(split: ValidationSplit, config: AdaptorTrainingConfig, a: f
         "reason": reason,
         "min_validation_queries": config.min_validation_queries,
         "guard_tolerance": config.guard_tolerance,
+        "corpus": config.corpus,
     }
 
 
@@ -843,8 +851,9 @@ def interpolate_supervised(
         adaptor.load_state_dict(interpolated_state(unsupervised_state, supervised_state, a))
         grid.append({"a": a, **validation_scores(model, evaluator, dims)})
     kinds = ["seen", "validation"] if split.seen else ["validation"]
-    enough = enough_validation(split, config.min_validation_queries)
-    best, reason = choose_interpolation(grid, kinds, config.guard_tolerance, enough)
+    guarded = kinds if config.corpus == "growing" else kinds[:1]  # fixed: the queries that choose also check
+    enough = enough_validation(split, config.min_validation_queries, config.corpus)
+    best, reason = choose_interpolation(grid, guarded, config.guard_tolerance, enough)
     a = grid[best]["a"]
     adaptor.load_state_dict(interpolated_state(unsupervised_state, supervised_state, a))
     record = selection_record(split, config, a, reason)
@@ -878,7 +887,7 @@ def pca_adaptor(width: int, corpus_vectors: Any, balance_blocks: Sequence[int] |
     """The PCA baseline as a module: a linear MatryoshkaAdaptor holding the corpus mean and principal axes.
 
     Its prefixes are the classic (centred) PCA projections fit on ``corpus_vectors``; nothing is trained, and
-    :func:`st_matryoshka.export.export_to_st_modules` folds it into ST's ``Normalize`` + ``Dense``. With
+    :func:`st_matryoshka.native.native_modules` folds it into ST's ``Normalize`` + ``Dense``. With
     ``balance_blocks`` (the dims), the axes between consecutive dims are rotated for even sign bits (PCA-ITQ, see
     :meth:`MatryoshkaAdaptor.init_rotation`); the prefixes at those dims keep PCA's similarities.
     """

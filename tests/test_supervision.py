@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from st_matryoshka._validation import ParameterError
 from st_matryoshka.config import config_for
 from st_matryoshka.data import document_components, load_beir, load_embeddings_dir, validation_split
 from st_matryoshka.engine import (
@@ -258,8 +259,18 @@ def test_train_supervised_records_and_cards_the_selection(scifact_slice, tmp_pat
     card = (out / "README.md").read_text()
     assert "**Supervised selection:**" in card and "no training query cites" in card
     assert f"kept **a = {selection['interpolation']}**" in card and "queries about cited documents, kept" in card
-    assert "never falling more than 0.005 below the unsupervised adaptor" in card
+    assert selection["corpus"] == "fixed" and "what it costs on" in card and "--corpus-mode growing" in card
     assert selection["guard_tolerance"] == 0.005
+    # issue 40: the growing corpus also holds the queries about uncited documents to the tolerance
+    assert main(argv(tmp_path / "growing", "--corpus-mode", "growing")) == 0
+    growing = json.loads((tmp_path / "growing" / "st_matryoshka.json").read_text())["selection"]
+    assert growing["corpus"] == "growing" and growing["validation"] == "both"
+    card = (tmp_path / "growing" / "README.md").read_text()
+    assert "never falling more than 0.005 below the unsupervised adaptor" in card
+    for point in growing["grid"]:  # every admissible point the guard could keep
+        if point["a"] == growing["interpolation"]:
+            drops = [point["validation"][d] - growing["grid"][0]["validation"][d] for d in point["validation"]]
+            assert min(drops) >= -0.005
     assert main(argv(tmp_path / "hash", "--validation-split", "query-hash")) == 0
     hashed = json.loads((tmp_path / "hash" / "st_matryoshka.json").read_text())["selection"]
     assert hashed["validation"] == "query-hash"
@@ -270,3 +281,21 @@ def test_train_supervised_records_and_cards_the_selection(scifact_slice, tmp_pat
     disjoint = json.loads((tmp_path / "disjoint" / "st_matryoshka.json").read_text())["selection"]
     assert disjoint["validation"] == "document-disjoint" and [p["a"] for p in disjoint["grid"]] == [0.0, 1.0]
     assert "no training query cites" in (tmp_path / "disjoint" / "README.md").read_text()
+
+
+def test_a_fixed_corpus_guard_needs_enough_queries_of_the_kind_that_chooses_only():
+    """Issue 40: with a fixed corpus the document-disjoint queries are reported, so too few of them (5 on some sets)
+    no longer stop the supervised phase; a growing corpus still needs enough of both kinds."""
+    from st_matryoshka.data import ValidationSplit
+    from st_matryoshka.engine import enough_validation
+
+    split = ValidationSplit(
+        fit=[f"f{i}" for i in range(40)], held_out=[f"d{i}" for i in range(5)], seen=[f"s{i}" for i in range(12)],
+        kind="both", reason="",
+    )  # fmt: skip
+    assert enough_validation(split, 10, "fixed") and not enough_validation(split, 10, "growing")
+    from st_matryoshka import MatryoshkaAdaptorConfig
+
+    assert MatryoshkaAdaptorConfig().corpus == "fixed"
+    with pytest.raises(ParameterError, match="corpus must be one of"):
+        MatryoshkaAdaptorConfig(corpus="static")

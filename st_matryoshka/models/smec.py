@@ -78,7 +78,7 @@ class SMECAdaptor(MatryoshkaAdaptor):
       prefix is untouched bit for bit.
 
     Selection and rotations compose to one fixed orthogonal matrix (:meth:`stage_matrix`), which
-    :func:`st_matryoshka.export.smec_to_st_modules` writes as ST's own ``Dense``.
+    :func:`st_matryoshka.native.native_modules` writes as ST's own ``Dense``.
 
     Args:
         embedding_dim: Width ``D`` of the incoming embedding (and of the output).
