@@ -19,7 +19,8 @@ def published_section() -> list[str]:
         "--data ../shared/data/scifact --out runs/publish",
         "",
         "1 thread, seed 42, defaults (`--default-dim 96` for the adaptors); scored by `st-matryoshka evaluate "
-        "--record` on SciFact test, NDCG@10, with the base model's truncation and PCA on the same queries. The cards are rendered from these `st_matryoshka.json` files.",
+        "--record` on SciFact test, NDCG@10, with the base model's truncation and PCA on the same queries. "
+        "The cards are rendered from these `st_matryoshka.json` files.",
         "",
     ]
     for name in sorted(os.listdir("model_cards")):
