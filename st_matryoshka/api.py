@@ -806,25 +806,23 @@ def index_build(
 
 
 def check_database_target(target: str, engine: str, inputs: Sequence[str | None]) -> None:
-    """Refuse a local database target that is not the database's own: a folder of other files, or one with inputs.
+    """Refuse a local database target that overlaps the inputs, naming the parameter that gave it.
 
-    An existing Milvus Lite file or Qdrant folder is accepted: the build then finishes (or refuses, for another
-    model) the collection it holds.
+    Whether the target is the database's own (a Milvus Lite file, a Qdrant folder) is the database class's check
+    (:class:`~st_matryoshka.vectordb.MilvusIndex`, :class:`~st_matryoshka.vectordb.QdrantIndex`), made before it opens
+    anything.
     """
+    local = isinstance(target, str) and not target.startswith(("http://", "https://"))
+    argument = "uri" if engine == "milvus" else "path" if local else "url"
     if not isinstance(target, str) or not target:
-        raise ParameterError("output", f"output: engine {engine!r} needs a URI, folder or URL, got {target!r}")
-    if target.startswith(("http://", "https://")):
+        raise ParameterError(argument, f"{argument}: engine {engine!r} needs a URI, folder or URL, got {target!r}")
+    if not local:
         return
     for path in inputs:
         if path and os.path.exists(path) and (inside(path, target) or inside(target, path)):
-            raise ParameterError("output", f"output: {target!r} and the input {path!r} overlap; choose another place")
-    if engine == "qdrant" and os.path.isdir(target) and os.listdir(target):
-        if not os.path.isfile(os.path.join(target, "meta.json")):
             raise ParameterError(
-                "output", f"output: {target!r} holds files but no Qdrant storage; choose a new folder"
+                argument, f"{argument}: {target!r} and the input {path!r} overlap; choose another place"
             )
-    if engine == "qdrant" and os.path.isfile(target):
-        raise ParameterError("output", f"output: {target!r} is a file; Qdrant's local mode needs a folder")
 
 
 def index_search(

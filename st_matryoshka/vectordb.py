@@ -39,6 +39,7 @@ Example:
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -201,7 +202,7 @@ class DatabaseIndex:
         if rescore_store not in (None, *STORES):
             raise ParameterError("rescore_store", f"rescore_store must be None or 'int8', got {rescore_store!r}")
         ranges = check_ranges(ranges, dim)
-        client = cls._connect(target)
+        client = cls._connect(cls._checked_target(target, create=True))
         found = cls._existing(client, target, collection, model_fingerprint, dim)
         if found is not None:
             if (found.info.precision, found.info.rescore_store) != (precision, rescore_store):
@@ -262,8 +263,11 @@ class DatabaseIndex:
         model_fingerprint: str | None = None,
         dim: int | None = None,
     ) -> DatabaseIndex:
-        """Open a collection; refuse it in one line when ``model_fingerprint`` or ``dim`` differ from its record."""
-        client = cls._connect(target)
+        """Open a collection; refuse it in one line when ``model_fingerprint`` or ``dim`` differ from its record.
+
+        A local target that does not exist is refused before anything is created.
+        """
+        client = cls._connect(cls._checked_target(target, create=False))
         found = cls._existing(client, target, collection, model_fingerprint, dim)
         if found is None:
             client.close()
@@ -285,6 +289,11 @@ class DatabaseIndex:
     @staticmethod
     def _connect(target: str) -> Any:
         raise NotImplementedError
+
+    @staticmethod
+    def _checked_target(target: str, create: bool) -> str:
+        """``target``, after refusing a local one this database must not touch (see each database's own)."""
+        return target
 
     @staticmethod
     def _read_record(client: Any, collection: str, target: str) -> IndexInfo | None:
@@ -310,10 +319,51 @@ class DatabaseIndex:
         raise NotImplementedError
 
 
+def is_milvus_lite_file(path: str) -> bool:
+    """Whether ``path`` is a Milvus Lite database: a SQLite file holding Milvus Lite's ``collection_meta`` table.
+
+    Read through SQLite in read-only mode, so the file is not changed.
+    """
+    import sqlite3
+    from urllib.request import pathname2url
+
+    try:
+        with open(path, "rb") as f:
+            if f.read(16) != b"SQLite format 3\x00":
+                return False
+        connection = sqlite3.connect(f"file:{pathname2url(os.path.abspath(path))}?mode=ro", uri=True)
+        try:
+            names = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        finally:
+            connection.close()
+    except (OSError, sqlite3.Error):
+        return False
+    return "collection_meta" in names
+
+
 class MilvusIndex(DatabaseIndex):
     """A model's codes in a Milvus collection (Milvus Lite file or server); see the module docstring."""
 
     engine = "milvus"
+
+    @staticmethod
+    def _checked_target(target: str, create: bool) -> str:
+        """Refuse a local file Milvus must not touch, before it opens the file.
+
+        An existing file that is not a Milvus Lite database (an application's SQLite file) is never written to, and
+        a missing one is not created when searching.
+        """
+        if not isinstance(target, str) or target.startswith(("http://", "https://")) or not target.endswith(".db"):
+            return target
+        if not os.path.exists(target):
+            if not create:
+                raise ParameterError("uri", f"uri: {target!r} does not exist; build the index first")
+            return target
+        if not is_milvus_lite_file(target):
+            raise ParameterError(
+                "uri", f"uri: {target!r} exists and is not a Milvus Lite database; nothing was written to it"
+            )
+        return target
 
     @staticmethod
     def _connect(target: str) -> Any:
@@ -415,6 +465,28 @@ class QdrantIndex(DatabaseIndex):
     """A model's float prefixes in a Qdrant collection, with Qdrant's binary quantisation; see the module docstring."""
 
     engine = "qdrant"
+
+    @staticmethod
+    def _checked_target(target: str, create: bool) -> str:
+        """Refuse a local folder Qdrant must not touch, before it opens the folder.
+
+        A missing folder is not created when searching; a file, or a folder of other files than Qdrant's local
+        storage, is not written to when building.
+        """
+        if not isinstance(target, str) or target.startswith(("http://", "https://")):
+            return target
+        if not os.path.exists(target):
+            if not create:
+                raise ParameterError("path", f"path: {target!r} does not exist; build the index first")
+            return target
+        if not os.path.isdir(target):
+            raise ParameterError("path", f"path: {target!r} is a file, not a Qdrant folder")
+        entries = set(os.listdir(target)) - {".lock"}
+        if entries and not os.path.isfile(os.path.join(target, "meta.json")):
+            raise ParameterError(
+                "path", f"path: {target!r} holds other files and is not a Qdrant folder; nothing was written to it"
+            )
+        return target
 
     @staticmethod
     def _connect(target: str) -> Any:

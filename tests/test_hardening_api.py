@@ -155,3 +155,33 @@ def test_default_dim_without_output_is_the_models_truncate_dim(minilm, scifact_s
     trained = st_matryoshka.train(minilm, data, config, source=source, default_dim=24)
     assert trained.metadata.default_dim == 24 and trained.model.truncate_dim == 24
     assert trained.model.encode(["a query"]).shape == (1, 24)
+
+
+def test_databases_touch_no_file_that_is_not_theirs(tmp_path):
+    """An application's SQLite file is not written to by a Milvus build; a search never creates a file or folder."""
+    import os
+    import sqlite3
+
+    pytest.importorskip("pymilvus")
+    pytest.importorskip("qdrant_client")
+    from st_matryoshka.vectordb import MilvusIndex, QdrantIndex
+
+    app = tmp_path / "app.db"
+    connection = sqlite3.connect(app)
+    connection.execute("CREATE TABLE users (name TEXT)")
+    connection.execute("INSERT INTO users VALUES ('ada')")
+    connection.commit()
+    connection.close()
+    before = app.read_bytes()
+    with pytest.raises(ParameterError, match="uri: .*app.db' exists and is not a Milvus Lite database"):
+        MilvusIndex.create(str(app), dim=32)
+    assert app.read_bytes() == before and sorted(os.listdir(tmp_path)) == ["app.db"]
+    with pytest.raises(ParameterError, match="uri: .*missing.db' does not exist"):
+        MilvusIndex.open(str(tmp_path / "missing.db"))
+    with pytest.raises(ParameterError, match="path: .*missing' does not exist"):
+        QdrantIndex.open(str(tmp_path / "missing"))
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "thesis.txt").write_text("years of work")
+    with pytest.raises(ParameterError, match="path: .*mine' holds other files and is not a Qdrant folder"):
+        QdrantIndex.create(str(tmp_path / "mine"), dim=32)
+    assert sorted(os.listdir(tmp_path)) == ["app.db", "mine"] and os.listdir(tmp_path / "mine") == ["thesis.txt"]
