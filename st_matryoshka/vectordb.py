@@ -406,9 +406,18 @@ class MilvusIndex(DatabaseIndex):
         self.client.create_collection(self.collection, schema=schema, index_params=params)
 
     def _missing(self, ids: list[str]) -> set[str]:
+        control = next((doc for doc in ids if any(ord(c) < 32 or ord(c) == 127 for c in doc)), None)
+        if control is not None:  # Milvus's filter grammar cannot name it, so a rebuild would insert it again
+            raise ParameterError(
+                "ids", f"ids: {control!r} holds a control character (tab, newline), which Milvus cannot look up; "
+                "nothing of this batch was sent"
+            )
         if self.info.count == 0:
             return set(ids)
-        found = self.client.query(self.collection, filter=f"id in {json.dumps(ids)}", output_fields=["id"])
+        # non-ASCII characters as themselves: Milvus reads no \\u escape, so an escaped 'café' never matched
+        found = self.client.query(
+            self.collection, filter=f"id in {json.dumps(ids, ensure_ascii=False)}", output_fields=["id"]
+        )
         return set(ids) - {row["id"] for row in found}
 
     def _insert(self, ids: list[str], prefix: np.ndarray) -> None:

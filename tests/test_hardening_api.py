@@ -185,3 +185,23 @@ def test_databases_touch_no_file_that_is_not_theirs(tmp_path):
     with pytest.raises(ParameterError, match="path: .*mine' holds other files and is not a Qdrant folder"):
         QdrantIndex.create(str(tmp_path / "mine"), dim=32)
     assert sorted(os.listdir(tmp_path)) == ["app.db", "mine"] and os.listdir(tmp_path / "mine") == ["thesis.txt"]
+
+
+def test_a_milvus_rebuild_sends_no_id_twice_whatever_its_characters(tmp_path):
+    pytest.importorskip("pymilvus")
+    import numpy as np
+
+    from st_matryoshka.vectordb import MilvusIndex
+
+    ids = ["café", "日本", 'x"y', "back\\slash", "q's"]
+    docs = np.random.default_rng(0).standard_normal((len(ids), 64)).astype(np.float32)
+    uri = str(tmp_path / "d.db")
+    for _ in range(3):
+        with MilvusIndex.create(uri, dim=32, precision="binary") as index:
+            index.add(docs, ids)
+            index.save()
+        with MilvusIndex.open(uri) as opened:
+            assert opened.info.count == len(ids)
+    with MilvusIndex.create(uri, dim=32, precision="binary") as index:
+        with pytest.raises(ParameterError, match=r"ids: 'a\\tb' holds a control character"):
+            index.add(docs[:1], ["a\tb"])
