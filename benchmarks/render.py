@@ -17,7 +17,7 @@ from render_quantization import quantization_section
 from render_scale import scale_section
 from render_search import search_section
 from render_smec import smec_section
-from render_supervision import supervision_section
+from render_supervision import corpus_section, supervision_section
 from render_thresholds import thresholds_section
 from render_timing import mteb_timing_section, serving_section, throughput_section
 from render_vectordb import vectordb_section
@@ -34,6 +34,7 @@ def main() -> None:
     out += serving_section()
     out += throughput_section()
     out += mteb_timing_section()
+    out += corpus_section()
     out += supervision_section()
     out += vectors_section()
     out += frontier_section()

@@ -18,7 +18,8 @@ def published_section() -> list[str]:
         "    OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 .venv/bin/python recipes/publish_scifact.py "
         "--data ../shared/data/scifact --out runs/publish",
         "",
-        "1 thread, seed 42, defaults (`--default-dim 96` for the adaptors); scored by `st-matryoshka evaluate "
+        "1 thread, seed 42, the defaults before issue 40 (their guard is `--corpus-mode growing` now; "
+        "`--default-dim 96` for the adaptors); scored by `st-matryoshka evaluate "
         "--record` on SciFact test, NDCG@10, with the base model's truncation and PCA on the same queries. "
         "The cards are rendered from these `st_matryoshka.json` files.",
         "",

@@ -10,8 +10,8 @@ BENCHMARKS.md (half of the test queries train, by a hash of the id, the other ha
 Variants (``--variants``) change one setting from the defaults, for the ablation:
     default            the CLI defaults (since issue 32: both validation kinds, the interpolating guard; the rows
                        recorded under this name were run before issue 40, so they are what ``growing`` is now)
-    fixed              corpus="fixed" (the default since issue 40): chosen and checked on query-hash queries
-    growing            corpus="growing": the document-disjoint queries are held to the tolerance too
+    fixed              corpus_mode="fixed" (the default since issue 40): chosen and checked on query-hash queries
+    growing            corpus_mode="growing": the document-disjoint queries are held to the tolerance too
     query_hash         validation queries held out by a hash of the id only (the split before issue 24)
     both               both validation kinds (the default since issue 32)
     document_disjoint  document-disjoint validation only (the default of issue 24, now with interpolation)
@@ -55,8 +55,8 @@ from st_matryoshka.engine import fit_adaptor
 TARGET_DIMS = [192, 96, 48, 24]
 VARIANTS = {
     "default": {},
-    "fixed": {"corpus": "fixed"},
-    "growing": {"corpus": "growing"},
+    "fixed": {"corpus_mode": "fixed"},
+    "growing": {"corpus_mode": "growing"},
     "query_hash": {"validation_split": "query-hash"},
     "both": {"validation_split": "both"},
     "before_fix": {"validation_split": "query-hash", "distill_weight": 0.0},

@@ -316,7 +316,6 @@ FLAG_OF = {
         "corpus_vectors": "--embeddings",
         "qrels": "--train-split",
         "config": "--method",
-        "corpus": "--corpus-mode",
     },
     "fit-vectors": {"corpus_vectors": "--corpus", "supervised": "--qrels", "config": "--method"},
     "extend": {"dim": "--dims", "corpus_vectors": "--embeddings", "qrels": "--data"},

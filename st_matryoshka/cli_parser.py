@@ -115,7 +115,7 @@ def _training_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--corpus-mode",
-        dest="corpus",
+        dest="corpus_mode",
         choices=list(CORPUS_MODES),
         default=None,
         help="The deployment --supervised protects: fixed (default: the corpus stays, new queries come; the guard "

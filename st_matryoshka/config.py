@@ -25,7 +25,7 @@ METHODS = ("matryoshka-adaptor", "pca", "search-adaptor", "smec")
 SUPERVISED_PARAMETERS = ("all", "last-layer")
 BIT_THRESHOLDS = ("median", "mean", "none")
 CORPUS_MODES = ("fixed", "growing")
-"""What the supervised guard protects (``corpus``): a fixed corpus queried by new queries, or a growing one."""
+"""What the supervised guard protects (``corpus_mode``): a fixed corpus queried by new queries, or a growing one."""
 
 
 @dataclass
@@ -73,8 +73,8 @@ class AdaptorTrainingConfig:
             everything is chosen for documents no label cites, for a corpus that grows with such documents) or
             ``query-hash`` (by a hash of the id only). Too connected qrels fall back to ``query-hash`` with a
             logged line (:func:`st_matryoshka.data.validation_split`).
-        corpus: The deployment the guard protects (with ``validation_split="both"``). ``fixed`` (default): a corpus
-            that stays as it is, queried by new queries (the BEIR protocol): the interpolation is chosen and
+        corpus_mode: The deployment the guard protects (with ``validation_split="both"``). ``fixed`` (default): a
+            corpus that stays as it is, queried by new queries (the BEIR protocol): the interpolation is chosen and
             checked on held-out queries about documents training cites; what it costs on held-out queries about
             documents no label cites is recorded in ``selection`` and stated on the card, not enforced.
             ``growing``: a corpus that grows with documents no label will cite: those queries must also never fall
@@ -152,7 +152,7 @@ class AdaptorTrainingConfig:
     negative_pool: int = 50
     validation_fraction: float = 0.15
     validation_split: str = "both"  # document-disjoint alone cost ~0.1 on SciFact's test queries (issue 32)
-    corpus: str = "fixed"
+    corpus_mode: str = "fixed"
     min_validation_queries: int = 10
     guard_tolerance: float = 0.005  # "never worse" is per dim: a higher mean hid SMEC's −0.05 at 24 dims (Cranfield)
     interpolation_steps: int = 10
@@ -216,8 +216,10 @@ class AdaptorTrainingConfig:
                 f"supervised_parameters must be one of {list(SUPERVISED_PARAMETERS)}, "
                 f"got {self.supervised_parameters!r}",
             )
-        if self.corpus not in CORPUS_MODES:
-            raise ParameterError("corpus", f"corpus must be one of {list(CORPUS_MODES)}, got {self.corpus!r}")
+        if self.corpus_mode not in CORPUS_MODES:
+            raise ParameterError(
+                "corpus_mode", f"corpus_mode must be one of {list(CORPUS_MODES)}, got {self.corpus_mode!r}"
+            )
         if self.validation_split not in VALIDATION_SPLITS:
             raise ParameterError(
                 "validation_split",

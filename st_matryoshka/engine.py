@@ -285,7 +285,7 @@ def check_supervised_data(data: RetrievalData, config: AdaptorTrainingConfig) ->
         data.qrels, config.validation_fraction, config.validation_split, config.seed, config.min_validation_queries
     )
     # Too few validation queries: the supervised phase will not run (train_phases says so), nothing to refuse
-    enough = enough_validation(split, config.min_validation_queries, config.corpus)
+    enough = enough_validation(split, config.min_validation_queries, config.corpus_mode)
     if (not split.fit or not split.held_out) and enough:
         raise ParameterError(
             "qrels",
@@ -590,7 +590,7 @@ def train_phases(
                 config.min_validation_queries,
             )
             log_split(split)
-            if not enough_validation(split, config.min_validation_queries, config.corpus):
+            if not enough_validation(split, config.min_validation_queries, config.corpus_mode):
                 results.append(skipped_supervised(split, config))
             else:
                 fit_ids, val_ids = split.fit, split.held_out
@@ -818,7 +818,7 @@ def selection_record(split: ValidationSplit, config: AdaptorTrainingConfig, a: f
         "reason": reason,
         "min_validation_queries": config.min_validation_queries,
         "guard_tolerance": config.guard_tolerance,
-        "corpus": config.corpus,
+        "corpus_mode": config.corpus_mode,
     }
 
 
@@ -851,8 +851,8 @@ def interpolate_supervised(
         adaptor.load_state_dict(interpolated_state(unsupervised_state, supervised_state, a))
         grid.append({"a": a, **validation_scores(model, evaluator, dims)})
     kinds = ["seen", "validation"] if split.seen else ["validation"]
-    guarded = kinds if config.corpus == "growing" else kinds[:1]  # fixed: the queries that choose also check
-    enough = enough_validation(split, config.min_validation_queries, config.corpus)
+    guarded = kinds if config.corpus_mode == "growing" else kinds[:1]  # fixed: the queries that choose also check
+    enough = enough_validation(split, config.min_validation_queries, config.corpus_mode)
     best, reason = choose_interpolation(grid, guarded, config.guard_tolerance, enough)
     a = grid[best]["a"]
     adaptor.load_state_dict(interpolated_state(unsupervised_state, supervised_state, a))

@@ -259,12 +259,12 @@ def test_train_supervised_records_and_cards_the_selection(scifact_slice, tmp_pat
     card = (out / "README.md").read_text()
     assert "**Supervised selection:**" in card and "no training query cites" in card
     assert f"kept **a = {selection['interpolation']}**" in card and "queries about cited documents, kept" in card
-    assert selection["corpus"] == "fixed" and "what it costs on" in card and "--corpus-mode growing" in card
+    assert selection["corpus_mode"] == "fixed" and "what it costs on" in card and "--corpus-mode growing" in card
     assert selection["guard_tolerance"] == 0.005
     # issue 40: the growing corpus also holds the queries about uncited documents to the tolerance
     assert main(argv(tmp_path / "growing", "--corpus-mode", "growing")) == 0
     growing = json.loads((tmp_path / "growing" / "st_matryoshka.json").read_text())["selection"]
-    assert growing["corpus"] == "growing" and growing["validation"] == "both"
+    assert growing["corpus_mode"] == "growing" and growing["validation"] == "both"
     card = (tmp_path / "growing" / "README.md").read_text()
     assert "never falling more than 0.005 below the unsupervised adaptor" in card
     for point in growing["grid"]:  # every admissible point the guard could keep
@@ -296,6 +296,6 @@ def test_a_fixed_corpus_guard_needs_enough_queries_of_the_kind_that_chooses_only
     assert enough_validation(split, 10, "fixed") and not enough_validation(split, 10, "growing")
     from st_matryoshka import MatryoshkaAdaptorConfig
 
-    assert MatryoshkaAdaptorConfig().corpus == "fixed"
-    with pytest.raises(ParameterError, match="corpus must be one of"):
-        MatryoshkaAdaptorConfig(corpus="static")
+    assert MatryoshkaAdaptorConfig().corpus_mode == "fixed"
+    with pytest.raises(ParameterError, match="corpus_mode must be one of"):
+        MatryoshkaAdaptorConfig(corpus_mode="static")
