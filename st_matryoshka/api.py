@@ -51,14 +51,14 @@ from st_matryoshka.config import METHODS, BackboneSource, SMECTrainingConfig, Ve
 from st_matryoshka.data import RetrievalData, load_beir
 from st_matryoshka.engine import StageResult, pca_adaptor
 from st_matryoshka.evaluation import evaluate_per_dim
+from st_matryoshka.evaluation.frontier import FRONTIER_FILES, write_frontier
 from st_matryoshka.evaluation.frontier import frontier as frontier_rows
-from st_matryoshka.evaluation.frontier import write_frontier
 from st_matryoshka.evaluation.quantized import evaluate_quantized
 from st_matryoshka.export import export_model, push_to_hub
 from st_matryoshka.index import VectorIndex
 from st_matryoshka.loading import load_model, resolve_model_path
 from st_matryoshka.metadata import METADATA_FILE, TRAINING_FILE, MatryoshkaMetadata, matryoshka_dims
-from st_matryoshka.model_card import MatryoshkaModelCardData, dataset_key, write_card_files
+from st_matryoshka.model_card import dataset_key, write_card_files
 from st_matryoshka.quantization import bytes_per_vector, check_precisions, stored_ranges
 from st_matryoshka.surgery import (
     backbone_dim,
@@ -66,12 +66,12 @@ from st_matryoshka.surgery import (
     data_fast_model,
     head_of,
     head_outputs,
-    native_model,
     smec_adaptor_of,
 )
 from st_matryoshka.training import (
     calibrate,
     fit_pca_adaptor,
+    native_with_metadata,
     save_model_atomic,
     stage_summary,
     train_adaptor,
@@ -123,12 +123,7 @@ class Trained:
     def __post_init__(self) -> None:
         if self.model is None:
             return
-        self.model = native_model(self.model)
-        card = self.model.model_card_data
-        if isinstance(card, MatryoshkaModelCardData):
-            card.matryoshka = self.metadata
-        self.model.truncate_dim = self.metadata.default_dim
-        self.adaptor.matryoshka_metadata = self.metadata
+        self.model = native_with_metadata(self.model, self.metadata)
 
     def save(self, output: str, overwrite: bool = False) -> None:
         """Write the model folder (or, for vectors alone, the adaptor folder) to ``output``, atomically.
@@ -472,7 +467,7 @@ def frontier(
     source = source or BackboneSource()
     precisions = check_precisions(precisions, check_dims(dims, name="dims"), rescore)
     check_creatable(os.path.join(output, "frontier.json"), "output")
-    for name in ("frontier.json", "frontier.md", "frontier.png"):
+    for name in FRONTIER_FILES:
         if os.path.lexists(os.path.join(output, name)) and not overwrite:
             raise ParameterError(
                 "output", f"output: {os.path.join(output, name)!r} already exists; pass overwrite=True to replace it"

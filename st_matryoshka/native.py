@@ -165,12 +165,20 @@ def _fold(adaptor: MatryoshkaAdaptor, smec: bool) -> list[nn.Module]:
     return [*modules, _dense(final_w, final_b)]
 
 
+def non_finite_tensor(module: nn.Module) -> str | None:
+    """The name of the first weight or buffer of ``module`` holding NaN or infinity, or ``None``."""
+    for name, tensor in module.state_dict().items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            return name
+    return None
+
+
 def check_finite(adaptor: nn.Module, where: str = "") -> None:
     """Refuse an adaptor with a NaN or infinite weight or buffer, naming the tensor (and ``where`` it came from)."""
-    for name, tensor in adaptor.state_dict().items():
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            place = f" in {where}" if where else ""
-            raise ValueError(f"{type(adaptor).__name__}: tensor {name}{place} holds NaN or infinity")
+    name = non_finite_tensor(adaptor)
+    if name is not None:
+        place = f" in {where}" if where else ""
+        raise ValueError(f"{type(adaptor).__name__}: tensor {name}{place} holds NaN or infinity")
 
 
 @torch.no_grad()

@@ -35,6 +35,7 @@ __all__ = [
     "AdaptorTrainingConfig",  # documented import (README); its home is st_matryoshka.config
     "fit_pca_adaptor",
     "metadata_for",
+    "native_with_metadata",
     "save_model_atomic",
     "search_adaptor_config",
     "train_adaptor",
@@ -190,6 +191,29 @@ def metadata_for(
     )
 
 
+def native_with_metadata(model: SentenceTransformer, metadata: MatryoshkaMetadata | None) -> SentenceTransformer:
+    """``model`` as Sentence-Transformers' own modules, carrying ``metadata``.
+
+    The folding is :func:`~st_matryoshka.surgery.native_model`; ``metadata`` goes into the card data (which writes
+    ``st_matryoshka.json`` and the trainable adaptor on any save), ``truncate_dim`` (``metadata.default_dim``) and
+    the trainable adaptor. What :class:`~st_matryoshka.api.Trained` holds and :func:`save_model_atomic` writes.
+    """
+    model = native_model(model)
+    if metadata is None:
+        return model
+    card = model.model_card_data
+    if not isinstance(card, MatryoshkaModelCardData):
+        card = fresh_card_data(model)
+        model.model_card_data = card
+        card.register_model(model)
+    card.matryoshka = metadata
+    model.truncate_dim = metadata.default_dim
+    record = trainable_of(model)
+    if record is not None:
+        record.module.matryoshka_metadata = metadata
+    return model
+
+
 def save_model_atomic(
     model: SentenceTransformer,
     output: str,
@@ -210,18 +234,8 @@ def save_model_atomic(
     training record (``st_matryoshka_training.json``), ``metadata`` as ``st_matryoshka.json``, and the model card is
     rendered from ``metadata``.
     """
-    model = native_model(model)  # Sentence-Transformers' own modules; the trainable adaptor is written beside them
+    model = native_with_metadata(model, metadata)
     record = trainable_of(model)
-    if metadata is not None:
-        card = model.model_card_data
-        if not isinstance(card, MatryoshkaModelCardData):
-            card = fresh_card_data(model)
-            model.model_card_data = card
-            card.register_model(model)
-        card.matryoshka = metadata
-        model.truncate_dim = metadata.default_dim
-        if record is not None:
-            record.module.matryoshka_metadata = metadata
     if not is_main_process():  # under torchrun every process holds the same weights; rank 0 writes them
         return
     with atomic_folder(output, overwrite=overwrite, inputs=inputs) as tmp:

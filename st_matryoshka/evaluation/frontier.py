@@ -68,11 +68,16 @@ def frontier(
     return rows
 
 
+FRONTIER_FILES = ("frontier.json", "frontier.md", "frontier.png")
+"""What :func:`write_frontier` writes into its folder."""
+
+
 def write_frontier(rows: Sequence[dict[str, Any]], output: str, title: str = "") -> None:
     """``frontier.json``, ``frontier.md`` (every point, Pareto points marked) and ``frontier.png`` in ``output``."""
     os.makedirs(output, exist_ok=True)
     fronts = pareto_fronts(rows)
-    with open(os.path.join(output, "frontier.json"), "w", encoding="utf-8") as f:
+    json_file, md_file, png_file = (os.path.join(output, name) for name in FRONTIER_FILES)
+    with open(json_file, "w", encoding="utf-8") as f:
         json.dump({"rows": list(rows), "pareto": fronts}, f, indent=2)
     speed = all("qps" in r for r in rows) and bool(rows)
     lines = [
@@ -91,6 +96,6 @@ def write_frontier(rows: Sequence[dict[str, Any]], output: str, title: str = "")
             f"\nQueries per second: an exact FAISS index of the corpus at each dim and precision, "
             f"{rows[0]['qps_threads']} threads (the same for every method at one dim and precision)."
         )
-    with open(os.path.join(output, "frontier.md"), "w", encoding="utf-8") as f:
+    with open(md_file, "w", encoding="utf-8") as f:
         f.write("\n".join(lines) + "\n")
-    plot_frontier(rows, os.path.join(output, "frontier.png"), title)
+    plot_frontier(rows, png_file, title)

@@ -135,11 +135,11 @@ class StMatryoshkaModule(Module):
         check_config_against_weights(cls, config, weights, model_name_or_path)
         module = cls(**config)
         module = cls.load_torch_weights(model_name_or_path, model=module, **hub_kwargs)
-        module.matryoshka_metadata = _model_metadata(cls, model_name_or_path, {**hub_kwargs, "subfolder": ""})
+        module.matryoshka_metadata = model_metadata(cls, model_name_or_path, {**hub_kwargs, "subfolder": ""})
         return module
 
 
-def _model_metadata(cls: type, model_name_or_path: str, hub_kwargs: dict[str, Any]) -> dict[str, Any] | None:
+def model_metadata(cls: type, model_name_or_path: str, hub_kwargs: dict[str, Any]) -> dict[str, Any] | None:
     """The model folder's (or repo's) ``st_matryoshka.json`` as a dict, or ``None``.
 
     ``None`` when it has none or it is not JSON (``matryoshka_dims`` reports a damaged file; loading the module does
