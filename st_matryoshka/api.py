@@ -266,9 +266,10 @@ def train(
         loaded, method, retrieval, corpus_vectors, query_vectors, settings, supervised, record, data, callbacks
     )
     record.update(stages=stage_summary(stages), train_seconds=time.perf_counter() - start)
+    result = Trained(trained, adaptor, metadata, stages, record)  # folds the adaptor once, for memory and the save
     if output is not None:
-        save_model_atomic(trained, output, overwrite=overwrite, extra=record, metadata=metadata)
-    return Trained(trained, adaptor, metadata, stages, record)
+        result.save(output, overwrite=overwrite)
+    return result
 
 
 def extend(
@@ -333,8 +334,9 @@ def extend(
         metadata.default_dim, metadata.license = previous.default_dim, previous.license
         metadata.losses = {**previous.losses, **metadata.losses}
     calibrate(metadata, adaptor, corpus_vectors, data_path)  # the new dim's int8 ranges too
-    save_model_atomic(loaded, output, overwrite=overwrite, extra=info, metadata=metadata)
-    return Trained(loaded, adaptor, metadata, stages, info)
+    result = Trained(loaded, adaptor, metadata, stages, info)
+    result.save(output, overwrite=overwrite)
+    return result
 
 
 def evaluate(
